@@ -1,0 +1,1 @@
+//! Augmentations (DSA, Mixup, CutMix, ZCA) with counter-based draws shared by every backend.

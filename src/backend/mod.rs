@@ -1,0 +1,264 @@
+//! `trait Backend`: the compute contract between the trainer and a device (CPU reference, CUDA).
+//!
+//! Conventions every implementation follows:
+//! - S (students) is the outermost dimension of every buffer; each shape comment names it.
+//! - All parameters of all students live in one flat (S, P) buffer; gradients and optimizer state
+//!   use the same layout. A layer finds its tensors through [`ParamAt`] offsets into a student's row.
+//! - Ops overwrite their outputs (gradients included); nothing accumulates across calls.
+//! - The trainer, planner and metrics only see this trait, never a concrete device.
+
+pub mod cpu;
+
+use crate::error::Result;
+
+/// Element types a device buffer can hold.
+pub trait Elem: Copy + Default + Send + Sync + 'static {}
+impl Elem for f32 {}
+impl Elem for u32 {}
+
+/// Where one layer's tensors sit inside a student's parameter row of length `row` (= P).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamAt {
+    pub weight: usize,
+    pub bias: usize,
+    pub row: usize,
+}
+
+/// A 3×3 convolution with stride 1 and bias, batched over students and images.
+/// Input (S, B, cin, h, w), output (S, B, cout, h + 2·pad − 2, w + 2·pad − 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    pub fn out_h(&self) -> usize {
+        self.h + 2 * self.pad - 2
+    }
+    pub fn out_w(&self) -> usize {
+        self.w + 2 * self.pad - 2
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NormKind {
+    /// GroupNorm(C, C): per sample and channel over H×W, affine.
+    Instance,
+    /// BatchNorm2d: per channel over (B, H, W), running statistics.
+    Batch,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Norm → ReLU → 2×2 average pool, fused. Input (S, B, c, h, w), output (S, B, c, h/2, w/2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kind: NormKind,
+    pub eps: f32,
+    /// Batch norm running-statistics momentum (PyTorch's 0.1).
+    pub momentum: f32,
+}
+
+/// y = x·Wᵀ + b. Input (S, B, fin), weight (fout, fin), output (S, B, fout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub fin: usize,
+    pub fout: usize,
+}
+
+/// Training losses (DESIGN.md §3), each the mean over the batch.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LossKind {
+    CrossEntropy,
+    Kl { temperature: f32, scale_loss: bool },
+    Sce { temperature: f32, scale_loss: bool },
+    MseGt { w_mse: f32, w_ce: f32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    AdamW,
+}
+
+/// PyTorch-semantics optimizer settings shared by a cohort; learning rates are per student.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerCfg {
+    pub kind: OptimizerKind,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// The compute contract. `Buf<T>` is a device buffer of `len` elements.
+pub trait Backend: Send + Sync {
+    type Buf<T: Elem>: Send + Sync;
+
+    /// A one-line description of the device ("cpu (2 threads)", "cuda:0 NVIDIA H100 ...").
+    fn describe(&self) -> String;
+
+    // ---- memory ------------------------------------------------------------------------------
+    /// A zero-filled buffer.
+    fn alloc<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
+    fn upload<T: Elem>(&self, host: &[T]) -> Result<Self::Buf<T>>;
+    /// Overwrite `dst` (same length as `host`) with host data.
+    fn write<T: Elem>(&self, host: &[T], dst: &mut Self::Buf<T>) -> Result<()>;
+    fn download<T: Elem>(&self, src: &Self::Buf<T>) -> Result<Vec<T>>;
+    fn len<T: Elem>(&self, buf: &Self::Buf<T>) -> usize;
+    /// Wait until all queued work is done (a no-op on the CPU).
+    fn synchronize(&self) -> Result<()>;
+
+    // ---- data movement -----------------------------------------------------------------------
+    /// dst[m, :] = src[idx[m], :] with rows of `row_len`. src (N, row_len), idx (M), dst (M, row_len).
+    fn gather_rows(
+        &self,
+        src: &Self::Buf<f32>,
+        row_len: usize,
+        idx: &Self::Buf<u32>,
+        dst: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    // ---- model ops ---------------------------------------------------------------------------
+    /// x (S, B, cin, h, w), params (S, P) → y (S, B, cout, oh, ow).
+    fn conv3x3_forward(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked, and the weight and bias
+    /// gradients written into grads (S, P) at `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv3x3_backward(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        dy: &Self::Buf<f32>,
+        dx: Option<&mut Self::Buf<f32>>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// y (S, B, c, h, w) → out (S, B, c, h/2, w/2). Saves what backward needs in `stats`
+    /// (instance: (S, B, c, 2) mean and 1/std; batch: (S, c, 2); none: unused). Batch norm in train
+    /// mode updates `running` (S, 2c): running_mean then running_var (unbiased), at `running_at`;
+    /// in eval mode it normalises with them. `at.weight`/`at.bias` are γ and β.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_relu_pool_forward(
+        &self,
+        g: &NormGeom,
+        mode: Mode,
+        y: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        running: &mut Self::Buf<f32>,
+        running_at: ParamAt,
+        stats: &mut Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// dout (S, B, c, h/2, w/2) → dy (S, B, c, h, w), γ and β gradients into grads at `at`.
+    /// Train mode only (the statistics come from `stats` saved by forward).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_relu_pool_backward(
+        &self,
+        g: &NormGeom,
+        y: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        stats: &Self::Buf<f32>,
+        dout: &Self::Buf<f32>,
+        dy: &mut Self::Buf<f32>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// x (S, B, fin), params (S, P) → out (S, B, fout).
+    fn linear_forward(
+        &self,
+        g: &LinearGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        out: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// dout (S, B, fout) → dx (S, B, fin) when asked; weight and bias gradients into grads at `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        dout: &Self::Buf<f32>,
+        dx: Option<&mut Self::Buf<f32>>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// logits (S, B, K), labels (S, B), soft targets (S, B, K) for the soft losses → the loss per
+    /// student (S) and d loss / d logits (S, B, K).
+    #[allow(clippy::too_many_arguments)]
+    fn loss(
+        &self,
+        kind: LossKind,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &Self::Buf<f32>,
+        labels: &Self::Buf<u32>,
+        soft: Option<&Self::Buf<f32>>,
+        loss: &mut Self::Buf<f32>,
+        dlogits: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// One optimizer step (1-based `step`) over params, grads, state1, state2 (all (S, P)) with the
+    /// per-student learning rates lrs (S). SGD keeps its momentum in state1; Adam/AdamW m and v.
+    #[allow(clippy::too_many_arguments)]
+    fn optimizer_step(
+        &self,
+        cfg: &OptimizerCfg,
+        step: u32,
+        lrs: &Self::Buf<f32>,
+        params: &mut Self::Buf<f32>,
+        grads: &Self::Buf<f32>,
+        state1: &mut Self::Buf<f32>,
+        state2: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// Adds to correct (S) the number of rows whose arg-max logit (first on ties) equals the label.
+    /// logits (S, B, K), labels (S, B).
+    fn count_correct(
+        &self,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &Self::Buf<f32>,
+        labels: &Self::Buf<u32>,
+        correct: &mut Self::Buf<u32>,
+    ) -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! Data in: real datasets, synthetic sets, PyTorch files, teachers, random subsets.

@@ -1,0 +1,1 @@
+//! DD-Ranking scores: the training plan, accuracies, HLR / IOR / LRS and ARS.

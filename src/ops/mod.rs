@@ -1,0 +1,1 @@
+//! One folder per op family: shapes, the CPU reference, the CUDA launcher, and their tests.

@@ -1,0 +1,1 @@
+//! Training: optimizers and schedules over the flat (S, P) buffer, and the cohort trainer.
