@@ -1,1 +1,8 @@
 //! DD-Ranking scores: the training plan, accuracies, HLR / IOR / LRS and ARS.
+//!
+//! Flow: [`config`] (+ [`yaml`]) → [`plan`] (trainings and cohorts) → the cohort trainer →
+//! [`scores`] per run → [`report`].
+
+pub mod config;
+pub mod scores;
+pub mod yaml;
