@@ -3,6 +3,8 @@
 //! Flow: [`config`] (+ [`yaml`]) → [`plan`] (trainings and cohorts) → the cohort trainer →
 //! [`scores`] per run → [`report`].
 
+pub mod cache;
 pub mod config;
+pub mod plan;
 pub mod scores;
 pub mod yaml;
