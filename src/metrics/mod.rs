@@ -6,5 +6,7 @@
 pub mod cache;
 pub mod config;
 pub mod plan;
+pub mod reduce;
+pub mod report;
 pub mod scores;
 pub mod yaml;

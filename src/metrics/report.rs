@@ -1,0 +1,218 @@
+//! What an evaluation hands back to its user: the table on stdout, the JSON record and the CSV.
+//!
+//! Inside the record everything is a fraction (as DESIGN.md §2's formulas use them); only the
+//! table prints ×100.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::write_atomic;
+use super::config::{EvalConfig, Metric};
+use super::reduce::Outcome;
+use crate::error::{Error, Result};
+
+/// Where one training's result came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Trained in this invocation.
+    Ran,
+    /// Found in the shared cache (a method-independent baseline from an earlier evaluation).
+    Cached,
+    /// Found in this output folder's journal (an interrupted evaluation resumed).
+    Resumed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingTiming {
+    pub id: usize,
+    pub what: String,
+    pub key: String,
+    pub source: Source,
+    /// Seconds it took when it was trained (its cohort's time / cohort size), from the record.
+    pub seconds: f64,
+    pub acc: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Wall-clock seconds of this invocation, loading data included.
+    pub total_s: f64,
+    /// Seconds spent training in this invocation.
+    pub train_s: f64,
+    pub ran: usize,
+    pub cached: usize,
+    pub resumed: usize,
+    pub cohorts_run: usize,
+    pub trainings: Vec<TrainingTiming>,
+}
+
+/// The JSON record written under `--out DIR` as `result.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub ddr_fast_version: String,
+    pub metric: Metric,
+    pub device: String,
+    pub config: EvalConfig,
+    pub timings: Timings,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Things the user should know (reduced recipe of the demo, warnings of the config, ...).
+    pub notes: Vec<String>,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:6.2}", 100.0 * x)
+}
+
+/// The human-readable table.
+pub fn table(cfg: &EvalConfig, rec: &EvalRecord) -> String {
+    let o = &rec.outcome;
+    let mut s = String::new();
+    let title = match o.metric {
+        Metric::LrsHard => "LRS (hard-label method)",
+        Metric::LrsSoft => "LRS (soft-label method)",
+        Metric::Ars => "ARS",
+        Metric::Acc => "accuracy",
+    };
+    let _ = writeln!(
+        s,
+        "ddr-fast {}: {title} of {} on {} IPC {} with {} (width {}), {} run(s), device {}",
+        rec.ddr_fast_version,
+        cfg.syn_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the demo coreset".into()),
+        cfg.dataset,
+        cfg.ipc,
+        cfg.model,
+        cfg.width,
+        o.runs.len(),
+        rec.device
+    );
+    let score_names: &[&str] = match o.metric {
+        Metric::LrsHard | Metric::LrsSoft => &["hlr", "ior", "lrs"],
+        Metric::Ars => &["with_aug", "without_aug", "ars"],
+        Metric::Acc => &["accuracy"],
+    };
+    let _ = writeln!(
+        s,
+        "\n  {:<12} {:>7}   {:>6}   (×100, mean ± population std over runs)",
+        "score", "mean", "std"
+    );
+    for n in score_names {
+        if let Some(m) = o.summary.get(*n) {
+            let _ = writeln!(
+                s,
+                "  {:<12} {} ± {}",
+                n.to_uppercase(),
+                pct(m.mean),
+                pct(m.std)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n  {:<12} {:>7}   {:>6}   chosen learning rate per run",
+        "accuracy %", "mean", "std"
+    );
+    if let Some(first) = o.runs.first() {
+        for q in first.acc.keys() {
+            let m = &o.summary[q];
+            let lrs: Vec<String> = o
+                .runs
+                .iter()
+                .map(|r| {
+                    r.lr.get(q)
+                        .map(|l| format!("{l}"))
+                        .unwrap_or_else(|| "given".into())
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<12} {} ± {}   {}",
+                q,
+                pct(m.mean),
+                pct(m.std),
+                lrs.join(" ")
+            );
+        }
+    }
+    let t = &rec.timings;
+    let _ = writeln!(
+        s,
+        "\n  trainings: {} run, {} from cache, {} resumed; {:.1} s total ({:.1} s training)",
+        t.ran, t.cached, t.resumed, t.total_s, t.train_s
+    );
+    for w in &o.stopped {
+        let _ = writeln!(s, "  stopped (non-finite loss): {w}");
+    }
+    for n in &rec.notes {
+        let _ = writeln!(s, "  note: {n}");
+    }
+    s
+}
+
+/// The CSV: one row per run, then `mean` and `std` rows; accuracies and scores as fractions.
+pub fn csv(rec: &EvalRecord) -> String {
+    let o = &rec.outcome;
+    let Some(first) = o.runs.first() else {
+        return String::new();
+    };
+    let acc_names: Vec<&String> = first.acc.keys().collect();
+    let score_names: Vec<&String> = first.scores.keys().collect();
+    let mut s = String::from("run,seed");
+    for n in &acc_names {
+        let _ = write!(s, ",acc_{n},lr_{n}");
+    }
+    for n in &score_names {
+        let _ = write!(s, ",{n}");
+    }
+    s.push('\n');
+    for r in &o.runs {
+        let _ = write!(s, "{},{}", r.run, r.seed);
+        for n in &acc_names {
+            let lr = r.lr.get(*n).map(|l| l.to_string()).unwrap_or_default();
+            let _ = write!(s, ",{},{lr}", r.acc[*n]);
+        }
+        for n in &score_names {
+            let _ = write!(s, ",{}", r.scores[*n]);
+        }
+        s.push('\n');
+    }
+    for (label, pick) in [("mean", 0), ("std", 1)] {
+        let _ = write!(s, "{label},");
+        let get = |n: &str| {
+            o.summary
+                .get(n)
+                .map(|m| if pick == 0 { m.mean } else { m.std })
+                .unwrap_or(f64::NAN)
+        };
+        for n in &acc_names {
+            let _ = write!(s, ",{},", get(n));
+        }
+        for n in &score_names {
+            let _ = write!(s, ",{}", get(n));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `result.json` and `result.csv` into `dir` (each atomically), and the CSV also to
+/// `csv_path` when DD-Ranking's `save_path` asked for one.
+pub fn write_outputs(rec: &EvalRecord, dir: Option<&Path>, csv_path: Option<&Path>) -> Result<()> {
+    let csv_text = csv(rec);
+    if let Some(dir) = dir {
+        let json =
+            serde_json::to_string_pretty(rec).map_err(|e| Error::format(dir, e.to_string()))?;
+        write_atomic(&dir.join("result.json"), json.as_bytes())?;
+        write_atomic(&dir.join("result.csv"), csv_text.as_bytes())?;
+    }
+    if let Some(p) = csv_path {
+        write_atomic(p, csv_text.as_bytes())?;
+    }
+    Ok(())
+}
