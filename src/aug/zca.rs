@@ -1,0 +1,264 @@
+//! ZCA whitening as DD-Ranking fits it (kornia `ZCAWhitening(eps=0.1, compute_inv=True)` over
+//! samples along dim 0): mean μ over the training images, unbiased covariance
+//! Σ = (X − μ)ᵀ(X − μ)/(N − 1), transform W = U·diag(1/√(S + eps))·Uᵀ, x' = (x − μ)·W.
+//! The covariance and eigendecomposition are f64 (kornia's are f32: ours is the closer one to the
+//! exact transform); the transform is stored and applied in f32 like kornia's.
+
+use rayon::prelude::*;
+
+use super::eigen::sym_eigen;
+use crate::error::{Error, Result};
+
+/// DD-Ranking's ZCA regulariser.
+pub const ZCA_EPS: f64 = 0.1;
+
+/// Rows of X centred and multiplied per covariance chunk (bounds the f64 copy to 32 MiB at D = 3072).
+const COV_CHUNK_ROWS: usize = 1365;
+
+/// A fitted whitening for images of `dim` = C·H·W values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zca {
+    pub dim: usize,
+    /// (D)
+    pub mean: Vec<f32>,
+    /// (D, D), symmetric.
+    pub transform: Vec<f32>,
+}
+
+impl Zca {
+    /// Fits on x (N, D) with N ≥ 2 (the unbiased covariance needs two samples).
+    pub fn fit(x: &[f32], n: usize, dim: usize, eps: f64) -> Result<Zca> {
+        if n < 2 || dim == 0 {
+            return Err(Error::config(format!(
+                "ZCA: fitting needs at least 2 images of at least 1 value, got {n} of {dim}"
+            )));
+        }
+        if x.len() != n * dim {
+            return Err(Error::shape(format!(
+                "ZCA fit: {} values for ({n}, {dim})",
+                x.len()
+            )));
+        }
+        if eps.is_nan() || eps <= 0.0 {
+            return Err(Error::config(format!(
+                "ZCA: eps must be positive, got {eps}"
+            )));
+        }
+        let mean64 = column_mean(x, n, dim);
+        let cov = covariance(x, n, dim, &mean64);
+        let eig = sym_eigen(cov, dim)?;
+        // W = Σ_i f_i z_i z_iᵀ = Gᵀ·G with G = diag(√f)·Z (rows z_i), f_i = 1/√(λ_i + eps).
+        // λ_i ≥ −rounding for a covariance, so λ + eps > 0 for any sensible eps.
+        let mut g = eig.vectors;
+        g.par_chunks_mut(dim)
+            .zip(eig.values.par_iter())
+            .for_each(|(row, &l)| {
+                let f = 1.0 / (l + eps).max(f64::MIN_POSITIVE).sqrt();
+                let sf = f.sqrt();
+                row.iter_mut().for_each(|v| *v *= sf);
+            });
+        let mut w = vec![0.0f64; dim * dim];
+        // w (D, D) = gᵀ (D, D) · g (D, D).
+        matmul_f64(dim, dim, dim, &g, 1, dim, &g, dim, 1, &mut w, false);
+        Ok(Zca {
+            dim,
+            mean: mean64.iter().map(|&m| m as f32).collect(),
+            transform: w.iter().map(|&v| v as f32).collect(),
+        })
+    }
+
+    /// x (N, D) → out (N, D) = (x − μ)·W, in f32.
+    pub fn apply(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let d = self.dim;
+        if x.len() % d != 0 || out.len() != x.len() {
+            return Err(Error::shape(format!(
+                "ZCA apply: {} input and {} output values for rows of {d}",
+                x.len(),
+                out.len()
+            )));
+        }
+        // (N, D): centred input.
+        let mut xc: Vec<f32> = x.to_vec();
+        xc.par_chunks_mut(d).for_each(|row| {
+            row.iter_mut().zip(&self.mean).for_each(|(v, m)| *v -= m);
+        });
+        // Rows at a time so the f32 gemm sees big blocks without a second copy of all of X.
+        for (chunk_in, chunk_out) in xc.chunks(4096 * d).zip(out.chunks_mut(4096 * d)) {
+            let rows = chunk_in.len() / d;
+            // SAFETY: chunk_in (rows, d), transform (d, d), chunk_out (rows, d), row-major,
+            // lengths checked above; gemm writes only chunk_out.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    d,
+                    d,
+                    chunk_out.as_mut_ptr(),
+                    1,
+                    d as isize,
+                    false,
+                    chunk_in.as_ptr(),
+                    1,
+                    d as isize,
+                    self.transform.as_ptr(),
+                    1,
+                    d as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mean of each column of x (N, D), in f64.
+fn column_mean(x: &[f32], n: usize, dim: usize) -> Vec<f64> {
+    let mut mean = vec![0.0f64; dim];
+    for row in x.chunks(dim) {
+        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    mean
+}
+
+/// (X − μ)ᵀ(X − μ)/(N − 1) in f64, chunk by chunk of rows. Returns (D, D).
+fn covariance(x: &[f32], n: usize, dim: usize, mean: &[f64]) -> Vec<f64> {
+    let mut cov = vec![0.0f64; dim * dim];
+    let mut first = true;
+    for chunk in x.chunks(COV_CHUNK_ROWS * dim) {
+        let rows = chunk.len() / dim;
+        // (rows, D): centred chunk in f64.
+        let mut xc = vec![0.0f64; chunk.len()];
+        xc.par_chunks_mut(dim)
+            .zip(chunk.par_chunks(dim))
+            .for_each(|(dst, src)| {
+                dst.iter_mut()
+                    .zip(src)
+                    .zip(mean)
+                    .for_each(|((d, &s), m)| *d = s as f64 - m);
+            });
+        // cov (D, D) += xcᵀ (D, rows) · xc (rows, D).
+        matmul_f64(dim, dim, rows, &xc, 1, dim, &xc, dim, 1, &mut cov, !first);
+        first = false;
+    }
+    let scale = 1.0 / (n - 1) as f64;
+    cov.par_iter_mut().for_each(|v| *v *= scale);
+    // Exact symmetry for the eigensolver (gemm may round the two triangles differently).
+    for i in 0..dim {
+        for j in 0..i {
+            let s = 0.5 * (cov[i * dim + j] + cov[j * dim + i]);
+            cov[i * dim + j] = s;
+            cov[j * dim + i] = s;
+        }
+    }
+    cov
+}
+
+/// dst (m, n) row-major (+)= lhs (m, k) · rhs (k, n), where lhs[i][p] = lhs[i·lhs_rs + p·lhs_cs]
+/// and rhs[p][j] = rhs[p·rhs_rs + j·rhs_cs].
+#[allow(clippy::too_many_arguments)]
+fn matmul_f64(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f64],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f64],
+    rhs_rs: usize,
+    rhs_cs: usize,
+    dst: &mut [f64],
+    accumulate: bool,
+) {
+    assert!(
+        dst.len() == m * n,
+        "matmul_f64: dst holds {} values, not {m}×{n}",
+        dst.len()
+    );
+    let span =
+        |rs: usize, cs: usize, r: usize, c: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs + 1;
+    assert!(
+        lhs.len() >= span(lhs_rs, lhs_cs, m, k) && rhs.len() >= span(rhs_rs, rhs_cs, k, n),
+        "matmul_f64: operand too short"
+    );
+    // SAFETY: the asserts above bound every index the strides reach inside lhs, rhs and dst.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, d: usize) -> Vec<f32> {
+        (0..n * d)
+            .map(|i| (((i * 7919) % 1009) as f32 / 1009.0 - 0.5) * (1.0 + (i % d) as f32 * 0.1))
+            .collect()
+    }
+
+    #[test]
+    fn whitened_training_data_has_near_identity_covariance() {
+        // With N ≫ D the covariance has full rank and W·Σ·W = Σ·(Σ + eps)⁻¹ whose eigenvalues
+        // are λ/(λ + eps); check the fitted whitening against that on the training data itself.
+        let (n, d) = (400, 12);
+        let x = data(n, d);
+        let zca = Zca::fit(&x, n, d, ZCA_EPS).unwrap();
+        let mut y = vec![0.0; x.len()];
+        zca.apply(&x, &mut y).unwrap();
+        // Mean of the whitened data is 0 (to f32 rounding of values of size ~1).
+        for j in 0..d {
+            let m: f64 = (0..n).map(|i| y[i * d + j] as f64).sum::<f64>() / n as f64;
+            assert!(m.abs() < 1e-5, "column {j} mean {m}");
+        }
+        // Transform is symmetric.
+        for i in 0..d {
+            for j in 0..d {
+                assert_eq!(zca.transform[i * d + j], zca.transform[j * d + i]);
+            }
+        }
+        // trace(cov(y)) = Σ λ/(λ + eps) < D, and every variance of y is below 1.
+        let var =
+            |j: usize| (0..n).map(|i| (y[i * d + j] as f64).powi(2)).sum::<f64>() / (n - 1) as f64;
+        for j in 0..d {
+            assert!(
+                var(j) < 1.0 && var(j) > 0.0,
+                "column {j} variance {}",
+                var(j)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(Zca::fit(&[1.0; 6], 3, 3, ZCA_EPS).is_err());
+        assert!(Zca::fit(&[1.0; 3], 1, 3, ZCA_EPS).is_err());
+        let zca = Zca::fit(&data(10, 3), 10, 3, ZCA_EPS).unwrap();
+        let mut out = vec![0.0; 5];
+        assert!(zca.apply(&[0.0; 6], &mut out).is_err());
+    }
+}
