@@ -1,0 +1,373 @@
+//! The epoch-level cohort trainer (DESIGN.md §3, §6): S students in lock-step, each with its own
+//! data, targets, augmentation switch, learning rate and seed; one shared pass over the test set
+//! tests them all. Written against `trait Backend` only, so it runs unchanged on every device.
+//!
+//! Per epoch: each student shuffles its own N images; batches of `batch_size` (the last partial one
+//! kept; N and the batch size are shared, so every student has a batch of the same size) →
+//! augment (students with the switch on) → [mode M: mean teacher logits on the augmented batch] →
+//! forward → loss → backward → optimizer step; the scheduler steps once per epoch. A student whose
+//! loss turns NaN/Inf is stopped: its later tests are skipped and the reason is returned.
+
+use crate::aug::{self, AugPlan, BatchDims, DrawKey};
+use crate::backend::{Backend, LossKind, Mode, OptimizerCfg};
+use crate::error::{Error, Result};
+use crate::metrics::config::Scheduler;
+use crate::model::{init_buffers, init_params, ConvNet, Workspace};
+
+pub use super::trainer_data::{ImageSet, StudentKey};
+
+/// Images per test forward: the test set is cut into batches of this size, each replicated for the
+/// S students (S × 500 × C × H × W floats stays below 100 MB at S = 16 on CIFAR).
+pub const TEST_BATCH: usize = 500;
+
+/// Settings shared by every student of a cohort.
+#[derive(Clone, Debug)]
+pub struct CohortSettings {
+    pub net: ConvNet,
+    pub epochs: usize,
+    pub test_interval: usize,
+    pub batch_size: usize,
+    pub loss: LossKind,
+    pub optimizer: OptimizerCfg,
+    pub scheduler: Scheduler,
+    pub step_size: usize,
+    /// The augmentation of students whose switch is on.
+    pub aug: AugPlan,
+}
+
+/// One student of a cohort.
+#[derive(Clone, Copy, Debug)]
+pub struct StudentSetup<'a> {
+    pub data: &'a ImageSet,
+    pub lr: f32,
+    pub key: StudentKey,
+    pub augment: bool,
+    /// Targets are the teachers' mean logits on the augmented batch (soft-label mode M).
+    pub teacher_targets: bool,
+}
+
+/// A trained teacher for mode-M targets: weights of one student row.
+#[derive(Clone, Debug)]
+pub struct Teacher {
+    pub net: ConvNet,
+    /// (P)
+    pub params: Vec<f32>,
+    /// (R) batch-norm running statistics (empty without batch norm).
+    pub running: Vec<f32>,
+}
+
+/// What a student's training produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudentResult {
+    /// Best test accuracy (fraction); 0 if it stopped before its first test.
+    pub best: f64,
+    /// Every test accuracy in order.
+    pub tests: Vec<f64>,
+    pub stopped: Option<String>,
+}
+
+/// Progress callback: (epochs done, epochs total).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// lr factor of `epoch` (0-based, the epoch about to run) for the per-epoch schedulers of DESIGN.md §3.
+pub fn lr_factor(s: Scheduler, epoch: usize, epochs: usize, step_size: usize) -> f64 {
+    let (e, n) = (epoch as f64, epochs.max(1) as f64);
+    match s {
+        Scheduler::Step => 0.1f64.powi((epoch / step_size.max(1)) as i32),
+        Scheduler::Cosineannealing => 0.5 * (1.0 + (std::f64::consts::PI * e / n).cos()),
+        Scheduler::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * e / (2.0 * n)).cos()),
+        Scheduler::None => 1.0,
+    }
+}
+
+/// Train a cohort and test it every `test_interval` epochs and after the last epoch.
+pub fn train_cohort<B: Backend>(
+    be: &B,
+    cs: &CohortSettings,
+    students: &[StudentSetup<'_>],
+    test: &ImageSet,
+    teachers: &[Teacher],
+    progress: Progress<'_>,
+) -> Result<Vec<StudentResult>> {
+    let s_n = students.len();
+    if s_n == 0 {
+        return Ok(Vec::new());
+    }
+    let spec = &cs.net.spec;
+    let n = students[0].data.len();
+    for (i, st) in students.iter().enumerate() {
+        st.data.check(&format!("student {i}'s training set"))?;
+        if st.data.len() != n || st.data.channels != spec.channels || st.data.size != spec.im_size {
+            return Err(Error::shape(format!(
+                "student {i}: {} images of {}×{}px, the cohort needs {n} of {}×{}px",
+                st.data.len(),
+                st.data.channels,
+                st.data.size,
+                spec.channels,
+                spec.im_size
+            )));
+        }
+        if st.teacher_targets && teachers.is_empty() {
+            return Err(Error::config(
+                "soft-label mode M needs at least one teacher",
+            ));
+        }
+        let soft_loss = !matches!(cs.loss, LossKind::CrossEntropy);
+        if soft_loss && !st.teacher_targets && st.data.soft.is_none() {
+            return Err(Error::config(format!(
+                "student {i}: a soft-label loss needs stored soft labels or teachers"
+            )));
+        }
+    }
+    test.check("test set")?;
+    if n == 0 || cs.batch_size == 0 || cs.epochs == 0 || cs.test_interval == 0 {
+        return Err(Error::config(
+            "a cohort needs images, a batch size, epochs and a test interval ≥ 1",
+        ));
+    }
+
+    let (p_len, r_len, k) = (cs.net.param_len(), cs.net.buffer_len(), spec.classes);
+    let img = spec.channels * spec.im_size * spec.im_size;
+    let mut params_host = vec![0f32; s_n * p_len]; // (S, P)
+    let mut running_host = vec![0f32; s_n * r_len]; // (S, R)
+    for (s, st) in students.iter().enumerate() {
+        init_params(
+            &cs.net.layout,
+            st.key.init_seed(),
+            &mut params_host[s * p_len..(s + 1) * p_len],
+        );
+        init_buffers(
+            &cs.net.layout,
+            &mut running_host[s * r_len..(s + 1) * r_len],
+        );
+    }
+    let mut params = be.upload(&params_host)?; // (S, P)
+    let mut running = be.upload(&running_host)?; // (S, R)
+    let mut grads = be.alloc::<f32>(s_n * p_len)?; // (S, P)
+    let mut state1 = be.alloc::<f32>(s_n * p_len)?; // (S, P)
+    let mut state2 = be.alloc::<f32>(s_n * p_len)?; // (S, P)
+    let mut lrs = be.alloc::<f32>(s_n)?; // (S)
+
+    let soft_loss = !matches!(cs.loss, LossKind::CrossEntropy);
+    let full_b = cs.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(full_b);
+    // Workspaces for the full batch and, if N is not a multiple, the last partial one.
+    let mut ws_full = cs.net.workspace(be, s_n, full_b, true)?;
+    let mut ws_last: Option<Workspace<B>> = None;
+    let mut tws = TeacherWorkspaces::new(be, teachers)?;
+
+    let mut results: Vec<StudentResult> = vec![
+        StudentResult {
+            best: 0.0,
+            tests: Vec::new(),
+            stopped: None
+        };
+        s_n
+    ];
+    let mut step: u32 = 0;
+    for epoch in 0..cs.epochs {
+        let factor = lr_factor(cs.scheduler, epoch, cs.epochs, cs.step_size);
+        let lr_host: Vec<f32> = students
+            .iter()
+            .map(|st| (f64::from(st.lr) * factor) as f32)
+            .collect();
+        be.write(&lr_host, &mut lrs)?;
+        let orders: Vec<Vec<u32>> = students
+            .iter()
+            .map(|st| st.key.shuffle(epoch as u32, n))
+            .collect();
+        for j in 0..steps_per_epoch {
+            let lo = j * full_b;
+            let b = full_b.min(n - lo);
+            // (S, b, C, H, W) images, (S, b) labels, (S, b, K) stored soft labels
+            let mut x = vec![0f32; s_n * b * img];
+            let mut labels = vec![0u32; s_n * b];
+            let mut soft = if soft_loss {
+                vec![0f32; s_n * b * k]
+            } else {
+                Vec::new()
+            };
+            for (s, st) in students.iter().enumerate() {
+                for (i, &src) in orders[s][lo..lo + b].iter().enumerate() {
+                    let (src, dst) = (src as usize, s * b + i);
+                    x[dst * img..(dst + 1) * img]
+                        .copy_from_slice(&st.data.images[src * img..(src + 1) * img]);
+                    labels[dst] = st.data.labels[src];
+                    if let (true, Some(sl)) = (soft_loss && !st.teacher_targets, &st.data.soft) {
+                        soft[dst * k..(dst + 1) * k].copy_from_slice(&sl[src * k..(src + 1) * k]);
+                    }
+                }
+            }
+            let dims = BatchDims {
+                students: s_n,
+                batch: b,
+                c: spec.channels,
+                h: spec.im_size,
+                w: spec.im_size,
+            };
+            if cs.aug != AugPlan::None && students.iter().any(|st| st.augment) {
+                let keys: Vec<Option<DrawKey>> = students
+                    .iter()
+                    .map(|st| {
+                        st.augment.then_some(DrawKey {
+                            seed: st.key.seed,
+                            run: st.key.run,
+                            role: st.key.role,
+                            step,
+                        })
+                    })
+                    .collect();
+                let draws = aug::sample(&cs.aug, &keys, dims)?;
+                aug::apply(&cs.aug, &draws, dims, &mut x)?;
+            }
+            if students.iter().any(|st| st.teacher_targets) {
+                let t = tws.mean_logits(be, teachers, &x, s_n * b)?; // (S·b, K)
+                for (s, st) in students.iter().enumerate() {
+                    if st.teacher_targets {
+                        soft[s * b * k..(s + 1) * b * k]
+                            .copy_from_slice(&t[s * b * k..(s + 1) * b * k]);
+                    }
+                }
+            }
+            let ws = if b == full_b {
+                &mut ws_full
+            } else {
+                if ws_last.as_ref().map(|w| w.batch) != Some(b) {
+                    ws_last = Some(cs.net.workspace(be, s_n, b, true)?);
+                }
+                ws_last
+                    .as_mut()
+                    .expect("partial-batch workspace was just created")
+            };
+            let x_dev = be.upload(&x)?;
+            let labels_dev = be.upload(&labels)?;
+            let soft_dev = if soft_loss {
+                Some(be.upload(&soft)?)
+            } else {
+                None
+            };
+            cs.net
+                .forward(be, ws, &x_dev, &params, &mut running, Mode::Train)?;
+            cs.net
+                .loss(be, ws, cs.loss, &labels_dev, soft_dev.as_ref())?;
+            let loss = be.download(ws.loss().expect("training workspace has a loss buffer"))?; // (S)
+            for (s, l) in loss.iter().enumerate() {
+                if !l.is_finite() && results[s].stopped.is_none() {
+                    results[s].stopped =
+                        Some(format!("loss {l} at epoch {} step {}", epoch + 1, j + 1));
+                }
+            }
+            cs.net.backward(be, ws, &x_dev, &params, &mut grads)?;
+            step += 1;
+            be.optimizer_step(
+                &cs.optimizer,
+                step,
+                &lrs,
+                &mut params,
+                &grads,
+                &mut state1,
+                &mut state2,
+            )?;
+        }
+        let last = epoch + 1 == cs.epochs;
+        if (epoch + 1) % cs.test_interval == 0 || last {
+            let correct = test_pass(be, &cs.net, s_n, &params, &mut running, test)?;
+            for (s, c) in correct.into_iter().enumerate() {
+                if results[s].stopped.is_some() {
+                    continue;
+                }
+                let acc = c as f64 / test.len().max(1) as f64;
+                results[s].tests.push(acc);
+                if acc > results[s].best {
+                    results[s].best = acc;
+                }
+            }
+        }
+        progress(epoch + 1, cs.epochs);
+        if results.iter().all(|r| r.stopped.is_some()) {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+/// One pass over the test set for all S students: each test batch is replicated S times so every
+/// student sees the same images. Returns correct counts (S).
+pub fn test_pass<B: Backend>(
+    be: &B,
+    net: &ConvNet,
+    s_n: usize,
+    params: &B::Buf<f32>,
+    running: &mut B::Buf<f32>,
+    test: &ImageSet,
+) -> Result<Vec<u32>> {
+    let img = test.image_len();
+    let k = net.spec.classes;
+    let mut correct = be.alloc::<u32>(s_n)?; // (S)
+    let mut ws: Option<Workspace<B>> = None;
+    let mut lo = 0;
+    while lo < test.len() {
+        let b = TEST_BATCH.min(test.len() - lo);
+        if ws.as_ref().map(|w| w.batch) != Some(b) {
+            ws = Some(net.workspace(be, s_n, b, false)?);
+        }
+        let w = ws.as_mut().expect("test workspace was just created");
+        let chunk = &test.images[lo * img..(lo + b) * img];
+        let mut x = Vec::with_capacity(s_n * b * img); // (S, b, C, H, W)
+        let mut labels = Vec::with_capacity(s_n * b); // (S, b)
+        for _ in 0..s_n {
+            x.extend_from_slice(chunk);
+            labels.extend_from_slice(&test.labels[lo..lo + b]);
+        }
+        let x_dev = be.upload(&x)?;
+        let labels_dev = be.upload(&labels)?;
+        net.forward(be, w, &x_dev, params, running, Mode::Eval)?;
+        be.count_correct(s_n, b, k, w.logits(), &labels_dev, &mut correct)?;
+        lo += b;
+    }
+    be.download(&correct)
+}
+
+/// Eval-mode teacher forwards over a batch of images; weights uploaded once, workspaces reused.
+struct TeacherWorkspaces<B: Backend> {
+    /// Per teacher: params (1, P), running (1, R), workspace for the current batch size.
+    loaded: Vec<(B::Buf<f32>, B::Buf<f32>, Option<Workspace<B>>)>,
+}
+
+impl<B: Backend> TeacherWorkspaces<B> {
+    fn new(be: &B, teachers: &[Teacher]) -> Result<Self> {
+        let loaded = teachers
+            .iter()
+            .map(|t| Ok((be.upload(&t.params)?, be.upload(&t.running)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TeacherWorkspaces { loaded })
+    }
+
+    /// Mean over teachers of their logits on x (M, C, H, W) → (M, K).
+    fn mean_logits(
+        &mut self,
+        be: &B,
+        teachers: &[Teacher],
+        x: &[f32],
+        m: usize,
+    ) -> Result<Vec<f32>> {
+        let mut mean: Vec<f32> = Vec::new();
+        let x_dev = be.upload(x)?;
+        for (t, (params, running, slot)) in teachers.iter().zip(self.loaded.iter_mut()) {
+            if slot.as_ref().map(|w| w.batch) != Some(m) {
+                *slot = Some(t.net.workspace(be, 1, m, false)?);
+            }
+            let ws = slot.as_mut().expect("teacher workspace was just created");
+            t.net.forward(be, ws, &x_dev, params, running, Mode::Eval)?;
+            let logits = be.download(ws.logits())?; // (1, M, K)
+            if mean.is_empty() {
+                mean = logits;
+            } else {
+                mean.iter_mut().zip(&logits).for_each(|(a, b)| *a += b);
+            }
+        }
+        let inv = 1.0 / teachers.len().max(1) as f32;
+        mean.iter_mut().for_each(|v| *v *= inv);
+        Ok(mean)
+    }
+}
