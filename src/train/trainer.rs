@@ -330,9 +330,11 @@ pub fn test_pass<B: Backend>(
 
 /// Eval-mode teacher forwards over a batch of images; weights uploaded once, workspaces reused.
 struct TeacherWorkspaces<B: Backend> {
-    /// Per teacher: params (1, P), running (1, R), workspace for the current batch size.
-    loaded: Vec<(B::Buf<f32>, B::Buf<f32>, Option<Workspace<B>>)>,
+    loaded: Vec<LoadedTeacher<B>>,
 }
+
+/// A teacher on the device: params (1, P), running (1, R), workspace for the current batch size.
+type LoadedTeacher<B> = (<B as Backend>::Buf<f32>, <B as Backend>::Buf<f32>, Option<Workspace<B>>);
 
 impl<B: Backend> TeacherWorkspaces<B> {
     fn new(be: &B, teachers: &[Teacher]) -> Result<Self> {
