@@ -5,6 +5,8 @@
 
 pub mod cache;
 pub mod config;
+pub mod cost;
+pub mod execute;
 pub mod plan;
 pub mod reduce;
 pub mod report;

@@ -328,13 +328,46 @@ pub fn test_pass<B: Backend>(
     be.download(&correct)
 }
 
+/// A teacher's eval-mode logits on x (M, C, H, W) → (M, K), in chunks of [`TEST_BATCH`].
+pub fn teacher_forward<B: Backend>(be: &B, t: &Teacher, x: &[f32], m: usize) -> Result<Vec<f32>> {
+    let img = t.net.spec.image_len();
+    if x.len() != m * img {
+        return Err(Error::shape(format!(
+            "teacher input: {} values for {m} images of {img}",
+            x.len()
+        )));
+    }
+    let params = be.upload(&t.params)?; // (1, P)
+    let mut running = be.upload(&t.running)?; // (1, R)
+    let mut out = Vec::with_capacity(m * t.net.spec.classes); // (M, K)
+    let mut ws: Option<Workspace<B>> = None;
+    let mut lo = 0;
+    while lo < m {
+        let b = TEST_BATCH.min(m - lo);
+        if ws.as_ref().map(|w| w.batch) != Some(b) {
+            ws = Some(t.net.workspace(be, 1, b, false)?);
+        }
+        let w = ws.as_mut().expect("teacher workspace was just created");
+        let x_dev = be.upload(&x[lo * img..(lo + b) * img])?;
+        t.net
+            .forward(be, w, &x_dev, &params, &mut running, Mode::Eval)?;
+        out.extend(be.download(w.logits())?);
+        lo += b;
+    }
+    Ok(out)
+}
+
 /// Eval-mode teacher forwards over a batch of images; weights uploaded once, workspaces reused.
 struct TeacherWorkspaces<B: Backend> {
     loaded: Vec<LoadedTeacher<B>>,
 }
 
 /// A teacher on the device: params (1, P), running (1, R), workspace for the current batch size.
-type LoadedTeacher<B> = (<B as Backend>::Buf<f32>, <B as Backend>::Buf<f32>, Option<Workspace<B>>);
+type LoadedTeacher<B> = (
+    <B as Backend>::Buf<f32>,
+    <B as Backend>::Buf<f32>,
+    Option<Workspace<B>>,
+);
 
 impl<B: Backend> TeacherWorkspaces<B> {
     fn new(be: &B, teachers: &[Teacher]) -> Result<Self> {

@@ -1,0 +1,418 @@
+//! Runs a plan: looks every training up in the resume journal and the shared cache, packs the rest
+//! into cohorts, trains them with the cohort trainer, records each finished cohort before starting
+//! the next, and reduces everything into an [`EvalRecord`].
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::cache::{Record, Store};
+use super::config::{AugConfig, Criterion, EvalConfig, Optimizer};
+use super::plan::{pack, plan, DataSource, Identities, LabelMode, Plan, PlanSizes, Training};
+use super::reduce::reduce;
+use super::report::{EvalRecord, Source, Timings, TrainingTiming};
+use crate::aug::{AugPlan, DsaMode, DsaParams};
+use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
+use crate::error::{Error, Result};
+use crate::model::{ConvNet, ConvNetSpec};
+use crate::train::trainer::{
+    train_cohort, CohortSettings, ImageSet, StudentKey, StudentSetup, Teacher,
+};
+
+/// Everything an evaluation reads, loaded and normalised.
+pub struct Inputs {
+    /// The full real training set (random subsets are drawn from it).
+    pub train: ImageSet,
+    pub test: ImageSet,
+    /// The synthetic set under evaluation.
+    pub syn: ImageSet,
+    pub teachers: Vec<Teacher>,
+    pub ids: Identities,
+}
+
+/// How to run (not what to compute: that is the config).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Most students per cohort (memory bound).
+    pub max_students: usize,
+    pub quiet: bool,
+    /// Test hook: stop with `Error::Interrupted` after this many cohorts (their results recorded).
+    pub stop_after_cohorts: Option<usize>,
+    /// Lines added to the record's notes.
+    pub notes: Vec<String>,
+    /// Describes the device in the record.
+    pub device: String,
+}
+
+/// Draws a class-balanced random subset of the real training set for `run`:
+/// `(labels, classes, ipc, seed, run) → indices`, class-major.
+pub type SubsetFn<'a> = &'a dyn Fn(&[u32], usize, usize, u64, u64) -> Result<Vec<usize>>;
+
+/// Where the cache and the journal live.
+pub fn cache_dir(cfg: &EvalConfig) -> PathBuf {
+    if let Some(d) = &cfg.cache_dir {
+        return d.clone();
+    }
+    if let Ok(d) = std::env::var("DDR_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    match std::env::var("HOME") {
+        Ok(h) => PathBuf::from(h).join(".cache").join("ddr-fast"),
+        Err(_) => PathBuf::from(".ddr-cache"),
+    }
+}
+
+/// Plans, runs (or reuses) every training and reduces them into scores.
+pub fn evaluate<B: Backend>(
+    be: &B,
+    cfg: &EvalConfig,
+    inputs: &Inputs,
+    subset: SubsetFn<'_>,
+    opts: &RunOptions,
+) -> Result<EvalRecord> {
+    let t0 = Instant::now();
+    cfg.validate()?;
+    let plan = plan(cfg, &inputs.ids)?;
+    let sizes = PlanSizes {
+        n_syn: inputs.syn.len(),
+        n_full: inputs.train.len(),
+        classes: inputs.train.classes,
+    };
+
+    let cache = if cfg.no_cache {
+        None
+    } else {
+        Some(Store::open(&cache_dir(cfg), "trainings.jsonl")?)
+    };
+    let journal = match &cfg.out_dir {
+        Some(d) => Some(Store::open(d, "journal.jsonl")?),
+        None => None,
+    };
+    let journal_map = journal
+        .as_ref()
+        .map(|s| s.load())
+        .transpose()?
+        .unwrap_or_default();
+    let cache_map = cache
+        .as_ref()
+        .map(|s| s.load())
+        .transpose()?
+        .unwrap_or_default();
+
+    let mut results: HashMap<usize, Record> = HashMap::new();
+    let mut sources: HashMap<usize, Source> = HashMap::new();
+    let mut todo = Vec::new();
+    for p in &plan.trainings {
+        if let Some(r) = journal_map.get(&p.key) {
+            results.insert(p.id, r.clone());
+            sources.insert(p.id, Source::Resumed);
+        } else if let Some(r) = cache_map.get(&p.key) {
+            results.insert(p.id, r.clone());
+            sources.insert(p.id, Source::Cached);
+        } else {
+            todo.push(p.id);
+        }
+    }
+    let cohorts = pack(&plan, &todo, sizes, opts.max_students.max(1));
+
+    let spec = model_spec(cfg, &inputs.train)?;
+    let total_work: u64 = cohorts
+        .iter()
+        .map(|c| {
+            (c.members.len() * c.n_train * plan.trainings[c.members[0]].training.epochs) as u64
+        })
+        .sum();
+    let bar = progress_bar(total_work, opts.quiet);
+    let mut subsets: HashMap<u32, ImageSet> = HashMap::new();
+    let mut train_s = 0.0;
+    for (ci, cohort) in cohorts.iter().enumerate() {
+        if opts.stop_after_cohorts == Some(ci) {
+            bar.finish_and_clear();
+            return Err(Error::Interrupted);
+        }
+        let first = &plan.trainings[cohort.members[0]].training;
+        // Random subsets (and their mode-S teacher labels) are built once per run and reused by
+        // every learning rate of that run.
+        for &id in &cohort.members {
+            let t = &plan.trainings[id].training;
+            if let DataSource::Random { ipc, run } = t.data {
+                if !subsets.contains_key(&run) {
+                    let idx = subset(
+                        &inputs.train.labels,
+                        inputs.train.classes,
+                        ipc,
+                        cfg.seed,
+                        u64::from(run),
+                    )?;
+                    subsets.insert(run, select(&inputs.train, &idx));
+                }
+                if t.labels == LabelMode::SoftStored && subsets[&run].soft.is_none() {
+                    let s = subsets.get_mut(&run).expect("subset inserted above");
+                    s.soft = Some(teacher_logits(be, &inputs.teachers, s)?);
+                }
+            }
+        }
+        let cs = cohort_settings(cfg, first, spec)?;
+        let setups: Vec<StudentSetup<'_>> = cohort
+            .members
+            .iter()
+            .map(|&id| {
+                let t = &plan.trainings[id].training;
+                let data = match &t.data {
+                    DataSource::Syn => &inputs.syn,
+                    DataSource::Random { run, .. } => &subsets[run],
+                    DataSource::Full => &inputs.train,
+                };
+                StudentSetup {
+                    data,
+                    lr: t.lr as f32,
+                    key: StudentKey {
+                        seed: t.seed,
+                        run: t.run,
+                        role: t.role(),
+                    },
+                    augment: t.aug.is_some(),
+                    teacher_targets: t.labels == LabelMode::SoftTeacher,
+                }
+            })
+            .collect();
+        for (&id, st) in cohort.members.iter().zip(&setups) {
+            let t = &plan.trainings[id].training;
+            if t.labels == LabelMode::SoftStored && st.data.soft.is_none() {
+                return Err(Error::config(format!(
+                    "{}: soft-label mode S needs stored soft labels; the synthetic set has none \
+                     (use soft_label_mode: M with teachers)",
+                    t.describe()
+                )));
+            }
+        }
+        let tc = Instant::now();
+        let work_per_epoch = (cohort.members.len() * cohort.n_train) as u64;
+        let done_before = bar.position();
+        let out = train_cohort(
+            be,
+            &cs,
+            &setups,
+            &inputs.test,
+            &inputs.teachers,
+            &mut |e, _| {
+                bar.set_position(done_before + work_per_epoch * e as u64);
+            },
+        )?;
+        let secs = tc.elapsed().as_secs_f64();
+        train_s += secs;
+        let per = secs / cohort.members.len() as f64;
+        let records: Vec<Record> = cohort
+            .members
+            .iter()
+            .zip(out)
+            .map(|(&id, r)| Record {
+                key: plan.trainings[id].key.clone(),
+                acc: r.best,
+                tests: r.tests,
+                stopped: r.stopped,
+                seconds: per,
+                what: plan.trainings[id].training.describe(),
+            })
+            .collect();
+        // Recorded before the next cohort starts: a kill loses at most the cohort in flight.
+        if let Some(j) = &journal {
+            j.append(&records)?;
+        }
+        if let Some(c) = &cache {
+            c.append(&records)?;
+        }
+        for (&id, r) in cohort.members.iter().zip(records) {
+            results.insert(id, r);
+            sources.insert(id, Source::Ran);
+        }
+    }
+    bar.finish_and_clear();
+
+    let outcome = reduce(cfg, &plan, &results)?;
+    let timings = timings(
+        &plan,
+        &results,
+        &sources,
+        t0.elapsed().as_secs_f64(),
+        train_s,
+        cohorts.len(),
+    );
+    Ok(EvalRecord {
+        ddr_fast_version: crate::VERSION.to_string(),
+        metric: cfg.metric,
+        device: opts.device.clone(),
+        config: cfg.clone(),
+        timings,
+        outcome,
+        notes: opts.notes.clone(),
+    })
+}
+
+fn timings(
+    plan: &Plan,
+    results: &HashMap<usize, Record>,
+    sources: &HashMap<usize, Source>,
+    total_s: f64,
+    train_s: f64,
+    cohorts_run: usize,
+) -> Timings {
+    let trainings: Vec<TrainingTiming> = plan
+        .trainings
+        .iter()
+        .map(|p| TrainingTiming {
+            id: p.id,
+            what: p.training.describe(),
+            key: p.key.clone(),
+            source: sources[&p.id],
+            seconds: results[&p.id].seconds,
+            acc: results[&p.id].acc,
+        })
+        .collect();
+    let count = |s: Source| trainings.iter().filter(|t| t.source == s).count();
+    Timings {
+        total_s,
+        train_s,
+        ran: count(Source::Ran),
+        cached: count(Source::Cached),
+        resumed: count(Source::Resumed),
+        cohorts_run,
+        trainings,
+    }
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:40} {percent:>3}% training images  elapsed {elapsed_precise}  ETA {eta_precise}",
+        ) {
+            bar.set_style(style);
+        }
+    }
+    bar
+}
+
+/// The student architecture for this dataset.
+pub fn model_spec(cfg: &EvalConfig, train: &ImageSet) -> Result<ConvNetSpec> {
+    ConvNetSpec::from_name(&cfg.model, train.channels, train.size, train.classes)?
+        .with_width(cfg.width)
+}
+
+/// The rows `idx` of a set, in that order.
+pub fn select(set: &ImageSet, idx: &[usize]) -> ImageSet {
+    let n = set.image_len();
+    let k = set.classes;
+    let mut images = Vec::with_capacity(idx.len() * n); // (M, C, H, W)
+    let mut labels = Vec::with_capacity(idx.len()); // (M)
+    let mut soft = set.soft.as_ref().map(|_| Vec::with_capacity(idx.len() * k)); // (M, K)
+    for &i in idx {
+        images.extend_from_slice(&set.images[i * n..(i + 1) * n]);
+        labels.push(set.labels[i]);
+        if let (Some(dst), Some(src)) = (soft.as_mut(), set.soft.as_ref()) {
+            dst.extend_from_slice(&src[i * k..(i + 1) * k]);
+        }
+    }
+    ImageSet {
+        images,
+        labels,
+        soft,
+        ..*set
+    }
+}
+
+/// Mean teacher logits on the un-augmented images of `set` (soft-label mode S for random subsets).
+fn teacher_logits<B: Backend>(be: &B, teachers: &[Teacher], set: &ImageSet) -> Result<Vec<f32>> {
+    if teachers.is_empty() {
+        return Err(Error::config(
+            "soft labels for random subsets need a teacher (teacher_dir / teacher_model_names)",
+        ));
+    }
+    let k = set.classes;
+    let mut mean = vec![0f32; set.len() * k]; // (N, K)
+    for t in teachers {
+        let logits = crate::train::trainer::teacher_forward(be, t, &set.images, set.len())?;
+        mean.iter_mut()
+            .zip(&logits)
+            .for_each(|(a, b)| *a += b / teachers.len() as f32);
+    }
+    Ok(mean)
+}
+
+fn cohort_settings(cfg: &EvalConfig, t: &Training, spec: ConvNetSpec) -> Result<CohortSettings> {
+    let loss = match t.criterion {
+        None => LossKind::CrossEntropy,
+        Some((Criterion::Kl, k)) => LossKind::Kl {
+            temperature: k.temperature as f32,
+            scale_loss: k.scale_loss,
+        },
+        Some((Criterion::Sce, k)) => LossKind::Sce {
+            temperature: k.temperature as f32,
+            scale_loss: k.scale_loss,
+        },
+        Some((Criterion::MseGt, k)) => LossKind::MseGt {
+            w_mse: k.mse_weight as f32,
+            w_ce: k.ce_weight as f32,
+        },
+    };
+    let kind = match t.recipe.optimizer {
+        Optimizer::Sgd => OptimizerKind::Sgd,
+        Optimizer::Adam => OptimizerKind::Adam,
+        Optimizer::Adamw => OptimizerKind::AdamW,
+    };
+    Ok(CohortSettings {
+        net: ConvNet::new(spec),
+        epochs: t.epochs,
+        test_interval: t.test_interval,
+        batch_size: t.batch_size,
+        loss,
+        optimizer: OptimizerCfg {
+            kind,
+            momentum: t.recipe.momentum as f32,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: t.recipe.weight_decay as f32,
+        },
+        scheduler: t.recipe.scheduler,
+        step_size: t.recipe.step_size,
+        aug: aug_plan(&cfg.aug),
+    })
+}
+
+/// The augmentation engineer's plan for a config's augmentation (DSA in mode S, as the metrics use).
+pub fn aug_plan(a: &AugConfig) -> AugPlan {
+    match *a {
+        AugConfig::None => AugPlan::None,
+        AugConfig::Dsa {
+            scale,
+            rotate,
+            flip,
+            brightness,
+            saturation,
+            contrast,
+            crop,
+            cutout,
+        } => AugPlan::Dsa {
+            params: DsaParams {
+                scale,
+                rotate,
+                flip,
+                brightness,
+                saturation,
+                contrast,
+                crop,
+                cutout,
+            },
+            mode: DsaMode::Single,
+        },
+        AugConfig::Mixup { alpha } => AugPlan::Mixup { alpha },
+        AugConfig::Cutmix { beta } => AugPlan::Cutmix { beta },
+    }
+}
