@@ -139,7 +139,7 @@ pub fn evaluate<B: Backend>(
         for &id in &cohort.members {
             let t = &plan.trainings[id].training;
             if let DataSource::Random { ipc, run } = t.data {
-                if !subsets.contains_key(&run) {
+                if let std::collections::hash_map::Entry::Vacant(e) = subsets.entry(run) {
                     let idx = subset(
                         &inputs.train.labels,
                         inputs.train.classes,
@@ -147,7 +147,7 @@ pub fn evaluate<B: Backend>(
                         cfg.seed,
                         u64::from(run),
                     )?;
-                    subsets.insert(run, select(&inputs.train, &idx));
+                    e.insert(select(&inputs.train, &idx));
                 }
                 if t.labels == LabelMode::SoftStored && subsets[&run].soft.is_none() {
                     let s = subsets.get_mut(&run).expect("subset inserted above");
