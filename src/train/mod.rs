@@ -1,4 +1,12 @@
-//! Training: optimizers and schedules over the flat (S, P) buffer, and the cohort trainer.
+//! Training: optimizers and schedules over the flat (S, P) buffer, and the cohort of S students
+//! trained in lock-step (`Cohort::train_step`). The epoch loop and planner build on these.
 
+pub mod cohort;
+pub mod optim;
+pub mod schedule;
 pub mod trainer;
 pub mod trainer_data;
+
+pub use cohort::Cohort;
+pub use optim::OptimState;
+pub use schedule::Schedule;
