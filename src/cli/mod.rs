@@ -1,5 +1,6 @@
 //! The clap front end. Each command lives in its own file; this one only dispatches.
 
+mod data;
 mod info;
 
 use clap::{Parser, Subcommand};
@@ -7,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 #[derive(Parser, Debug)]
-#[command(name = "ddr-fast", version, about = "Fast, faithful DD-Ranking scores for distilled datasets")]
+#[command(
+    name = "ddr-fast",
+    version,
+    about = "Fast, faithful DD-Ranking scores for distilled datasets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -17,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Version, CPU threads, GPUs and embedded CUDA kernels.
     Info(info::InfoArgs),
+    /// Inspect and validate datasets, synthetic sets, .pt files and checkpoints; fetch datasets.
+    Data(data::DataArgs),
 }
 
 /// Parse `std::env::args` and run the chosen command.
@@ -24,5 +31,6 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Data(args) => data::run(&args),
     }
 }
