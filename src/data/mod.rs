@@ -13,12 +13,12 @@ pub mod detect;
 pub mod idx;
 pub mod io;
 pub mod pickle;
-// TODO pub mod safetensors_io;
+pub mod safetensors_io;
 pub mod stats;
 // TODO pub mod subset;
 // TODO pub mod synthetic;
 // TODO pub mod teacher;
-// TODO pub mod torch;
+pub mod torch;
 // TODO pub mod zca;
 
 pub use detect::{load_real, RealFormat};

@@ -1,0 +1,123 @@
+//! Helpers shared by the data tests: the one tolerance check, fixture lookup, and small writers
+//! for the formats the tests generate (torch-style zips, pickles).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        // NaN excess (a NaN value) must fail too, hence the explicit is_nan.
+        let fails = excess > 0.0 || excess.is_nan();
+        if fails && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+            worst = Some((i, excess));
+        }
+    }
+    if let Some((i, e)) = worst {
+        panic!(
+            "{what}: index {i} got {} want {} (over tolerance by {e})",
+            got[i], want[i]
+        );
+    }
+}
+
+/// A folder under shared/ from the main checkout (`../shared`) or a worktree (`../../shared`).
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = [
+        m.join("../shared").join(rel),
+        m.join("../../shared").join(rel),
+    ]
+    .into_iter()
+    .find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("SKIPPED: shared/{rel} not found next to the checkout");
+    }
+    found
+}
+
+/// Write a zip with stored (uncompressed) entries, as torch.save does.
+pub fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in entries {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// Protocol-2 pickle pieces for hand-built test pickles.
+pub mod pk {
+    pub fn global(module: &str, name: &str) -> Vec<u8> {
+        format!("c{module}\n{name}\n").into_bytes()
+    }
+    pub fn unicode(s: &str) -> Vec<u8> {
+        let mut v = vec![b'X'];
+        v.extend((s.len() as u32).to_le_bytes());
+        v.extend(s.as_bytes());
+        v
+    }
+    pub fn binstring(b: &[u8]) -> Vec<u8> {
+        let mut v = vec![b'T'];
+        v.extend((b.len() as u32).to_le_bytes());
+        v.extend(b);
+        v
+    }
+    pub fn int(i: i32) -> Vec<u8> {
+        let mut v = vec![b'J'];
+        v.extend(i.to_le_bytes());
+        v
+    }
+    /// `torch._utils._rebuild_tensor_v2(('storage', torch.<st>, key, 'cpu', numel), offset, size, stride, False, OrderedDict())`
+    pub fn tensor(
+        st: &str,
+        key: &str,
+        numel: i32,
+        offset: i32,
+        size: &[i32],
+        stride: &[i32],
+    ) -> Vec<u8> {
+        let mut v = global("torch._utils", "_rebuild_tensor_v2");
+        v.extend(b"((");
+        v.extend(unicode("storage"));
+        v.extend(global("torch", st));
+        v.extend(unicode(key));
+        v.extend(unicode("cpu"));
+        v.extend(int(numel));
+        v.extend(b"tQ");
+        v.extend(int(offset));
+        v.push(b'(');
+        for s in size {
+            v.extend(int(*s));
+        }
+        v.extend(b"t(");
+        for s in stride {
+            v.extend(int(*s));
+        }
+        v.push(b't');
+        v.push(0x89);
+        v.extend(global("collections", "OrderedDict"));
+        v.extend(b")RtR");
+        v
+    }
+}
+
+/// A torch-style zip holding one pickle and its storages.
+pub fn write_pt(path: &Path, pickle: &[u8], storages: &[(&str, &[u8])]) {
+    let mut entries: Vec<(String, &[u8])> = vec![
+        ("archive/data.pkl".into(), pickle),
+        ("archive/byteorder".into(), b"little"),
+    ];
+    for (k, b) in storages {
+        entries.push((format!("archive/data/{k}"), b));
+    }
+    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    write_zip(path, &refs);
+}
