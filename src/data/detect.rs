@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::cifar::{self, Cifar};
-use crate::data::{idx, Norm, RealData};
+use crate::data::{folder, idx, Norm, RealData};
 use crate::error::{Error, Result};
 
 /// A real-dataset layout found on disk.
@@ -222,11 +222,11 @@ pub fn load_format(fmt: &RealFormat) -> Result<RealData> {
             )
         }
         RealFormat::TinyImageNet(d) => {
-            let (train, test) = pending(d)?;
+            let (train, test) = folder::load_tinyimagenet(d)?;
             (train, test, "tinyimagenet-folders")
         }
         RealFormat::ImageFolder(d) => {
-            let (train, test) = pending(d)?;
+            let (train, test) = folder::load_image_folder_splits(d, None)?;
             (train, test, "image-folders")
         }
     };
@@ -274,8 +274,4 @@ fn check_splits(
         ));
     }
     Ok(())
-}
-
-fn pending(d: &Path) -> Result<(crate::data::Dataset, crate::data::Dataset)> {
-    Err(Error::format(d, "PENDING"))
 }

@@ -9,22 +9,22 @@ pub mod cifar;
 pub mod detect;
 // TODO pub mod embedded;
 // TODO pub mod fetch;
-// TODO pub mod folder;
+pub mod folder;
 pub mod idx;
 pub mod io;
 pub mod pickle;
 pub mod safetensors_io;
 pub mod stats;
-// TODO pub mod subset;
-// TODO pub mod synthetic;
+pub mod subset;
+pub mod synthetic;
 // TODO pub mod teacher;
 pub mod torch;
 // TODO pub mod zca;
 
 pub use detect::{load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
-// TODO pub use subset::random_subset;
-// TODO pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
+pub use subset::random_subset;
+pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
 // TODO pub use teacher::{load_teacher, save_teacher, TeacherWeights};
 
 /// One split of a dataset, in [0,1] pixel space.
