@@ -61,6 +61,10 @@ pub fn detect(path: &Path) -> Result<RealFormat> {
             "a real dataset is a folder (CIFAR batches, IDX files or class folders)",
         ));
     }
+    let mut listing = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+    if listing.next().is_none() {
+        return Err(Error::format(path, "folder is empty"));
+    }
     if let Some(f) = detect_here(path) {
         return Ok(f);
     }

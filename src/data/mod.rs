@@ -17,7 +17,7 @@ pub mod safetensors_io;
 pub mod stats;
 pub mod subset;
 pub mod synthetic;
-// TODO pub mod teacher;
+pub mod teacher;
 pub mod torch;
 // TODO pub mod zca;
 
@@ -25,7 +25,7 @@ pub use detect::{load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
 pub use subset::random_subset;
 pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
-// TODO pub use teacher::{load_teacher, save_teacher, TeacherWeights};
+pub use teacher::{load_teacher, save_teacher, TeacherWeights};
 
 /// One split of a dataset, in [0,1] pixel space.
 #[derive(Debug, Clone, PartialEq)]

@@ -413,3 +413,58 @@ fn validate(path: &Path, raw: RawSyn, e: &SynExpect) -> Result<SyntheticSet> {
         format: raw.format.to_string(),
     })
 }
+
+/// Load a synthetic set for `data info`: the dataset is the one named, or inferred from the image
+/// shape and the label count (3×32×32 → cifar10, or cifar100 when labels reach past 9;
+/// 1×28×28 → fashion-mnist; 3×64×64 → tinyimagenet). Returns the set and the dataset name used.
+pub fn load_synthetic_for(
+    path: &Path,
+    dataset: Option<&str>,
+    ipc: Option<usize>,
+) -> Result<(SyntheticSet, String)> {
+    let raw = read_raw(path)?;
+    let name = match dataset {
+        Some(n) => n.to_string(),
+        None => infer_dataset(path, &raw)?,
+    };
+    let e = SynExpect::for_name(&name, ipc).ok_or_else(|| {
+        Error::config(format!(
+            "unknown dataset {name} (known: cifar10, cifar100, mnist, fashion-mnist, tinyimagenet)"
+        ))
+    })?;
+    Ok((validate(path, raw, &e)?, name))
+}
+
+fn infer_dataset(path: &Path, raw: &RawSyn) -> Result<String> {
+    let s = &raw.images.shape;
+    if s.len() != 4 {
+        return Err(Error::format(
+            path,
+            format!("`images` has shape {s:?}, expected [N, C, H, W]"),
+        ));
+    }
+    let hint = match (&raw.soft, &raw.labels) {
+        (Some(t), _) if t.shape.len() == 2 => Some(t.shape[1]),
+        (
+            _,
+            Some(Tensor {
+                data: TensorData::I64(v),
+                ..
+            }),
+        ) => v.iter().max().map(|&m| m.max(0) as usize + 1),
+        _ => None,
+    };
+    let name = match (s[1], s[2], s[3]) {
+        (3, 32, 32) if hint.is_some_and(|k| k > 10) => "cifar100",
+        (3, 32, 32) => "cifar10",
+        (1, 28, 28) => "fashion-mnist",
+        (3, 64, 64) => "tinyimagenet",
+        (c, h, w) => {
+            return Err(Error::format(
+                path,
+                format!("cannot tell the dataset of {c}x{h}x{w} images; pass --dataset"),
+            ))
+        }
+    };
+    Ok(name.to_string())
+}

@@ -121,3 +121,44 @@ pub fn write_pt(path: &Path, pickle: &[u8], storages: &[(&str, &[u8])]) {
     let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), *b)).collect();
     write_zip(path, &refs);
 }
+
+/// Write a safetensors file from raw little-endian bytes per tensor.
+pub fn write_st(
+    path: &Path,
+    tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)],
+    meta: &[(&str, &str)],
+) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.to_string(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let md = if meta.is_empty() {
+        None
+    } else {
+        Some(
+            meta.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    std::fs::write(path, safetensors::serialize(views, md).unwrap()).unwrap();
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Save an 8-bit RGB PNG of a solid colour.
+pub fn write_png(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    img.save(path).unwrap();
+}
