@@ -140,12 +140,15 @@ fn image_folder_synthetic_set() {
     );
 }
 
+/// (name, dtype, shape, bytes) of one tensor to write.
+type Named<'a> = (&'a str, Dtype, Vec<usize>, Vec<u8>);
+
 #[test]
 fn checks_refuse_bad_sets() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("bad.safetensors");
     let x = ramp(20 * 3 * 32 * 32);
-    let cases: Vec<(Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>, SynExpect, &str)> = vec![
+    let cases: Vec<(Vec<Named>, SynExpect, &str)> = vec![
         (
             vec![("images", Dtype::F32, vec![20, 3, 32, 32], f32_bytes(&x))],
             cifar(Some(3)),
