@@ -4,21 +4,20 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::io::{checked_product, read_maybe_gz, u8_to_unit, Cursor};
+use std::io::Read;
+
+use crate::data::io::{
+    checked_product, file_len, is_gz, read_file, u8_to_unit, Cursor, MAX_FILE_BYTES,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 /// Largest decompressed IDX file accepted (full MNIST train images are 47 MB).
 const MAX_IDX_BYTES: u64 = 1 << 30;
 
-/// Parse an IDX buffer with the given magic: its dimensions and the data bytes that follow.
-pub fn parse<'a>(
-    path: &'a Path,
-    buf: &'a [u8],
-    magic: u32,
-    ndim: usize,
-) -> Result<(Vec<usize>, &'a [u8])> {
-    let mut cur = Cursor::new(path, buf);
+/// Check the magic and dimensions of an IDX header; returns the dims and the data byte count.
+fn parse_header(path: &Path, head: &[u8], magic: u32, ndim: usize) -> Result<(Vec<usize>, usize)> {
+    let mut cur = Cursor::new(path, head);
     let m = cur.u32_be()?;
     if m != magic {
         return Err(Error::format(
@@ -31,25 +30,79 @@ pub fn parse<'a>(
         dims.push(cur.u32_be()? as usize);
     }
     let need = checked_product(path, &dims, "IDX header")?;
-    if need != cur.remaining() {
+    if need as u64 > MAX_IDX_BYTES {
         return Err(Error::format(
             path,
-            format!(
-                "IDX header says {dims:?} = {need} bytes of data but the file holds {} (truncated or lying header)",
-                cur.remaining()
-            ),
+            format!("IDX header claims {dims:?} = {need} bytes of data, more than the {MAX_IDX_BYTES} allowed (lying header?)"),
         ));
     }
-    let data = cur.take(need)?;
+    Ok((dims, need))
+}
+
+/// Read an IDX file (raw or .gz): its dimensions and data bytes. The data must be exactly as long
+/// as the header says; a .gz is never decompressed past that length (decompression bombs).
+pub fn read_idx(path: &Path, magic: u32, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let header_len = 4 + 4 * ndim;
+    let mismatch = |dims: &[usize], need: usize, got: String| {
+        Error::format(path, format!("IDX header says {dims:?} = {need} bytes of data but the file holds {got} (truncated or lying header)"))
+    };
+    if is_gz(path) {
+        let raw = read_file(path, MAX_FILE_BYTES)?;
+        if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+            return Err(Error::format(
+                path,
+                "not a gzip file (wrong magic; expected 1f 8b)",
+            ));
+        }
+        let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
+        let mut head = vec![0u8; header_len];
+        dec.read_exact(&mut head)
+            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip data: {e}")))?;
+        let (dims, need) = parse_header(path, &head, magic, ndim)?;
+        let mut data = Vec::new();
+        dec.take(need as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::format(path, format!("corrupt gzip data: {e}")))?;
+        if data.len() > need {
+            return Err(mismatch(
+                &dims,
+                need,
+                "more (the gzip data decompresses past it)".into(),
+            ));
+        }
+        if data.len() != need {
+            return Err(mismatch(&dims, need, data.len().to_string()));
+        }
+        return Ok((dims, data));
+    }
+    let len = file_len(path)?;
+    if len < header_len as u64 {
+        return Err(Error::format(
+            path,
+            format!("truncated: {len} bytes, an IDX header needs {header_len}"),
+        ));
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = vec![0u8; header_len];
+    f.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+    let (dims, need) = parse_header(path, &head, magic, ndim)?;
+    if len - header_len as u64 != need as u64 {
+        return Err(mismatch(&dims, need, (len - header_len as u64).to_string()));
+    }
+    let mut data = Vec::with_capacity(need);
+    f.take(need as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(path, e))?;
+    if data.len() != need {
+        return Err(mismatch(&dims, need, data.len().to_string()));
+    }
     Ok((dims, data))
 }
 
 /// Read an image file and its label file into one split with 10 classes.
 pub fn read_split(images: &Path, labels: &Path, class_names: &[String]) -> Result<Dataset> {
-    let ib = read_maybe_gz(images, MAX_IDX_BYTES)?;
-    let (dims, pixels) = parse(images, &ib, 0x0000_0803, 3)?;
-    let lb = read_maybe_gz(labels, MAX_IDX_BYTES)?;
-    let (ldims, lab) = parse(labels, &lb, 0x0000_0801, 1)?;
+    let (dims, pixels) = read_idx(images, 0x0000_0803, 3)?;
+    let (ldims, lab) = read_idx(labels, 0x0000_0801, 1)?;
     if ldims[0] != dims[0] {
         return Err(Error::format(
             labels,
@@ -82,7 +135,7 @@ pub fn read_split(images: &Path, labels: &Path, class_names: &[String]) -> Resul
         out.push(l as u32);
     }
     Ok(Dataset {
-        images: u8_to_unit(pixels),
+        images: u8_to_unit(&pixels),
         labels: out,
         classes,
         channels: 1,

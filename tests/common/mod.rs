@@ -162,3 +162,112 @@ pub fn write_png(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
     let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
     img.save(path).unwrap();
 }
+
+/// n CIFAR binary records with labels i % classes; `header` = 1 (CIFAR-10) or 2 (CIFAR-100,
+/// coarse then fine). Pixel k of record i is (i + k) mod 256.
+pub fn cifar_records(n: usize, header: usize, classes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * (header + 3072));
+    for i in 0..n {
+        if header == 2 {
+            out.push((i % 20) as u8);
+        }
+        out.push((i % classes) as u8);
+        out.extend((0..3072).map(|k| ((i + k) % 256) as u8));
+    }
+    out
+}
+
+/// A CIFAR-10 binary folder with `n` records per batch file.
+pub fn write_cifar10_bin(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            dir.join(format!("data_batch_{i}.bin")),
+            cifar_records(n, 1, 10),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), cifar_records(n, 1, 10)).unwrap();
+}
+
+/// A py2-style protocol-2 pickle of {'data': uint8 array [n, 3072], label_key: [labels]} as the
+/// official CIFAR python batches hold it (numpy array via _reconstruct + BUILD).
+pub fn cifar_py_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str) -> Vec<u8> {
+    use pk::*;
+    let short = |s: &str| {
+        let mut v = vec![b'U', s.len() as u8];
+        v.extend(s.as_bytes());
+        v
+    };
+    let mut p = vec![0x80, 2, b'}', b'('];
+    p.extend(short("data"));
+    p.extend(global("numpy.core.multiarray", "_reconstruct"));
+    p.extend(global("numpy", "ndarray"));
+    p.extend(int(0));
+    p.push(0x85);
+    p.extend(short("b"));
+    p.push(0x87);
+    p.push(b'R');
+    // state: (1, (n, 3072), dtype('u1'), False, bytes)
+    p.push(b'(');
+    p.extend(int(1));
+    p.push(b'(');
+    p.extend(int(n as i32));
+    p.extend(int(3072));
+    p.push(b't');
+    p.extend(global("numpy", "dtype"));
+    p.push(b'(');
+    p.extend(short("u1"));
+    p.extend([0x89, 0x88, b't', b'R']);
+    p.push(b'(');
+    p.extend(int(3));
+    p.extend(short("|"));
+    p.extend(b"NNN");
+    p.extend(int(-1));
+    p.extend(int(-1));
+    p.extend(int(0));
+    p.extend([b't', b'b']);
+    p.push(0x89);
+    p.extend(binstring(data));
+    p.extend([b't', b'b']);
+    p.extend(short(label_key));
+    p.extend([b']', b'(']);
+    for l in labels {
+        p.extend(int(*l));
+    }
+    p.extend([b'e', b'u', b'.']);
+    p
+}
+
+/// gzip-compress bytes.
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// An MNIST-style IDX folder: n_train/n_test images of 28×28 (pixel (i+k) mod 256), labels i % 10.
+pub fn write_idx_dir(dir: &Path, n_train: usize, n_test: usize, gzip: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let put = |name: &str, bytes: Vec<u8>| {
+        if gzip {
+            std::fs::write(dir.join(format!("{name}.gz")), gz(&bytes)).unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    };
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let px: Vec<u8> = (0..n * 784)
+            .map(|k| ((k / 784 + k % 784) % 256) as u8)
+            .collect();
+        put(
+            &format!("{prefix}-images-idx3-ubyte"),
+            ddr_fast::data::idx::encode(0x803, &[n as u32, 28, 28], &px),
+        );
+        let lab: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        put(
+            &format!("{prefix}-labels-idx1-ubyte"),
+            ddr_fast::data::idx::encode(0x801, &[n as u32], &lab),
+        );
+    }
+}
