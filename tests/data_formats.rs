@@ -91,7 +91,7 @@ fn idx_raw_and_gz() {
             (30, 10, 1, 28)
         );
         assert_eq!(r.train.labels[17], 7);
-        assert_eq!(r.train.image(3)[10], ((3 + 10) % 256) as f32 / 255.0);
+        assert_eq!(r.train.image(3)[10], 13.0 / 255.0); // pixel (i + k) mod 256 with i = 3, k = 10
         assert_eq!(r.norm.mean, vec![0.2861]);
     }
 }
