@@ -581,7 +581,7 @@ impl Machine<'_> {
         };
         g.ok_or_else(|| {
             self.err(format!(
-                "refusing global `{module}.{name}`: only {} are allowed (nothing in a data file is executed)",
+                "refusing global `{module}.{name}`: the only globals allowed are {} (nothing in a data file is executed)",
                 match self.allow {
                     Allow::Torch => "torch tensor/parameter rebuilds, torch storage types and collections.OrderedDict",
                     Allow::NumpyArrays => "numpy array reconstruction",
