@@ -18,8 +18,11 @@ use common::{
 /// the path the message must name, a keyword of the problem).
 struct Case {
     name: &'static str,
-    build: fn(&Path) -> (PathBuf, Vec<&'static str>, PathBuf, &'static str),
+    build: fn(&Path) -> Built,
 }
+
+/// (input path, extra CLI args, path the message must name, keyword of the problem).
+type Built = (PathBuf, Vec<&'static str>, PathBuf, &'static str);
 
 fn images_st(dir: &Path, shape: Vec<usize>, vals: &[f32]) -> PathBuf {
     let p = dir.join("syn.safetensors");
