@@ -55,6 +55,11 @@ fn info(a: &InfoArgs) -> Result<()> {
 /// Decide what the path is, load it exactly as `eval` would, and describe it.
 fn describe_path(a: &InfoArgs) -> Result<Json> {
     let path = &a.path;
+    if !path.exists()
+        && (path.as_os_str() == "fashion-mnist-embedded" || path.as_os_str() == "embedded")
+    {
+        return Ok(describe_real(&data::embedded::fashion_mnist()?, path));
+    }
     let md = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if md.is_dir() {
         // A real dataset layout first; otherwise a synthetic image folder (class sub-folders).

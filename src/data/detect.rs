@@ -124,7 +124,7 @@ pub fn load_real(path: &Path) -> Result<RealData> {
 /// `fashion-mnist`, `tinyimagenet`, `imagefolder`); `fashion-mnist-embedded` needs no folder.
 pub fn load_named(name: &str, dir: Option<&Path>) -> Result<RealData> {
     if name == "fashion-mnist-embedded" {
-        return Err(Error::config("PENDING embedded"));
+        return crate::data::embedded::fashion_mnist();
     }
     let dir = dir
         .ok_or_else(|| Error::config(format!("dataset {name} needs a data folder (--data-dir)")))?;

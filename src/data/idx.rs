@@ -39,6 +39,34 @@ fn parse_header(path: &Path, head: &[u8], magic: u32, ndim: usize) -> Result<(Ve
     Ok((dims, need))
 }
 
+/// Parse an IDX file already in memory: its dimensions and data bytes (exactly as many as the
+/// header says).
+pub fn parse_idx<'a>(
+    path: &Path,
+    buf: &'a [u8],
+    magic: u32,
+    ndim: usize,
+) -> Result<(Vec<usize>, &'a [u8])> {
+    let header_len = 4 + 4 * ndim;
+    if buf.len() < header_len {
+        return Err(Error::format(
+            path,
+            format!(
+                "truncated: {} bytes, an IDX header needs {header_len}",
+                buf.len()
+            ),
+        ));
+    }
+    let (dims, need) = parse_header(path, &buf[..header_len], magic, ndim)?;
+    if buf.len() - header_len != need {
+        return Err(Error::format(
+            path,
+            format!("IDX header says {dims:?} = {need} bytes of data but it holds {} (truncated or lying header)", buf.len() - header_len),
+        ));
+    }
+    Ok((dims, &buf[header_len..]))
+}
+
 /// Read an IDX file (raw or .gz): its dimensions and data bytes. The data must be exactly as long
 /// as the header says; a .gz is never decompressed past that length (decompression bombs).
 pub fn read_idx(path: &Path, magic: u32, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {

@@ -7,7 +7,7 @@
 
 pub mod cifar;
 pub mod detect;
-// TODO pub mod embedded;
+pub mod embedded;
 // TODO pub mod fetch;
 pub mod folder;
 pub mod idx;
