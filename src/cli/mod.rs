@@ -1,5 +1,6 @@
 //! The clap front end. Each command lives in its own file; this one only dispatches.
 
+mod data;
 mod info;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Version, CPU threads, GPUs and embedded CUDA kernels.
     Info(info::InfoArgs),
+    /// Inspect and validate datasets, synthetic sets, .pt files and checkpoints; fetch datasets.
+    Data(data::DataArgs),
 }
 
 /// Parse `std::env::args` and run the chosen command.
@@ -28,5 +31,6 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Data(args) => data::run(&args),
     }
 }

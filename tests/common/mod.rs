@@ -1,12 +1,15 @@
+//! Helpers shared by integration tests (union of the engine and data helpers).
 //! Shared helpers for integration tests: the one tolerance check (|got − want| ≤ atol + rtol·|want|,
 //! worst index reported), and a small safetensors reader for the golden files in
 //! ../shared/golden (or `$DDR_GOLDEN_DIR`).
+//! Helpers shared by the data tests: the one tolerance check, fixture lookup, and small writers
+//! for the formats the tests generate (torch-style zips, pickles).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
 use safetensors::{Dtype, SafeTensors};
+use std::io::Write;
 
 /// A tolerance: pass when |got − want| ≤ atol + rtol·|want| element by element.
 #[derive(Clone, Copy, Debug)]
@@ -223,5 +226,273 @@ impl Golden {
             ));
         }
         Ok(v)
+    }
+}
+
+
+/// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        // NaN excess (a NaN value) must fail too, hence the explicit is_nan.
+        let fails = excess > 0.0 || excess.is_nan();
+        if fails && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+            worst = Some((i, excess));
+        }
+    }
+    if let Some((i, e)) = worst {
+        panic!(
+            "{what}: index {i} got {} want {} (over tolerance by {e})",
+            got[i], want[i]
+        );
+    }
+}
+
+/// A folder under shared/ from the main checkout (`../shared`) or a worktree (`../../shared`).
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let m = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = [
+        m.join("../shared").join(rel),
+        m.join("../../shared").join(rel),
+    ]
+    .into_iter()
+    .find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("SKIPPED: shared/{rel} not found next to the checkout");
+    }
+    found
+}
+
+/// Write a zip with stored (uncompressed) entries, as torch.save does.
+pub fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in entries {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// Protocol-2 pickle pieces for hand-built test pickles.
+pub mod pk {
+    pub fn global(module: &str, name: &str) -> Vec<u8> {
+        format!("c{module}\n{name}\n").into_bytes()
+    }
+    pub fn unicode(s: &str) -> Vec<u8> {
+        let mut v = vec![b'X'];
+        v.extend((s.len() as u32).to_le_bytes());
+        v.extend(s.as_bytes());
+        v
+    }
+    pub fn binstring(b: &[u8]) -> Vec<u8> {
+        let mut v = vec![b'T'];
+        v.extend((b.len() as u32).to_le_bytes());
+        v.extend(b);
+        v
+    }
+    pub fn int(i: i32) -> Vec<u8> {
+        let mut v = vec![b'J'];
+        v.extend(i.to_le_bytes());
+        v
+    }
+    /// `torch._utils._rebuild_tensor_v2(('storage', torch.<st>, key, 'cpu', numel), offset, size, stride, False, OrderedDict())`
+    pub fn tensor(
+        st: &str,
+        key: &str,
+        numel: i32,
+        offset: i32,
+        size: &[i32],
+        stride: &[i32],
+    ) -> Vec<u8> {
+        let mut v = global("torch._utils", "_rebuild_tensor_v2");
+        v.extend(b"((");
+        v.extend(unicode("storage"));
+        v.extend(global("torch", st));
+        v.extend(unicode(key));
+        v.extend(unicode("cpu"));
+        v.extend(int(numel));
+        v.extend(b"tQ");
+        v.extend(int(offset));
+        v.push(b'(');
+        for s in size {
+            v.extend(int(*s));
+        }
+        v.extend(b"t(");
+        for s in stride {
+            v.extend(int(*s));
+        }
+        v.push(b't');
+        v.push(0x89);
+        v.extend(global("collections", "OrderedDict"));
+        v.extend(b")RtR");
+        v
+    }
+}
+
+/// A torch-style zip holding one pickle and its storages.
+pub fn write_pt(path: &Path, pickle: &[u8], storages: &[(&str, &[u8])]) {
+    let mut entries: Vec<(String, &[u8])> = vec![
+        ("archive/data.pkl".into(), pickle),
+        ("archive/byteorder".into(), b"little"),
+    ];
+    for (k, b) in storages {
+        entries.push((format!("archive/data/{k}"), b));
+    }
+    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    write_zip(path, &refs);
+}
+
+/// Write a safetensors file from raw little-endian bytes per tensor.
+pub fn write_st(
+    path: &Path,
+    tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)],
+    meta: &[(&str, &str)],
+) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.to_string(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let md = if meta.is_empty() {
+        None
+    } else {
+        Some(
+            meta.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    std::fs::write(path, safetensors::serialize(views, md).unwrap()).unwrap();
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Save an 8-bit RGB PNG of a solid colour.
+pub fn write_png(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    img.save(path).unwrap();
+}
+
+/// n CIFAR binary records with labels i % classes; `header` = 1 (CIFAR-10) or 2 (CIFAR-100,
+/// coarse then fine). Pixel k of record i is (i + k) mod 256.
+pub fn cifar_records(n: usize, header: usize, classes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * (header + 3072));
+    for i in 0..n {
+        if header == 2 {
+            out.push((i % 20) as u8);
+        }
+        out.push((i % classes) as u8);
+        out.extend((0..3072).map(|k| ((i + k) % 256) as u8));
+    }
+    out
+}
+
+/// A CIFAR-10 binary folder with `n` records per batch file.
+pub fn write_cifar10_bin(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            dir.join(format!("data_batch_{i}.bin")),
+            cifar_records(n, 1, 10),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), cifar_records(n, 1, 10)).unwrap();
+}
+
+/// A py2-style protocol-2 pickle of {'data': uint8 array [n, 3072], label_key: [labels]} as the
+/// official CIFAR python batches hold it (numpy array via _reconstruct + BUILD).
+pub fn cifar_py_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str) -> Vec<u8> {
+    use pk::*;
+    let short = |s: &str| {
+        let mut v = vec![b'U', s.len() as u8];
+        v.extend(s.as_bytes());
+        v
+    };
+    let mut p = vec![0x80, 2, b'}', b'('];
+    p.extend(short("data"));
+    p.extend(global("numpy.core.multiarray", "_reconstruct"));
+    p.extend(global("numpy", "ndarray"));
+    p.extend(int(0));
+    p.push(0x85);
+    p.extend(short("b"));
+    p.push(0x87);
+    p.push(b'R');
+    // state: (1, (n, 3072), dtype('u1'), False, bytes)
+    p.push(b'(');
+    p.extend(int(1));
+    p.push(b'(');
+    p.extend(int(n as i32));
+    p.extend(int(3072));
+    p.push(b't');
+    p.extend(global("numpy", "dtype"));
+    p.push(b'(');
+    p.extend(short("u1"));
+    p.extend([0x89, 0x88, b't', b'R']);
+    p.push(b'(');
+    p.extend(int(3));
+    p.extend(short("|"));
+    p.extend(b"NNN");
+    p.extend(int(-1));
+    p.extend(int(-1));
+    p.extend(int(0));
+    p.extend([b't', b'b']);
+    p.push(0x89);
+    p.extend(binstring(data));
+    p.extend([b't', b'b']);
+    p.extend(short(label_key));
+    p.extend([b']', b'(']);
+    for l in labels {
+        p.extend(int(*l));
+    }
+    p.extend([b'e', b'u', b'.']);
+    p
+}
+
+/// gzip-compress bytes.
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// An MNIST-style IDX folder: n_train/n_test images of 28×28 (pixel (i+k) mod 256), labels i % 10.
+pub fn write_idx_dir(dir: &Path, n_train: usize, n_test: usize, gzip: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let put = |name: &str, bytes: Vec<u8>| {
+        if gzip {
+            std::fs::write(dir.join(format!("{name}.gz")), gz(&bytes)).unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    };
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let px: Vec<u8> = (0..n * 784)
+            .map(|k| ((k / 784 + k % 784) % 256) as u8)
+            .collect();
+        put(
+            &format!("{prefix}-images-idx3-ubyte"),
+            ddr_fast::data::idx::encode(0x803, &[n as u32, 28, 28], &px),
+        );
+        let lab: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        put(
+            &format!("{prefix}-labels-idx1-ubyte"),
+            ddr_fast::data::idx::encode(0x801, &[n as u32], &lab),
+        );
     }
 }

@@ -1,0 +1,146 @@
+//! Real-dataset layouts generated in a temp dir: CIFAR-10 binary and python, CIFAR-100 binary
+//! (fine labels), IDX raw and .gz, ImageFolder and TinyImageNet; each read back exactly.
+
+mod common;
+
+use ddr_fast::data::load_real;
+
+use common::{cifar_py_pickle, cifar_records, write_cifar10_bin, write_idx_dir, write_png};
+
+/// Pixel k of CIFAR record i as written by the builders, in [0,1].
+fn px(i: usize, k: usize) -> f32 {
+    ((i + k) % 256) as f32 / 255.0
+}
+
+#[test]
+fn cifar10_binary_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar10_bin(tmp.path(), 12);
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.format.as_str()),
+        ("cifar10", "cifar10-binary")
+    );
+    assert_eq!((r.train.len(), r.test.len()), (60, 12));
+    assert_eq!(r.train.labels[13], 1); // second file, record 1: label 1 % 10
+    assert_eq!(r.train.image(13)[5], px(1, 5));
+}
+
+#[test]
+fn cifar100_binary_uses_fine_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("train.bin"), cifar_records(150, 2, 100)).unwrap();
+    std::fs::write(tmp.path().join("test.bin"), cifar_records(7, 2, 100)).unwrap();
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(r.name, "cifar100");
+    assert_eq!(r.train.classes, 100);
+    assert_eq!(r.train.labels[123], 23); // fine = i % 100, coarse = i % 20 would be 3
+    assert_eq!(r.train.image(2)[0], px(2, 0));
+}
+
+#[test]
+fn cifar10_python_pickles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("cifar-10-batches-py");
+    std::fs::create_dir(&d).unwrap();
+    let n = 4;
+    let data: Vec<u8> = (0..n * 3072)
+        .map(|k| ((k / 3072 + k % 3072) % 256) as u8)
+        .collect();
+    for name in [
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+    ] {
+        std::fs::write(
+            d.join(name),
+            cifar_py_pickle(&data, n, &[9, 0, 7, 3], "labels"),
+        )
+        .unwrap();
+    }
+    std::fs::write(d.join("batches.meta"), b"unused").unwrap();
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.format.as_str()),
+        ("cifar10", "cifar10-python")
+    );
+    assert_eq!(r.train.len(), 20);
+    assert_eq!(&r.train.labels[..5], &[9, 0, 7, 3, 9]);
+    assert_eq!(r.train.image(2)[100], px(2, 100));
+}
+
+#[test]
+fn idx_raw_and_gz() {
+    for gzip in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("FashionMNIST/raw");
+        write_idx_dir(&d, 30, 10, gzip);
+        let r = load_real(tmp.path()).unwrap();
+        assert_eq!(r.name, "fashion-mnist");
+        assert_eq!(r.format, if gzip { "idx.gz" } else { "idx" });
+        assert_eq!(
+            (
+                r.train.len(),
+                r.test.len(),
+                r.train.channels,
+                r.train.height
+            ),
+            (30, 10, 1, 28)
+        );
+        assert_eq!(r.train.labels[17], 7);
+        assert_eq!(r.train.image(3)[10], 13.0 / 255.0); // pixel (i + k) mod 256 with i = 3, k = 10
+        assert_eq!(r.norm.mean, vec![0.2861]);
+    }
+}
+
+#[test]
+fn image_folder_and_tinyimagenet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("folders");
+    for split in ["train", "val"] {
+        for (c, cls) in ["cat", "dog"].iter().enumerate() {
+            let d = root.join(split).join(cls);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..2 {
+                write_png(&d.join(format!("{i}.png")), 8, 8, [10 * c as u8, 20, 30]);
+            }
+        }
+    }
+    let r = load_real(&root).unwrap();
+    assert_eq!(
+        (
+            r.name.as_str(),
+            r.train.len(),
+            r.test.len(),
+            r.train.channels
+        ),
+        ("imagefolder", 4, 4, 3)
+    );
+    assert_eq!(r.train.class_names, vec!["cat", "dog"]);
+    assert_eq!(r.train.labels, vec![0, 0, 1, 1]);
+
+    // TinyImageNet: val/ images in one folder, classes from val_annotations.txt
+    let t = tmp.path().join("tiny-imagenet-200");
+    std::fs::create_dir_all(t.join("val/images")).unwrap();
+    std::fs::write(t.join("wnids.txt"), "n02\nn01\n").unwrap();
+    for w in ["n01", "n02"] {
+        let d = t.join("train").join(w).join("images");
+        std::fs::create_dir_all(&d).unwrap();
+        write_png(&d.join(format!("{w}_0.JPEG.png")), 8, 8, [1, 2, 3]);
+    }
+    write_png(&t.join("val/images/val_0.png"), 8, 8, [255, 0, 0]);
+    write_png(&t.join("val/images/val_1.png"), 8, 8, [0, 255, 0]);
+    std::fs::write(
+        t.join("val/val_annotations.txt"),
+        "val_0.png\tn02\t0\t0\t8\t8\nval_1.png\tn01\t0\t0\t8\t8\n",
+    )
+    .unwrap();
+    let r = load_real(tmp.path().join("tiny-imagenet-200").as_path()).unwrap();
+    assert_eq!(r.name, "tinyimagenet");
+    assert_eq!(r.train.class_names, vec!["n01", "n02"]);
+    assert_eq!(r.test.labels, vec![1, 0]);
+    assert_eq!(r.test.image(0)[0], 1.0); // red channel of the n02 image
+}
