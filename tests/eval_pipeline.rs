@@ -111,7 +111,7 @@ fn accs(r: &EvalRecord) -> Vec<(String, f64)> {
 #[test]
 fn cache_is_reused_by_another_method_and_lrs_follows_formula() {
     let dir = tempfile::tempdir().unwrap();
-    let be = CpuBackend::new();
+    let be = std::sync::Arc::new(CpuBackend::new());
     let c = cfg(dir.path(), "a");
     let first = evaluate(&be, &c, &inputs(100, "method-a"), &subset, &opts()).unwrap();
     // 2 runs × (2 syn + 2 random) + 1 full.
@@ -177,7 +177,7 @@ fn cache_is_reused_by_another_method_and_lrs_follows_formula() {
 #[test]
 fn interrupted_evaluation_resumes_with_the_same_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let be = CpuBackend::new();
+    let be = std::sync::Arc::new(CpuBackend::new());
     let c = EvalConfig {
         no_cache: true,
         ..cfg(dir.path(), "r")

@@ -57,7 +57,7 @@ fn settings(epochs: usize) -> CohortSettings {
 
 #[test]
 fn cohort_equals_students_alone_and_learns() {
-    let be = CpuBackend::new();
+    let be = std::sync::Arc::new(CpuBackend::new());
     // 20 images with batch 6: three full batches and a partial one of 2.
     let (a, b, test) = (toy_set(10, 0), toy_set(10, 100), toy_set(50, 1000));
     let cs = settings(6);
@@ -122,7 +122,7 @@ fn cohort_equals_students_alone_and_learns() {
 
 #[test]
 fn diverging_student_is_stopped_and_reported() {
-    let be = CpuBackend::new();
+    let be = std::sync::Arc::new(CpuBackend::new());
     let (a, test) = (toy_set(10, 0), toy_set(10, 500));
     let cs = settings(4);
     let setups = [

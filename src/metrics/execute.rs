@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -67,7 +68,7 @@ pub fn cache_dir(cfg: &EvalConfig) -> PathBuf {
 
 /// Plans, runs (or reuses) every training and reduces them into scores.
 pub fn evaluate<B: Backend>(
-    be: &B,
+    be: &Arc<B>,
     cfg: &EvalConfig,
     inputs: &Inputs,
     subset: SubsetFn<'_>,
@@ -328,7 +329,11 @@ pub fn select(set: &ImageSet, idx: &[usize]) -> ImageSet {
 }
 
 /// Mean teacher logits on the un-augmented images of `set` (soft-label mode S for random subsets).
-fn teacher_logits<B: Backend>(be: &B, teachers: &[Teacher], set: &ImageSet) -> Result<Vec<f32>> {
+fn teacher_logits<B: Backend>(
+    be: &Arc<B>,
+    teachers: &[Teacher],
+    set: &ImageSet,
+) -> Result<Vec<f32>> {
     if teachers.is_empty() {
         return Err(Error::config(
             "soft labels for random subsets need a teacher (teacher_dir / teacher_model_names)",

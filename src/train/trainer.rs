@@ -8,11 +8,15 @@
 //! forward → loss → backward → optimizer step; the scheduler steps once per epoch. A student whose
 //! loss turns NaN/Inf is stopped: its later tests are skipped and the reason is returned.
 
+use std::sync::Arc;
+
+use super::cohort::Cohort;
+use super::schedule::Schedule;
 use crate::aug::{self, AugPlan, BatchDims, DrawKey};
-use crate::backend::{Backend, LossKind, Mode, OptimizerCfg};
+use crate::backend::{Backend, LossKind, OptimizerCfg};
 use crate::error::{Error, Result};
 use crate::metrics::config::Scheduler;
-use crate::model::{init_buffers, init_params, ConvNet, Workspace};
+use crate::model::ConvNet;
 
 pub use super::trainer_data::{ImageSet, StudentKey};
 
@@ -69,20 +73,20 @@ pub struct StudentResult {
 /// Progress callback: (epochs done, epochs total).
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
-/// lr factor of `epoch` (0-based, the epoch about to run) for the per-epoch schedulers of DESIGN.md §3.
-pub fn lr_factor(s: Scheduler, epoch: usize, epochs: usize, step_size: usize) -> f64 {
-    let (e, n) = (epoch as f64, epochs.max(1) as f64);
-    match s {
-        Scheduler::Step => 0.1f64.powi((epoch / step_size.max(1)) as i32),
-        Scheduler::Cosineannealing => 0.5 * (1.0 + (std::f64::consts::PI * e / n).cos()),
-        Scheduler::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * e / (2.0 * n)).cos()),
-        Scheduler::None => 1.0,
-    }
+/// The engine's per-epoch schedule for a config's scheduler.
+pub fn schedule(s: Scheduler, epochs: usize, step_size: usize) -> Result<Schedule> {
+    let name = match s {
+        Scheduler::Step => "step",
+        Scheduler::Cosineannealing => "cosineannealing",
+        Scheduler::Cosine => "cosine",
+        Scheduler::None => "none",
+    };
+    Schedule::parse(name, epochs, step_size)
 }
 
 /// Train a cohort and test it every `test_interval` epochs and after the last epoch.
 pub fn train_cohort<B: Backend>(
-    be: &B,
+    be: &Arc<B>,
     cs: &CohortSettings,
     students: &[StudentSetup<'_>],
     test: &ImageSet,
@@ -126,35 +130,19 @@ pub fn train_cohort<B: Backend>(
         ));
     }
 
-    let (p_len, r_len, k) = (cs.net.param_len(), cs.net.buffer_len(), spec.classes);
+    let k = spec.classes;
     let img = spec.channels * spec.im_size * spec.im_size;
-    let mut params_host = vec![0f32; s_n * p_len]; // (S, P)
-    let mut running_host = vec![0f32; s_n * r_len]; // (S, R)
-    for (s, st) in students.iter().enumerate() {
-        init_params(
-            &cs.net.layout,
-            st.key.init_seed(),
-            &mut params_host[s * p_len..(s + 1) * p_len],
-        );
-        init_buffers(
-            &cs.net.layout,
-            &mut running_host[s * r_len..(s + 1) * r_len],
-        );
-    }
-    let mut params = be.upload(&params_host)?; // (S, P)
-    let mut running = be.upload(&running_host)?; // (S, R)
-    let mut grads = be.alloc::<f32>(s_n * p_len)?; // (S, P)
-    let mut state1 = be.alloc::<f32>(s_n * p_len)?; // (S, P)
-    let mut state2 = be.alloc::<f32>(s_n * p_len)?; // (S, P)
-    let mut lrs = be.alloc::<f32>(s_n)?; // (S)
-
+    let seeds: Vec<u64> = students.iter().map(|st| st.key.init_seed()).collect();
+    let base_lrs: Vec<f32> = students.iter().map(|st| st.lr).collect();
+    let mut cohort = Cohort::new(Arc::clone(be), *spec, cs.optimizer, &seeds, &base_lrs)?;
+    let sched = schedule(cs.scheduler, cs.epochs, cs.step_size)?;
     let soft_loss = !matches!(cs.loss, LossKind::CrossEntropy);
     let full_b = cs.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(full_b);
-    // Workspaces for the full batch and, if N is not a multiple, the last partial one.
-    let mut ws_full = cs.net.workspace(be, s_n, full_b, true)?;
-    let mut ws_last: Option<Workspace<B>> = None;
-    let mut tws = TeacherWorkspaces::new(be, teachers)?;
+    let mut teacher_cohorts = teachers
+        .iter()
+        .map(|t| TeacherCohort::new(be, t))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut results: Vec<StudentResult> = vec![
         StudentResult {
@@ -166,12 +154,7 @@ pub fn train_cohort<B: Backend>(
     ];
     let mut step: u32 = 0;
     for epoch in 0..cs.epochs {
-        let factor = lr_factor(cs.scheduler, epoch, cs.epochs, cs.step_size);
-        let lr_host: Vec<f32> = students
-            .iter()
-            .map(|st| (f64::from(st.lr) * factor) as f32)
-            .collect();
-        be.write(&lr_host, &mut lrs)?;
+        cohort.apply_schedule(&sched, epoch)?;
         let orders: Vec<Vec<u32>> = students
             .iter()
             .map(|st| st.key.shuffle(epoch as u32, n))
@@ -179,7 +162,7 @@ pub fn train_cohort<B: Backend>(
         for j in 0..steps_per_epoch {
             let lo = j * full_b;
             let b = full_b.min(n - lo);
-            // (S, b, C, H, W) images, (S, b) labels, (S, b, K) stored soft labels
+            // (S, b, C, H, W) images, (S, b) labels, (S, b, K) soft targets
             let mut x = vec![0f32; s_n * b * img];
             let mut labels = vec![0u32; s_n * b];
             let mut soft = if soft_loss {
@@ -221,7 +204,7 @@ pub fn train_cohort<B: Backend>(
                 aug::apply(&cs.aug, &draws, dims, &mut x)?;
             }
             if students.iter().any(|st| st.teacher_targets) {
-                let t = tws.mean_logits(be, teachers, &x, s_n * b)?; // (S·b, K)
+                let t = mean_teacher_logits(&mut teacher_cohorts, &x, s_n * b)?; // (S·b, K)
                 for (s, st) in students.iter().enumerate() {
                     if st.teacher_targets {
                         soft[s * b * k..(s + 1) * b * k]
@@ -229,16 +212,6 @@ pub fn train_cohort<B: Backend>(
                     }
                 }
             }
-            let ws = if b == full_b {
-                &mut ws_full
-            } else {
-                if ws_last.as_ref().map(|w| w.batch) != Some(b) {
-                    ws_last = Some(cs.net.workspace(be, s_n, b, true)?);
-                }
-                ws_last
-                    .as_mut()
-                    .expect("partial-batch workspace was just created")
-            };
             let x_dev = be.upload(&x)?;
             let labels_dev = be.upload(&labels)?;
             let soft_dev = if soft_loss {
@@ -246,32 +219,18 @@ pub fn train_cohort<B: Backend>(
             } else {
                 None
             };
-            cs.net
-                .forward(be, ws, &x_dev, &params, &mut running, Mode::Train)?;
-            cs.net
-                .loss(be, ws, cs.loss, &labels_dev, soft_dev.as_ref())?;
-            let loss = be.download(ws.loss().expect("training workspace has a loss buffer"))?; // (S)
+            let loss = cohort.train_step(&x_dev, &labels_dev, soft_dev.as_ref(), cs.loss, b)?; // (S)
             for (s, l) in loss.iter().enumerate() {
                 if !l.is_finite() && results[s].stopped.is_none() {
                     results[s].stopped =
                         Some(format!("loss {l} at epoch {} step {}", epoch + 1, j + 1));
                 }
             }
-            cs.net.backward(be, ws, &x_dev, &params, &mut grads)?;
             step += 1;
-            be.optimizer_step(
-                &cs.optimizer,
-                step,
-                &lrs,
-                &mut params,
-                &grads,
-                &mut state1,
-                &mut state2,
-            )?;
         }
         let last = epoch + 1 == cs.epochs;
         if (epoch + 1) % cs.test_interval == 0 || last {
-            let correct = test_pass(be, &cs.net, s_n, &params, &mut running, test)?;
+            let correct = test_pass(&mut cohort, test)?;
             for (s, c) in correct.into_iter().enumerate() {
                 if results[s].stopped.is_some() {
                     continue;
@@ -293,25 +252,14 @@ pub fn train_cohort<B: Backend>(
 
 /// One pass over the test set for all S students: each test batch is replicated S times so every
 /// student sees the same images. Returns correct counts (S).
-pub fn test_pass<B: Backend>(
-    be: &B,
-    net: &ConvNet,
-    s_n: usize,
-    params: &B::Buf<f32>,
-    running: &mut B::Buf<f32>,
-    test: &ImageSet,
-) -> Result<Vec<u32>> {
+pub fn test_pass<B: Backend>(cohort: &mut Cohort<B>, test: &ImageSet) -> Result<Vec<u32>> {
+    let be = Arc::clone(cohort.backend());
+    let s_n = cohort.students();
     let img = test.image_len();
-    let k = net.spec.classes;
     let mut correct = be.alloc::<u32>(s_n)?; // (S)
-    let mut ws: Option<Workspace<B>> = None;
     let mut lo = 0;
     while lo < test.len() {
         let b = TEST_BATCH.min(test.len() - lo);
-        if ws.as_ref().map(|w| w.batch) != Some(b) {
-            ws = Some(net.workspace(be, s_n, b, false)?);
-        }
-        let w = ws.as_mut().expect("test workspace was just created");
         let chunk = &test.images[lo * img..(lo + b) * img];
         let mut x = Vec::with_capacity(s_n * b * img); // (S, b, C, H, W)
         let mut labels = Vec::with_capacity(s_n * b); // (S, b)
@@ -321,88 +269,80 @@ pub fn test_pass<B: Backend>(
         }
         let x_dev = be.upload(&x)?;
         let labels_dev = be.upload(&labels)?;
-        net.forward(be, w, &x_dev, params, running, Mode::Eval)?;
-        be.count_correct(s_n, b, k, w.logits(), &labels_dev, &mut correct)?;
+        cohort.count_correct(&x_dev, &labels_dev, b, &mut correct)?;
         lo += b;
     }
     be.download(&correct)
 }
 
-/// A teacher's eval-mode logits on x (M, C, H, W) → (M, K), in chunks of [`TEST_BATCH`].
-pub fn teacher_forward<B: Backend>(be: &B, t: &Teacher, x: &[f32], m: usize) -> Result<Vec<f32>> {
-    let img = t.net.spec.image_len();
-    if x.len() != m * img {
-        return Err(Error::shape(format!(
-            "teacher input: {} values for {m} images of {img}",
-            x.len()
-        )));
-    }
-    let params = be.upload(&t.params)?; // (1, P)
-    let mut running = be.upload(&t.running)?; // (1, R)
-    let mut out = Vec::with_capacity(m * t.net.spec.classes); // (M, K)
-    let mut ws: Option<Workspace<B>> = None;
-    let mut lo = 0;
-    while lo < m {
-        let b = TEST_BATCH.min(m - lo);
-        if ws.as_ref().map(|w| w.batch) != Some(b) {
-            ws = Some(t.net.workspace(be, 1, b, false)?);
-        }
-        let w = ws.as_mut().expect("teacher workspace was just created");
-        let x_dev = be.upload(&x[lo * img..(lo + b) * img])?;
-        t.net
-            .forward(be, w, &x_dev, &params, &mut running, Mode::Eval)?;
-        out.extend(be.download(w.logits())?);
-        lo += b;
-    }
-    Ok(out)
+/// A teacher as a one-student cohort (eval mode only).
+struct TeacherCohort<B: Backend> {
+    cohort: Cohort<B>,
 }
 
-/// Eval-mode teacher forwards over a batch of images; weights uploaded once, workspaces reused.
-struct TeacherWorkspaces<B: Backend> {
-    loaded: Vec<LoadedTeacher<B>>,
+impl<B: Backend> TeacherCohort<B> {
+    fn new(be: &Arc<B>, t: &Teacher) -> Result<Self> {
+        let mut cohort = Cohort::from_params(
+            Arc::clone(be),
+            t.net.clone(),
+            OptimizerCfg::new(crate::backend::OptimizerKind::Sgd, 0.0),
+            &t.params,
+            &[0.0],
+        )?;
+        if !t.running.is_empty() {
+            cohort.set_running(&t.running)?;
+        }
+        Ok(TeacherCohort { cohort })
+    }
+
+    /// Logits on x (M, C, H, W) → (M, K), in chunks of [`TEST_BATCH`].
+    fn logits(&mut self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let be = Arc::clone(self.cohort.backend());
+        let img = self.cohort.net().spec.image_len();
+        if x.len() != m * img {
+            return Err(Error::shape(format!(
+                "teacher input: {} values for {m} images of {img}",
+                x.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(m * self.cohort.net().spec.classes); // (M, K)
+        let mut lo = 0;
+        while lo < m {
+            let b = TEST_BATCH.min(m - lo);
+            let x_dev = be.upload(&x[lo * img..(lo + b) * img])?;
+            out.extend(be.download(self.cohort.eval_logits(&x_dev, b)?)?);
+            lo += b;
+        }
+        Ok(out)
+    }
 }
 
-/// A teacher on the device: params (1, P), running (1, R), workspace for the current batch size.
-type LoadedTeacher<B> = (
-    <B as Backend>::Buf<f32>,
-    <B as Backend>::Buf<f32>,
-    Option<Workspace<B>>,
-);
-
-impl<B: Backend> TeacherWorkspaces<B> {
-    fn new(be: &B, teachers: &[Teacher]) -> Result<Self> {
-        let loaded = teachers
-            .iter()
-            .map(|t| Ok((be.upload(&t.params)?, be.upload(&t.running)?, None)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(TeacherWorkspaces { loaded })
-    }
-
-    /// Mean over teachers of their logits on x (M, C, H, W) → (M, K).
-    fn mean_logits(
-        &mut self,
-        be: &B,
-        teachers: &[Teacher],
-        x: &[f32],
-        m: usize,
-    ) -> Result<Vec<f32>> {
-        let mut mean: Vec<f32> = Vec::new();
-        let x_dev = be.upload(x)?;
-        for (t, (params, running, slot)) in teachers.iter().zip(self.loaded.iter_mut()) {
-            if slot.as_ref().map(|w| w.batch) != Some(m) {
-                *slot = Some(t.net.workspace(be, 1, m, false)?);
-            }
-            let ws = slot.as_mut().expect("teacher workspace was just created");
-            t.net.forward(be, ws, &x_dev, params, running, Mode::Eval)?;
-            let logits = be.download(ws.logits())?; // (1, M, K)
-            if mean.is_empty() {
-                mean = logits;
-            } else {
-                mean.iter_mut().zip(&logits).for_each(|(a, b)| *a += b);
-            }
+/// Mean over teachers of their logits on x (M, C, H, W) → (M, K).
+fn mean_teacher_logits<B: Backend>(
+    teachers: &mut [TeacherCohort<B>],
+    x: &[f32],
+    m: usize,
+) -> Result<Vec<f32>> {
+    let mut mean: Vec<f32> = Vec::new();
+    for t in teachers.iter_mut() {
+        let logits = t.logits(x, m)?;
+        if mean.is_empty() {
+            mean = logits;
+        } else {
+            mean.iter_mut().zip(&logits).for_each(|(a, b)| *a += b);
         }
-        let inv = 1.0 / teachers.len().max(1) as f32;
-        mean.iter_mut().for_each(|v| *v *= inv);
-        Ok(mean)
     }
+    let inv = 1.0 / teachers.len().max(1) as f32;
+    mean.iter_mut().for_each(|v| *v *= inv);
+    Ok(mean)
+}
+
+/// A teacher's eval-mode logits on x (M, C, H, W) → (M, K) (mode-S labels of random subsets).
+pub fn teacher_forward<B: Backend>(
+    be: &Arc<B>,
+    t: &Teacher,
+    x: &[f32],
+    m: usize,
+) -> Result<Vec<f32>> {
+    TeacherCohort::new(be, t)?.logits(x, m)
 }

@@ -6,10 +6,10 @@
 //! for the formats the tests generate (torch-style zips, pickles).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// A tolerance: pass when |got − want| ≤ atol + rtol·|want| element by element.
 #[derive(Clone, Copy, Debug)]
@@ -228,7 +228,6 @@ impl Golden {
         Ok(v)
     }
 }
-
 
 /// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
