@@ -1,7 +1,11 @@
 //! The clap front end. Each command lives in its own file; this one only dispatches.
 
 mod data;
+pub mod eval;
+mod eval_setup;
 mod info;
+mod select;
+mod train_teacher;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +28,12 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Inspect and validate datasets, synthetic sets, .pt files and checkpoints; fetch datasets.
     Data(data::DataArgs),
+    /// DD-Ranking scores (LRS, ARS) of a distilled set; with no data arguments, the demo.
+    Eval(Box<eval::EvalArgs>),
+    /// Build a coreset (herding or random) of a real training set, saved as a synthetic set.
+    Select(select::SelectArgs),
+    /// Train a teacher on the full real training set and save it (safetensors, PyTorch names).
+    TrainTeacher(train_teacher::TrainTeacherArgs),
 }
 
 /// Parse `std::env::args` and run the chosen command.
@@ -32,5 +42,8 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Info(args) => info::run(&args),
         Command::Data(args) => data::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Select(args) => select::run(&args),
+        Command::TrainTeacher(args) => train_teacher::run(&args),
     }
 }

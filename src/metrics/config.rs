@@ -287,7 +287,9 @@ impl DatasetInfo {
             "mnist" => d("mnist", 10, 1, 28, 60_000, 10_000),
             "fashionmnist" => d("fashion-mnist", 10, 1, 28, 60_000, 10_000),
             "tinyimagenet" => d("tinyimagenet", 200, 3, 64, 100_000, 10_000),
-            "embedded" => d("embedded", 10, 1, 28, 0, 0),
+            "embedded" | "fashionmnistembedded" => {
+                d("fashion-mnist-embedded", 10, 1, 28, 2_000, 1_000)
+            }
             _ => {
                 return Err(Error::config(format!(
                     "dataset: unknown dataset '{name}'; expected one of CIFAR10, CIFAR100, MNIST, \

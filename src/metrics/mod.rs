@@ -5,8 +5,10 @@
 
 pub mod cache;
 pub mod config;
+pub mod coreset;
 pub mod cost;
 pub mod execute;
+pub mod inputs;
 pub mod plan;
 pub mod reduce;
 pub mod report;

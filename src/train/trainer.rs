@@ -93,9 +93,24 @@ pub fn train_cohort<B: Backend>(
     teachers: &[Teacher],
     progress: Progress<'_>,
 ) -> Result<Vec<StudentResult>> {
+    if students.is_empty() {
+        return Ok(Vec::new());
+    }
+    train_cohort_keep(be, cs, students, test, teachers, progress).map(|(r, _)| r)
+}
+
+/// [`train_cohort`] that also hands back the trained cohort (its weights), for `train-teacher`.
+pub fn train_cohort_keep<B: Backend>(
+    be: &Arc<B>,
+    cs: &CohortSettings,
+    students: &[StudentSetup<'_>],
+    test: &ImageSet,
+    teachers: &[Teacher],
+    progress: Progress<'_>,
+) -> Result<(Vec<StudentResult>, Cohort<B>)> {
     let s_n = students.len();
     if s_n == 0 {
-        return Ok(Vec::new());
+        return Err(Error::config("a cohort needs at least one student"));
     }
     let spec = &cs.net.spec;
     let n = students[0].data.len();
@@ -247,7 +262,7 @@ pub fn train_cohort<B: Backend>(
             break;
         }
     }
-    Ok(results)
+    Ok((results, cohort))
 }
 
 /// One pass over the test set for all S students: each test batch is replicated S times so every

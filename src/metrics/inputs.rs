@@ -1,0 +1,182 @@
+//! Loads what an evaluation reads (real data, synthetic set, teachers) through the data module and
+//! turns it into the trainer's normalised [`ImageSet`]s, plus the identities the cache keys need.
+
+use std::path::{Path, PathBuf};
+
+use super::cache::identity_of_path;
+use super::config::EvalConfig;
+use crate::aug::Zca;
+use crate::data::detect::load_named;
+use crate::data::teacher::{load_teacher, TeacherWeights};
+use crate::data::{load_synthetic, Dataset, RealData, SynExpect};
+use crate::error::{Error, Result};
+use crate::model::{ConvNet, ConvNetSpec};
+use crate::train::trainer::{ImageSet, Teacher};
+
+/// Folder of the real dataset: the config's, else `$DDR_DATA_DIR`.
+pub fn data_dir(cfg: &EvalConfig) -> Option<PathBuf> {
+    cfg.data_dir
+        .clone()
+        .or_else(|| std::env::var_os("DDR_DATA_DIR").map(PathBuf::from))
+}
+
+/// The real dataset named by the config.
+pub fn load_real_for(cfg: &EvalConfig) -> Result<RealData> {
+    let info = cfg.dataset_info()?;
+    load_named(info.name, data_dir(cfg).as_deref())
+}
+
+/// A split as a normalised image set (optionally whitened).
+pub fn to_image_set(d: &Dataset, real: &RealData, zca: Option<&Zca>) -> Result<ImageSet> {
+    let mut images = d.normalised(&real.norm); // (N, C, H, W)
+    if let Some(z) = zca {
+        let mut out = vec![0f32; images.len()];
+        z.apply(&images, &mut out)?;
+        images = out;
+    }
+    if d.height != d.width {
+        return Err(Error::config(format!(
+            "{}: only square images are supported, found {}×{}",
+            real.name, d.height, d.width
+        )));
+    }
+    Ok(ImageSet {
+        images,
+        labels: d.labels.clone(),
+        soft: None,
+        channels: d.channels,
+        size: d.height,
+        classes: d.classes,
+    })
+}
+
+/// ZCA fitted on the whole normalised training set (DESIGN.md §3, eps 0.1), when asked.
+pub fn fit_zca(cfg: &EvalConfig, real: &RealData) -> Result<Option<Zca>> {
+    if !cfg.use_zca {
+        return Ok(None);
+    }
+    let x = real.train.normalised(&real.norm);
+    Ok(Some(Zca::fit(
+        &x,
+        real.train.len(),
+        real.train.image_len(),
+        crate::aug::zca::ZCA_EPS,
+    )?))
+}
+
+/// The synthetic set at `path`, checked against the real data; returns the set, its stored
+/// learning rate (if any) and its identity.
+pub fn load_syn(
+    cfg: &EvalConfig,
+    path: &Path,
+    real: &RealData,
+    zca: Option<&Zca>,
+) -> Result<(ImageSet, Option<f64>, String)> {
+    let syn = load_synthetic(path, &SynExpect::for_real(real, Some(cfg.ipc)))?;
+    let mut images = syn.images; // (N, C, H, W), normalised by the loader
+    if let Some(z) = zca {
+        let mut out = vec![0f32; images.len()];
+        z.apply(&images, &mut out)?;
+        images = out;
+    }
+    let set = ImageSet {
+        images,
+        labels: syn.labels,
+        soft: syn.soft_labels,
+        channels: syn.channels,
+        size: syn.height,
+        classes: syn.classes,
+    };
+    Ok((set, syn.lr.map(f64::from), identity_of_path(path)?))
+}
+
+/// Where a teacher named `name` is looked for: `dir/name`, then `dir/name.{safetensors,pt,pth}`,
+/// then the same under `dir/<dataset>/`.
+pub fn teacher_candidates(dir: &Path, dataset: &str, name: &str) -> Vec<PathBuf> {
+    let mut out = vec![dir.join(name)];
+    for base in [dir.to_path_buf(), dir.join(dataset)] {
+        for ext in ["safetensors", "pt", "pth"] {
+            out.push(base.join(format!("{name}.{ext}")));
+        }
+    }
+    out
+}
+
+/// The teachers of a soft-label recipe, and their identity for the cache.
+pub fn load_teachers(cfg: &EvalConfig, real: &RealData) -> Result<(Vec<Teacher>, String)> {
+    if !cfg.recipe_is_soft() {
+        return Ok((Vec::new(), String::new()));
+    }
+    let dir = cfg.teacher_dir.as_deref().ok_or_else(|| {
+        Error::config("teacher_dir: a soft-label recipe needs teachers (--teacher-dir)")
+    })?;
+    let mut teachers = Vec::new();
+    let mut ids = Vec::new();
+    for name in &cfg.teacher_names {
+        let tried = teacher_candidates(dir, &real.name, name);
+        let path =
+            tried.iter().find(|p| p.is_file()).ok_or_else(|| {
+                Error::config(format!(
+                "teacher {name}: no file found; tried {} (train one with `ddr-fast train-teacher`)",
+                tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ))
+            })?;
+        let spec = ConvNetSpec::from_name(
+            name,
+            real.train.channels,
+            real.train.height,
+            real.train.classes,
+        )?;
+        let w = load_teacher(path)?;
+        teachers.push(
+            teacher_from_weights(ConvNet::new(spec), &w)
+                .map_err(|e| Error::format(path, e.to_string()))?,
+        );
+        ids.push(identity_of_path(path)?);
+    }
+    Ok((teachers, ids.join(",")))
+}
+
+/// Places named weights (PyTorch state_dict names) into the model's flat layout.
+pub fn teacher_from_weights(net: ConvNet, w: &TeacherWeights) -> Result<Teacher> {
+    let mut params = vec![0f32; net.param_len()]; // (P)
+    let mut running = vec![0f32; net.buffer_len()]; // (R)
+    for (entries, row) in [
+        (&net.layout.params, &mut params),
+        (&net.layout.buffers, &mut running),
+    ] {
+        for e in entries.iter() {
+            let (shape, values) = w.get(&e.name)?;
+            if shape != e.shape.as_slice() {
+                return Err(Error::shape(format!(
+                    "teacher tensor {}: shape {shape:?}, the model needs {:?}",
+                    e.name, e.shape
+                )));
+            }
+            row[e.range()].copy_from_slice(values);
+        }
+    }
+    Ok(Teacher {
+        net,
+        params,
+        running,
+    })
+}
+
+/// The named tensors of one student row, for `data::teacher::save_teacher`.
+pub fn weights_of(net: &ConvNet, params: &[f32], running: &[f32]) -> TeacherWeights {
+    let mut w = TeacherWeights::default();
+    for e in &net.layout.params {
+        w.tensors.insert(
+            e.name.clone(),
+            (e.shape.clone(), params[e.range()].to_vec()),
+        );
+    }
+    for e in &net.layout.buffers {
+        w.tensors.insert(
+            e.name.clone(),
+            (e.shape.clone(), running[e.range()].to_vec()),
+        );
+    }
+    w
+}
