@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::eval_setup::{apply_flags, demo_config, is_demo, DEMO_NOTE};
+use super::eval_setup::{apply_flags, demo_config, demo_note, is_demo};
 use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::metrics::cache::{identity_of_path, Store};
@@ -193,8 +193,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     apply_flags(args, &mut cfg)?;
     cfg.validate()?;
     if demo {
-        eprintln!("{DEMO_NOTE}");
-        notes.push(DEMO_NOTE.to_string());
+        let note = demo_note(&cfg);
+        eprintln!("{note}");
+        notes.push(note);
     }
     let device = match parse_device(&cfg.device)? {
         DeviceChoice::Auto | DeviceChoice::Cpu => "cpu",
