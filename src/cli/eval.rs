@@ -215,7 +215,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let test = to_image_set(&real.test, &real, zca.as_ref())?;
     let (syn, syn_id) = match &cfg.syn_path {
         Some(p) => {
-            let (set, lr, id) = load_syn(&cfg, p, &real, zca.as_ref())?;
+            let (set, lr, id) = load_syn(&cfg, p, &real)?;
             if cfg.syn_lr.is_none() {
                 if let Some(lr) = lr {
                     notes.push(format!("syn_lr {lr} read from {}", p.display()));

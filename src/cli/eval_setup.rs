@@ -38,9 +38,10 @@ pub fn is_demo(a: &EvalArgs) -> bool {
 }
 
 /// The demo's reduced recipe; flags still override it. Sized on this 2-core machine with the
-/// reference CPU engine while other builds loaded it (load average ≈ 50): 2 runs × 3 learning rates
-/// × 2 data sources × 20 epochs of 100 images at width 16 plus 5 full-data epochs took ≈ 2.5 min;
-/// an idle machine needs about a third of that.
+/// reference CPU engine while other builds loaded it (load average 30–60): 2 runs × 3 learning
+/// rates × 2 data sources × 20 epochs of 100 images at width 16 plus 5 full-data epochs took 178 s
+/// (120 s of CPU), so the epochs were cut by a fifth for a margin; an idle machine needs about a
+/// third of the loaded time.
 pub fn demo_config() -> EvalConfig {
     EvalConfig {
         metric: Metric::LrsHard,
@@ -50,9 +51,9 @@ pub fn demo_config() -> EvalConfig {
         width: 16,
         num_eval: 2,
         lr_grid: vec![0.01, 0.05, 0.1],
-        num_epochs: 20,
-        full_epochs: Some(5),
-        test_interval: Some(10),
+        num_epochs: 16,
+        full_epochs: Some(4),
+        test_interval: Some(8),
         syn_batch_size: 50,
         real_batch_size: 64,
         ..EvalConfig::default()

@@ -65,22 +65,16 @@ pub fn fit_zca(cfg: &EvalConfig, real: &RealData) -> Result<Option<Zca>> {
 }
 
 /// The synthetic set at `path`, checked against the real data; returns the set, its stored
-/// learning rate (if any) and its identity.
+/// learning rate (if any) and its identity. With `use_zca` the set is taken as already whitened:
+/// methods that distil in ZCA space save whitened images, and DD-Ranking whitens only the real data.
 pub fn load_syn(
     cfg: &EvalConfig,
     path: &Path,
     real: &RealData,
-    zca: Option<&Zca>,
 ) -> Result<(ImageSet, Option<f64>, String)> {
     let syn = load_synthetic(path, &SynExpect::for_real(real, Some(cfg.ipc)))?;
-    let mut images = syn.images; // (N, C, H, W), normalised by the loader
-    if let Some(z) = zca {
-        let mut out = vec![0f32; images.len()];
-        z.apply(&images, &mut out)?;
-        images = out;
-    }
     let set = ImageSet {
-        images,
+        images: syn.images, // (N, C, H, W), normalised by the loader
         labels: syn.labels,
         soft: syn.soft_labels,
         channels: syn.channels,

@@ -207,31 +207,17 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
     Ok(report)
 }
 
-/// Accepts `ConvNet-D` (D = 1..5) with an optional `-BN`, `-IN` or `-NN` norm suffix.
+/// Checks a model name with the engine's parser (`ConvNet`, `ConvNet-3`, `ConvNetD4`, `ConvNet-3-BN`,
+/// `ConvNet-3-W64`, ...); returns (depth, norm name).
 pub fn check_model_name(name: &str) -> std::result::Result<(usize, &'static str), String> {
-    let bad = || {
-        format!("unsupported model '{name}'; expected ConvNet-D (D = 1..5), optionally with -BN, -IN or -NN")
+    // The parser also checks the input shape; a CIFAR-like input accepts every supported depth.
+    let spec = crate::model::ConvNetSpec::from_name(name, 3, 32, 10).map_err(|e| e.to_string())?;
+    let norm = match spec.norm {
+        crate::backend::NormKind::Instance => "instance",
+        crate::backend::NormKind::Batch => "batch",
+        crate::backend::NormKind::None => "none",
     };
-    let rest = name.strip_prefix("ConvNet").ok_or_else(bad)?;
-    if rest.is_empty() {
-        return Ok((3, "instance"));
-    }
-    let rest = rest.strip_prefix('-').ok_or_else(bad)?;
-    let mut parts = rest.split('-');
-    let depth: usize = parts.next().and_then(|d| d.parse().ok()).ok_or_else(bad)?;
-    if !(1..=5).contains(&depth) {
-        return Err(bad());
-    }
-    let norm = match parts.next() {
-        None | Some("IN") => "instance",
-        Some("BN") => "batch",
-        Some("NN") => "none",
-        Some(_) => return Err(bad()),
-    };
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok((depth, norm))
+    Ok((spec.depth, norm))
 }
 
 fn apply_loss_kwargs(
@@ -514,7 +500,8 @@ mod tests {
     fn model_names() {
         assert_eq!(check_model_name("ConvNet-3").unwrap(), (3, "instance"));
         assert_eq!(check_model_name("ConvNet-4-BN").unwrap(), (4, "batch"));
+        assert_eq!(check_model_name("ConvNetD4").unwrap(), (4, "instance"));
         assert!(check_model_name("ConvNet-9").is_err());
-        assert!(check_model_name("ConvNet-3-XX").is_err());
+        assert!(check_model_name("ResNet-18").is_err());
     }
 }
