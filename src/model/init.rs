@@ -41,7 +41,13 @@ impl SplitMix64 {
 }
 
 /// Fills one student's parameter row (P) with PyTorch-default values drawn from `seed`.
+/// `row` must hold exactly P = `layout.len` values (an invariant of every caller's (S, P) buffer).
 pub fn init_params(layout: &ParamLayout, seed: u64, row: &mut [f32]) {
+    assert_eq!(
+        row.len(),
+        layout.len,
+        "init_params: a parameter row holds P values"
+    );
     for (j, e) in layout.params.iter().enumerate() {
         let dst = &mut row[e.range()];
         let is_norm = e.shape.len() == 1 && !is_bias_of_weighted(layout, j);
@@ -64,7 +70,13 @@ pub fn init_params(layout: &ParamLayout, seed: u64, row: &mut [f32]) {
 }
 
 /// Fills one student's buffer row (R): running_mean 0, running_var 1.
+/// `row` must hold exactly R = `layout.buffer_len` values.
 pub fn init_buffers(layout: &ParamLayout, row: &mut [f32]) {
+    assert_eq!(
+        row.len(),
+        layout.buffer_len,
+        "init_buffers: a buffer row holds R values"
+    );
     for e in &layout.buffers {
         let v = if e.name.ends_with("running_var") {
             1.0
