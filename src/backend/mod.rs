@@ -7,7 +7,7 @@
 //! - Ops overwrite their outputs (gradients included); nothing accumulates across calls.
 //! - The trainer, planner and metrics only see this trait, never a concrete device.
 //! - Every op's numerical reference is the plain loop code in `crate::ops::<op>::cpu`; the
-//!   `golden`, `finite_diff` and `students` tests have generic bodies any backend can run.
+//!   `golden` and `students` tests have generic bodies any backend can run.
 
 pub mod cpu;
 
