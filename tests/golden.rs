@@ -8,7 +8,7 @@ mod common;
 
 use common::{check_close, check_near_zero, golden_files, Golden, Tol};
 use ddr_fast::backend::cpu::CpuBackend;
-use ddr_fast::backend::{Backend, LossKind, Mode, NormKind, OptimizerCfg, OptimizerKind};
+use ddr_fast::backend::{Backend, Elem, LossKind, Mode, NormKind, OptimizerCfg, OptimizerKind};
 use ddr_fast::model::{ConvNet, ConvNetSpec, Workspace};
 
 // Tolerances of golden/README.md §4.1 (the reasons are given there and repeated briefly here).
@@ -88,9 +88,7 @@ fn check_file(path: &std::path::Path) -> Result<Checked, Vec<String>> {
         other => return Err(vec![format!("unknown golden_kind `{other}`")]),
     }
     let mut p = Problems::default();
-    if let Err(e) = check_model(&g, &mut p) {
-        p.0.push(e);
-    }
+    check_on_every_backend(&g, &mut p);
     if p.0.is_empty() {
         Ok(Checked::Model)
     } else {
@@ -98,18 +96,33 @@ fn check_file(path: &std::path::Path) -> Result<Checked, Vec<String>> {
     }
 }
 
-/// The file's model, data and expectations, loaded once.
-struct Case<'a> {
+/// The same checks on every backend this build has; a new device adds one line here.
+fn check_on_every_backend(g: &Golden, p: &mut Problems) {
+    check_on(g, &CpuBackend::new(), p);
+}
+
+/// Runs the model checks on one backend; its problems are prefixed with the device.
+fn check_on<B: Backend>(g: &Golden, be: &B, p: &mut Problems) {
+    let mut mine = Problems::default();
+    if let Err(e) = check_model(g, be, &mut mine) {
+        mine.0.push(e);
+    }
+    let dev = be.describe();
+    p.0.extend(mine.0.into_iter().map(|e| format!("[{dev}] {e}")));
+}
+
+/// The file's model, data and expectations, loaded once per backend.
+struct Case<'a, B: Backend> {
     g: &'a Golden,
-    be: CpuBackend,
+    be: &'a B,
     net: ConvNet,
     batch: usize,
-    /// (1, B, C, H, W)
-    x: Vec<f32>,
-    /// (1, B)
-    labels: Vec<u32>,
-    /// (1, B, K)
-    teacher: Vec<f32>,
+    /// (1, B, C, H, W) on the device
+    x: B::Buf<f32>,
+    /// (1, B) on the device
+    labels: B::Buf<u32>,
+    /// (1, B, K) on the device
+    teacher: B::Buf<f32>,
     /// (1, P) `param.*`
     params: Vec<f32>,
     /// (1, R) `buffer.*`
@@ -157,7 +170,7 @@ fn spec_from_meta(g: &Golden) -> Res<ConvNetSpec> {
     Ok(spec)
 }
 
-fn load_case(g: &Golden) -> Res<Case<'_>> {
+fn load_case<'a, B: Backend>(g: &'a Golden, be: &'a B) -> Res<Case<'a, B>> {
     let net = ConvNet::new(spec_from_meta(g)?);
     let s = &net.spec;
     let batch = g.meta_usize("batch")?;
@@ -203,12 +216,12 @@ fn load_case(g: &Golden) -> Res<Case<'_>> {
         serde_json::from_value(g.meta_json("zero_grad_params")?).map_err(|e| e.to_string())?;
     Ok(Case {
         g,
-        be: CpuBackend::new(),
+        be,
         net,
         batch,
-        x,
-        labels,
-        teacher,
+        x: be.upload(&x).map_err(|e| e.to_string())?,
+        labels: be.upload(&labels).map_err(|e| e.to_string())?,
+        teacher: be.upload(&teacher).map_err(|e| e.to_string())?,
         params,
         running,
         zero_grad,
@@ -229,47 +242,59 @@ fn load_row(
     Ok(row)
 }
 
-impl Case<'_> {
-    fn workspace(&self) -> Res<Workspace<CpuBackend>> {
+impl<B: Backend> Case<'_, B> {
+    fn up<T: Elem>(&self, host: &[T]) -> Res<B::Buf<T>> {
+        self.be.upload(host).map_err(|e| e.to_string())
+    }
+
+    fn down<T: Elem>(&self, buf: &B::Buf<T>) -> Res<Vec<T>> {
+        self.be.download(buf).map_err(|e| e.to_string())
+    }
+
+    fn workspace(&self) -> Res<Workspace<B>> {
         self.net
-            .workspace(&self.be, 1, self.batch, true)
+            .workspace(self.be, 1, self.batch, true)
             .map_err(|e| e.to_string())
     }
 
     fn forward(
         &self,
-        ws: &mut Workspace<CpuBackend>,
-        params: &Vec<f32>,
-        running: &mut Vec<f32>,
+        ws: &mut Workspace<B>,
+        params: &B::Buf<f32>,
+        running: &mut B::Buf<f32>,
         mode: Mode,
     ) -> Res<()> {
         self.net
-            .forward(&self.be, ws, &self.x, params, running, mode)
+            .forward(self.be, ws, &self.x, params, running, mode)
             .map_err(|e| e.to_string())
     }
 
-    fn loss(&self, ws: &mut Workspace<CpuBackend>, kind: LossKind) -> Res<()> {
+    fn loss(&self, ws: &mut Workspace<B>, kind: LossKind) -> Res<()> {
         self.net
-            .loss(&self.be, ws, kind, &self.labels, Some(&self.teacher))
+            .loss(self.be, ws, kind, &self.labels, Some(&self.teacher))
             .map_err(|e| e.to_string())
     }
 
     /// CE gradients (1, P) at `params`, from a fresh train-mode forward (running stats on a copy).
-    fn ce_grads(&self, params: &Vec<f32>) -> Res<Vec<f32>> {
+    fn ce_grads(&self, params: &B::Buf<f32>) -> Res<B::Buf<f32>> {
         let mut ws = self.workspace()?;
-        let mut running = self.running.clone();
+        let mut running = self.up(&self.running)?;
         self.forward(&mut ws, params, &mut running, Mode::Train)?;
         self.loss(&mut ws, LossKind::CrossEntropy)?;
-        let mut grads = vec![0f32; params.len()];
+        let mut grads = self.up(&vec![0f32; self.net.param_len()])?;
         self.net
-            .backward(&self.be, &mut ws, &self.x, params, &mut grads)
+            .backward(self.be, &mut ws, &self.x, params, &mut grads)
             .map_err(|e| e.to_string())?;
         Ok(grads)
     }
 
     /// Compares a (1, P) row with the tensors `<prefix>.<name>`: gradients of the zero-gradient
     /// biases with the absolute bound when `grads`, everything else with `tol`.
-    fn check_row(&self, p: &mut Problems, row: &[f32], prefix: &str, tol: Tol, grads: bool) {
+    fn check_row(&self, p: &mut Problems, row: &B::Buf<f32>, prefix: &str, tol: Tol, grads: bool) {
+        let row = match self.down(row) {
+            Ok(r) => r,
+            Err(e) => return p.0.push(e),
+        };
         for e in &self.net.layout.params {
             let key = format!("{prefix}.{}", e.name);
             let r = self.g.f32_shaped(&key, &e.shape).and_then(|want| {
@@ -283,11 +308,11 @@ impl Case<'_> {
         }
     }
 
-    fn check_act(&self, p: &mut Problems, key: &str, got: &[f32]) {
+    fn check_act(&self, p: &mut Problems, key: &str, got: &B::Buf<f32>) {
         let r = self.g.f32(key).and_then(|(want, _)| {
             check_close(
                 key,
-                got,
+                &self.down(got)?,
                 &want,
                 Tol::new(ACT_RTOL, 0.0).rel_to_max(ACT_ATOL_REL_MAX, &want),
             )
@@ -354,12 +379,20 @@ impl Case<'_> {
         cfg: &OptimizerCfg,
         lr: f32,
         t: u32,
-        params: &mut Vec<f32>,
-        grads: &Vec<f32>,
-        st: &mut (Vec<f32>, Vec<f32>),
+        params: &mut B::Buf<f32>,
+        grads: &B::Buf<f32>,
+        st: &mut (B::Buf<f32>, B::Buf<f32>),
     ) -> Res<()> {
         self.be
-            .optimizer_step(cfg, t, &vec![lr], params, grads, &mut st.0, &mut st.1)
+            .optimizer_step(
+                cfg,
+                t,
+                &self.up(&[lr])?,
+                params,
+                grads,
+                &mut st.0,
+                &mut st.1,
+            )
             .map_err(|e| e.to_string())
     }
 }
@@ -395,21 +428,25 @@ fn loss_kind(key: &str, v: &serde_json::Value) -> Res<LossKind> {
     }
 }
 
-fn check_model(g: &Golden, p: &mut Problems) -> Res<()> {
-    let c = load_case(g)?;
+fn check_model<B: Backend>(g: &Golden, be: &B, p: &mut Problems) -> Res<()> {
+    let c = load_case(g, be)?;
+    let params0 = c.up(&c.params)?; // (1, P)
+    let zeros = vec![0f32; c.net.param_len()];
     let net = &c.net;
     let depth = net.spec.depth;
     let is_bn = net.spec.norm == NormKind::Batch;
 
     // ---- train-mode forward: activations, logits, running statistics ----------------------------
     let mut ws = c.workspace()?;
-    let mut running = c.running.clone();
-    c.forward(&mut ws, &c.params, &mut running, Mode::Train)?;
+    let mut running = c.up(&c.running)?; // (1, R)
+    c.forward(&mut ws, &params0, &mut running, Mode::Train)?;
     for d in 0..depth {
         c.check_act(p, &format!("act.block{}", d + 1), ws.block_out(d));
     }
     c.check_act(p, "logits", ws.logits());
+    let running_after_train = c.down(&running)?; // (1, R)
     if is_bn {
+        let running = &running_after_train;
         for e in &net.layout.buffers {
             let key = format!("train1.buffer.{}", e.name);
             p.note(
@@ -446,15 +483,13 @@ fn check_model(g: &Golden, p: &mut Problems) -> Res<()> {
         let kind = loss_kind(key, v)?;
         c.loss(&mut ws, kind)?;
         let loss_key = format!("loss.{key}");
-        p.note(
-            g.f32(&loss_key)
-                .and_then(|(want, _)| check_close(&loss_key, ws.loss().unwrap(), &want, LOSS)),
-        );
+        p.note(g.f32(&loss_key).and_then(|(want, _)| {
+            check_close(&loss_key, &c.down(ws.loss().unwrap())?, &want, LOSS)
+        }));
         let dkey = format!("dlogits.{key}");
-        p.note(
-            g.f32(&dkey)
-                .and_then(|(want, _)| check_close(&dkey, ws.dlogits().unwrap(), &want, DLOGITS)),
-        );
+        p.note(g.f32(&dkey).and_then(|(want, _)| {
+            check_close(&dkey, &c.down(ws.dlogits().unwrap())?, &want, DLOGITS)
+        }));
     }
 
     // ---- gradients of CE and MSE-GT ---------------------------------------------------------------
@@ -463,14 +498,15 @@ fn check_model(g: &Golden, p: &mut Problems) -> Res<()> {
             .get(loss_key)
             .ok_or(format!("metadata losses has no `{loss_key}`"))?;
         c.loss(&mut ws, loss_kind(loss_key, v)?)?;
-        let mut grads = vec![0f32; net.param_len()];
-        net.backward(&c.be, &mut ws, &c.x, &c.params, &mut grads)
+        let mut grads = c.up(&zeros)?; // (1, P)
+        net.backward(be, &mut ws, &c.x, &params0, &mut grads)
             .map_err(|e| e.to_string())?;
         c.check_row(p, &grads, prefix, GRAD, true);
     }
 
     // ---- eval mode: batch norm normalises with the running statistics after the train forward ----
-    c.forward(&mut ws, &c.params, &mut running, Mode::Eval)?;
+    let mut running = c.up(&running_after_train)?;
+    c.forward(&mut ws, &params0, &mut running, Mode::Eval)?;
     c.check_act(p, "logits_eval", ws.logits());
     for d in 0..depth {
         let key = format!("act_eval.block{}", d + 1);
@@ -482,8 +518,8 @@ fn check_model(g: &Golden, p: &mut Problems) -> Res<()> {
 
     // ---- SGD: both steps with our own gradients ---------------------------------------------------
     let (cfg, lr) = c.optimizer("sgd")?;
-    let mut params = c.params.clone();
-    let mut st = (vec![0f32; params.len()], vec![0f32; params.len()]);
+    let mut params = c.up(&c.params)?;
+    let mut st = (c.up(&zeros)?, c.up(&zeros)?);
     let grads = c.ce_grads(&params)?;
     c.opt_step(&cfg, lr, 1, &mut params, &grads, &mut st)?;
     c.check_row(p, &params, "sgd1.param", OPT, false);
@@ -494,25 +530,30 @@ fn check_model(g: &Golden, p: &mut Problems) -> Res<()> {
     // ---- Adam / AdamW: fed with the stored gradients (README §4.2), plus our gradients at step 1 --
     for opt in ["adam", "adamw"] {
         let (cfg, lr) = c.optimizer(opt)?;
-        let mut params = c.params.clone();
-        let mut st = (vec![0f32; params.len()], vec![0f32; params.len()]);
-        let g1 = load_row(g, &net.layout.params, "grad_ce", net.param_len())?;
+        let mut params = c.up(&c.params)?;
+        let mut st = (c.up(&zeros)?, c.up(&zeros)?);
+        let g1 = c.up(&load_row(
+            g,
+            &net.layout.params,
+            "grad_ce",
+            net.param_len(),
+        )?)?;
         c.opt_step(&cfg, lr, 1, &mut params, &g1, &mut st)?;
         c.check_row(p, &params, &format!("{opt}1.param"), OPT, false);
-        let g2 = load_row(
+        let g2 = c.up(&load_row(
             g,
             &net.layout.params,
             &format!("{opt}2.grad_ce"),
             net.param_len(),
-        )?;
+        )?)?;
         c.opt_step(&cfg, lr, 2, &mut params, &g2, &mut st)?;
         c.check_row(p, &params, &format!("{opt}2.param"), OPT, false);
-        let stored_step1 = load_row(
+        let stored_step1 = c.up(&load_row(
             g,
             &net.layout.params,
             &format!("{opt}1.param"),
             net.param_len(),
-        )?;
+        )?)?;
         let ours = c.ce_grads(&stored_step1)?;
         c.check_row(p, &ours, &format!("{opt}2.grad_ce"), GRAD, true);
     }

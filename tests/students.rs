@@ -50,14 +50,14 @@ fn share<T: Clone>(v: &[T], s: usize) -> Vec<T> {
 
 /// Trains `students` (indices into SEEDS/LRS) in one cohort; returns per step the losses, then the
 /// final parameters, running statistics and eval logits of the last batch, each (S, ...).
-fn train(
+fn train<B: Backend>(
+    be: &Arc<B>,
     spec: ConvNetSpec,
     opt: OptimizerCfg,
     loss: LossKind,
     d: &Data,
     students: &[usize],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    let be = Arc::new(CpuBackend::new());
     let seeds: Vec<u64> = students.iter().map(|&s| SEEDS[s]).collect();
     let lrs: Vec<f32> = students.iter().map(|&s| LRS[s]).collect();
     let mut c = Cohort::new(be.clone(), spec, opt, &seeds, &lrs).unwrap();
@@ -90,6 +90,11 @@ fn train(
 
 #[test]
 fn a_cohort_of_three_equals_three_single_trainings() {
+    cohort_equals_single_trainings(&Arc::new(CpuBackend::new()));
+}
+
+/// The test body, for any backend (a device adds one `#[test]` calling it).
+fn cohort_equals_single_trainings<B: Backend>(be: &Arc<B>) {
     let mut checked = 0;
     for norm in [NormKind::Instance, NormKind::Batch, NormKind::None] {
         let spec = ConvNetSpec::new(2, 6, norm, 3, 8, 5).unwrap();
@@ -107,10 +112,10 @@ fn a_cohort_of_three_equals_three_single_trainings() {
                     scale_loss: true,
                 },
             ] {
-                let (l3, p3, r3, z3) = train(spec, opt, loss, &d, &[0, 1, 2]);
+                let (l3, p3, r3, z3) = train(be, spec, opt, loss, &d, &[0, 1, 2]);
                 let steps = BATCHES.len();
                 for s in 0..STUDENTS {
-                    let (l1, p1, r1, z1) = train(spec, opt, loss, &d, &[s]);
+                    let (l1, p1, r1, z1) = train(be, spec, opt, loss, &d, &[s]);
                     let case = format!("{norm:?} {kind:?} {loss:?} student {s}");
                     let l3s: Vec<f32> = (0..steps).map(|i| l3[i * STUDENTS + s]).collect();
                     assert_eq!(l1, l3s, "{case}: losses");
@@ -127,7 +132,7 @@ fn a_cohort_of_three_equals_three_single_trainings() {
     assert_eq!(checked, 3 * 3 * 2 * STUDENTS);
 }
 
-/// A training that learns: a few hundred SGD steps on a fixed batch drive the loss down (a
+/// A training that learns: a hundred SGD steps on a fixed batch drive the loss down (a
 /// sanity check that the update has the right sign and the pieces fit together).
 #[test]
 fn training_reduces_the_loss_on_a_fixed_batch() {

@@ -6,6 +6,8 @@
 //!   use the same layout. A layer finds its tensors through [`ParamAt`] offsets into a student's row.
 //! - Ops overwrite their outputs (gradients included); nothing accumulates across calls.
 //! - The trainer, planner and metrics only see this trait, never a concrete device.
+//! - Every op's numerical reference is the plain loop code in `crate::ops::<op>::cpu`; the
+//!   `golden` and `students` tests have generic bodies any backend can run.
 
 pub mod cpu;
 
@@ -164,10 +166,13 @@ pub trait Backend: Send + Sync {
         grads: &mut Self::Buf<f32>,
     ) -> Result<()>;
 
-    /// y (S, B, c, h, w) → out (S, B, c, h/2, w/2). Saves what backward needs in `stats`
-    /// (instance: (S, B, c, 2) mean and 1/std; batch: (S, c, 2); none: unused). Batch norm in train
-    /// mode updates `running` (S, 2c): running_mean then running_var (unbiased), at `running_at`;
-    /// in eval mode it normalises with them. `at.weight`/`at.bias` are γ and β.
+    /// y (S, B, c, h, w) → out (S, B, c, h/2, w/2) (h, w even). Saves what backward needs in
+    /// `stats` (instance: (S, B, c, 2) = (mean, 1/std); batch: (S, c, 2); none: empty). Batch norm
+    /// in train mode updates `running` (S, R), running_mean at `running_at.weight` and running_var
+    /// (unbiased, n/(n−1)) at `running_at.bias`, `running_at.row` = R; in eval mode it normalises
+    /// with them (and still fills `stats`). Instance norm and none ignore `running`. `at.weight` /
+    /// `at.bias` are γ and β in the (S, P) row (ignored without a norm). Reference:
+    /// `crate::ops::norm_relu_pool::cpu`.
     #[allow(clippy::too_many_arguments)]
     fn norm_relu_pool_forward(
         &self,
@@ -183,7 +188,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// dout (S, B, c, h/2, w/2) → dy (S, B, c, h, w), γ and β gradients into grads at `at`.
-    /// Train mode only (the statistics come from `stats` saved by forward).
+    /// Train-mode semantics: the statistics saved by forward depend on y and their gradient is
+    /// included (batch norm: over the whole batch).
     #[allow(clippy::too_many_arguments)]
     fn norm_relu_pool_backward(
         &self,

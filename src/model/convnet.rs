@@ -19,6 +19,8 @@ pub struct ConvNet {
 pub struct Workspace<B: Backend> {
     pub students: usize,
     pub batch: usize,
+    /// The network this workspace was sized for.
+    net_spec: ConvNetSpec,
     /// Per block: conv output (S, B, W, h_d, h_d).
     conv_out: Vec<B::Buf<f32>>,
     /// Per block: saved norm statistics (layout `ops::norm_relu_pool::Saved`).
@@ -150,6 +152,7 @@ impl ConvNet {
             None
         };
         Ok(Workspace {
+            net_spec: self.spec,
             students,
             batch,
             conv_out,
@@ -158,6 +161,17 @@ impl ConvNet {
             logits: be.alloc(logits_len)?,
             grad,
         })
+    }
+
+    /// A workspace made by another network would index the wrong buffers; refuse it.
+    fn check_workspace<B: Backend>(&self, ws: &Workspace<B>) -> Result<()> {
+        if ws.conv_out.len() != self.spec.depth || ws.net_spec != self.spec {
+            return Err(Error::config(format!(
+                "workspace was built for {:?}, not for this network {:?}",
+                ws.net_spec, self.spec
+            )));
+        }
+        Ok(())
     }
 
     /// Forward of S students on their own batches. x (S, B, C, H, W), params (S, P), running (S, R)
@@ -172,6 +186,7 @@ impl ConvNet {
         running: &mut B::Buf<f32>,
         mode: Mode,
     ) -> Result<()> {
+        self.check_workspace(ws)?;
         let (s, b) = (ws.students, ws.batch);
         for d in 0..self.spec.depth {
             let at = self.layout.blocks[d];
@@ -240,6 +255,7 @@ impl ConvNet {
         params: &B::Buf<f32>,
         grads: &mut B::Buf<f32>,
     ) -> Result<()> {
+        self.check_workspace(ws)?;
         let (s, b, depth) = (ws.students, ws.batch, self.spec.depth);
         let g = ws.grad.as_mut().ok_or_else(no_grad)?;
         be.linear_backward(
@@ -285,4 +301,32 @@ impl ConvNet {
 
 fn no_grad() -> Error {
     Error::config("this workspace was built for evaluation only (with_grad = false); it has no backward scratch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    /// Misused workspaces are errors, not panics or silent garbage.
+    #[test]
+    fn foreign_and_eval_only_workspaces_are_refused() {
+        let be = CpuBackend::new();
+        let spec = ConvNetSpec::from_name("ConvNet-2-W4", 3, 8, 3).unwrap();
+        let (two, three) = (
+            ConvNet::new(spec),
+            ConvNet::new(ConvNetSpec { depth: 3, ..spec }),
+        );
+        let x = vec![0f32; 2 * 3 * 8 * 8]; // (1, 2, 3, 8, 8)
+        let params = vec![0.1f32; three.param_len()];
+        let mut ws = two.workspace(&be, 1, 2, false).unwrap();
+        assert!(three
+            .forward(&be, &mut ws, &x, &params, &mut vec![], Mode::Train)
+            .is_err());
+        let params = vec![0.1f32; two.param_len()];
+        two.forward(&be, &mut ws, &x, &params, &mut vec![], Mode::Eval)
+            .unwrap();
+        let mut grads = vec![0f32; two.param_len()];
+        assert!(two.backward(&be, &mut ws, &x, &params, &mut grads).is_err());
+    }
 }

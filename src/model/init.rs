@@ -41,7 +41,13 @@ impl SplitMix64 {
 }
 
 /// Fills one student's parameter row (P) with PyTorch-default values drawn from `seed`.
+/// `row` must hold exactly P = `layout.len` values (an invariant of every caller's (S, P) buffer).
 pub fn init_params(layout: &ParamLayout, seed: u64, row: &mut [f32]) {
+    assert_eq!(
+        row.len(),
+        layout.len,
+        "init_params: a parameter row holds P values"
+    );
     for (j, e) in layout.params.iter().enumerate() {
         let dst = &mut row[e.range()];
         let is_norm = e.shape.len() == 1 && !is_bias_of_weighted(layout, j);
@@ -64,7 +70,13 @@ pub fn init_params(layout: &ParamLayout, seed: u64, row: &mut [f32]) {
 }
 
 /// Fills one student's buffer row (R): running_mean 0, running_var 1.
+/// `row` must hold exactly R = `layout.buffer_len` values.
 pub fn init_buffers(layout: &ParamLayout, row: &mut [f32]) {
+    assert_eq!(
+        row.len(),
+        layout.buffer_len,
+        "init_buffers: a buffer row holds R values"
+    );
     for e in &layout.buffers {
         let v = if e.name.ends_with("running_var") {
             1.0
@@ -95,6 +107,36 @@ fn fan_in(layout: &ParamLayout, j: usize) -> usize {
 mod tests {
     use super::*;
     use crate::model::ConvNetSpec;
+
+    /// The published SplitMix64 sequence for seed 0 (Vigna's reference implementation).
+    #[test]
+    fn splitmix64_matches_the_reference_sequence() {
+        let mut g = SplitMix64::new(0);
+        assert_eq!(g.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(g.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(g.next_u64(), 0x06C4_5D18_8009_454F);
+    }
+
+    /// U(−b, b) has mean 0 and variance b²/3: 147,456 draws (a 128×128×3×3 conv) pin both to
+    /// well under 1% (the standard error of the variance estimate is about 0.2%).
+    #[test]
+    fn conv_weights_have_the_uniform_mean_and_variance() {
+        let spec = ConvNetSpec::from_name("ConvNet-2", 3, 32, 10).unwrap();
+        let l = ParamLayout::new(&spec);
+        let mut row = vec![0f32; l.len];
+        init_params(&l, 42, &mut row);
+        let w = &row[l.param("features.4.weight").unwrap().range()];
+        let b = 1.0 / ((128 * 9) as f64).sqrt();
+        let n = w.len() as f64;
+        let mean = w.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 4.0 * (b * b / 3.0 / n).sqrt(), "mean {mean}");
+        assert!(
+            (var / (b * b / 3.0) - 1.0).abs() < 0.01,
+            "variance {var} vs {}",
+            b * b / 3.0
+        );
+    }
 
     #[test]
     fn bounds_and_norm_values_match_pytorch_defaults() {

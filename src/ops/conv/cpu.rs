@@ -47,10 +47,11 @@ pub fn forward(g: &ConvGeom, x: &[f32], params: &[f32], at: ParamAt, y: &mut [f3
                                 let Some(ir) = input_row(g, r, kh) else {
                                     continue;
                                 };
-                                let xrow = &xc[ir * w..][..w];
-                                let yrow = &mut yc[r * ow..][..ow];
-                                for c in c0..c1 {
-                                    yrow[c] += wv * xrow[c + kw - g.pad];
+                                // Output columns c0..c1 read input columns from c0 + kw − pad on.
+                                let xs = &xc[ir * w + c0 + kw - g.pad..][..c1 - c0];
+                                let ys = &mut yc[r * ow + c0..][..c1 - c0];
+                                for (y, &xv) in ys.iter_mut().zip(xs) {
+                                    *y += wv * xv;
                                 }
                             }
                         }
@@ -100,10 +101,10 @@ pub fn backward_input(
                                 let Some(ir) = input_row(g, r, kh) else {
                                     continue;
                                 };
-                                let dyrow = &dyc[r * ow..][..ow];
-                                let dxrow = &mut dxc[ir * w..][..w];
-                                for c in c0..c1 {
-                                    dxrow[c + kw - g.pad] += wv * dyrow[c];
+                                let dys = &dyc[r * ow + c0..][..c1 - c0];
+                                let dxs = &mut dxc[ir * w + c0 + kw - g.pad..][..c1 - c0];
+                                for (dx, &d) in dxs.iter_mut().zip(dys) {
+                                    *dx += wv * d;
                                 }
                             }
                         }
@@ -116,7 +117,8 @@ pub fn backward_input(
 
 /// dweight[co, ci, kh, kw] = Σ_b Σ_(r,c) dy[b, co, r, c]·x[b, ci, r + kh − pad, c + kw − pad] and
 /// dbias[co] = Σ_b Σ_(r,c) dy[b, co, r, c], written into grads (S, P) at `at`.
-/// The sums run over B·oh·ow terms (8192 for a batch of 8 at 32 px), so they accumulate in f64.
+/// The sums run over B·oh·ow terms (8192 for a batch of 8 at 32 px): each column sums its oh rows
+/// in f32, and the columns and images accumulate in f64.
 /// x (S, B, cin, h, w), dy (S, B, cout, oh, ow), grads (S, P).
 pub fn backward_weight(
     g: &ConvGeom,
@@ -145,6 +147,7 @@ pub fn backward_weight(
             let (s, co) = (sco / cout, sco % cout);
             let mut bias_acc = 0f64;
             let mut acc = vec![0f64; cin * 9]; // (cin, 3, 3)
+            let mut lanes = vec![0f32; ow]; // (ow) column partial sums
             for b in 0..g.batch {
                 let sb = s * g.batch + b;
                 let dyc = &dy[(sb * cout + co) * oh * ow..][..oh * ow]; // (oh, ow)
@@ -154,17 +157,21 @@ pub fn backward_weight(
                     for kh in 0..3 {
                         for kw in 0..3 {
                             let (c0, c1) = valid_cols(g, kw);
-                            let mut sum = 0f64;
+                            // Per-column f32 partial sums over the oh rows (a vectorisable
+                            // multiply-add), then one f64 sum across columns and images.
+                            let lanes = &mut lanes[..c1 - c0];
+                            lanes.fill(0.0);
                             for r in 0..oh {
                                 let Some(ir) = input_row(g, r, kh) else {
                                     continue;
                                 };
-                                let dyrow = &dyc[r * ow..][..ow];
-                                let xrow = &xc[ir * w..][..w];
-                                for c in c0..c1 {
-                                    sum += dyrow[c] as f64 * xrow[c + kw - g.pad] as f64;
+                                let dys = &dyc[r * ow + c0..][..c1 - c0];
+                                let xs = &xc[ir * w + c0 + kw - g.pad..][..c1 - c0];
+                                for ((l, &d), &xv) in lanes.iter_mut().zip(dys).zip(xs) {
+                                    *l += d * xv;
                                 }
                             }
+                            let sum: f64 = lanes.iter().map(|&l| l as f64).sum();
                             acc[(ci * 3 + kh) * 3 + kw] += sum;
                         }
                     }
