@@ -144,3 +144,23 @@ fn image_folder_and_tinyimagenet() {
     assert_eq!(r.test.labels, vec![1, 0]);
     assert_eq!(r.test.image(0)[0], 1.0); // red channel of the n02 image
 }
+
+#[test]
+fn imagenet_subset_by_class_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    for split in ["train", "val"] {
+        for cls in ["n01", "n02", "n03"] {
+            let d = tmp.path().join(split).join(cls);
+            std::fs::create_dir_all(&d).unwrap();
+            write_png(&d.join("a.png"), 8, 8, [0, 0, 0]);
+        }
+    }
+    let classes = vec!["n03".to_string(), "n01".to_string()];
+    let r = ddr_fast::data::detect::load_imagenet_subset(tmp.path(), &classes).unwrap();
+    assert_eq!(r.train.class_names, classes);
+    assert_eq!((r.train.len(), r.test.len(), r.train.classes), (2, 2, 2));
+    let err = ddr_fast::data::detect::load_imagenet_subset(tmp.path(), &["n09".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("n09") && err.contains("missing"), "{err}");
+}

@@ -23,6 +23,20 @@ pub struct DataArgs {
 pub enum DataCommand {
     /// Detect, validate and describe a dataset folder, synthetic set, .pt file or checkpoint.
     Info(InfoArgs),
+    /// Download an official dataset archive, verify its published MD5, unpack it.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// cifar10, cifar100, fashion-mnist or tinyimagenet.
+    pub dataset: String,
+    /// Target folder (default: $DDR_DATA_DIR, else ./data).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Download from this base URL (a mirror) instead of the publisher; checksums are still checked.
+    #[arg(long)]
+    pub url_base: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +57,7 @@ pub struct InfoArgs {
 pub fn run(args: &DataArgs) -> Result<()> {
     match &args.command {
         DataCommand::Info(a) => info(a),
+        DataCommand::Fetch(a) => fetch(a),
     }
 }
 
@@ -160,6 +175,24 @@ fn describe_weights(w: &data::TeacherWeights, path: &Path, format: &str) -> Json
         "parameters": w.numel(),
         "shapes": tensors,
     })
+}
+
+fn fetch(a: &FetchArgs) -> Result<()> {
+    let dir = a
+        .dir
+        .clone()
+        .or_else(|| std::env::var_os("DDR_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let spec = data::fetch::spec(&a.dataset, a.url_base.as_deref())?;
+    let out = data::fetch::fetch(&spec, &dir, true)?;
+    let fmt = data::detect::detect(&out)?;
+    println!(
+        "{}: {} ready at {}",
+        a.dataset,
+        fmt.dataset_name(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn print(report: &Json, as_json: bool) {

@@ -151,6 +151,23 @@ pub fn load_named(name: &str, dir: Option<&Path>) -> Result<RealData> {
     ))
 }
 
+/// An ImageNet subset: `train/` and `val/` class folders restricted to (and ordered by) a class
+/// list, e.g. the wnids of ImageNette or ImageWoof; normalised with the ImageNet constants.
+pub fn load_imagenet_subset(root: &Path, classes: &[String]) -> Result<RealData> {
+    if classes.is_empty() {
+        return Err(Error::config("ImageNet subset: the class list is empty"));
+    }
+    let (train, test) = folder::load_image_folder_splits(root, Some(classes))?;
+    check_splits(&RealFormat::ImageFolder(root.to_path_buf()), &train, &test)?;
+    Ok(RealData {
+        train,
+        test,
+        name: "imagenet-subset".into(),
+        format: "image-folders".into(),
+        norm: Norm::imagenet(),
+    })
+}
+
 /// Load one detected layout.
 pub fn load_format(fmt: &RealFormat) -> Result<RealData> {
     let name = fmt.dataset_name().to_string();

@@ -8,7 +8,7 @@
 pub mod cifar;
 pub mod detect;
 pub mod embedded;
-// TODO pub mod fetch;
+pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod io;
@@ -19,7 +19,7 @@ pub mod subset;
 pub mod synthetic;
 pub mod teacher;
 pub mod torch;
-// TODO pub mod zca;
+pub mod zca;
 
 pub use detect::{load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
