@@ -164,3 +164,37 @@ fn imagenet_subset_by_class_list() {
         .to_string();
     assert!(err.contains("n09") && err.contains("missing"), "{err}");
 }
+
+#[test]
+fn cifar100_python_fine_labels_and_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..2 * 3072).map(|k| (k % 251) as u8).collect();
+    std::fs::write(
+        tmp.path().join("train"),
+        cifar_py_pickle(&data, 2, &[99, 5], "fine_labels"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("test"),
+        cifar_py_pickle(&data, 2, &[0, 1], "fine_labels"),
+    )
+    .unwrap();
+    // meta: {'fine_label_names': ['c0', ..., 'c99']} as py2 strings
+    let mut meta = vec![0x80, 2, b'}', b'(', b'U', 16];
+    meta.extend(b"fine_label_names");
+    meta.extend([b']', b'(']);
+    for c in 0..100 {
+        let s = format!("c{c}");
+        meta.extend([b'U', s.len() as u8]);
+        meta.extend(s.as_bytes());
+    }
+    meta.extend([b'e', b'u', b'.']);
+    std::fs::write(tmp.path().join("meta"), meta).unwrap();
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.format.as_str()),
+        ("cifar100", "cifar100-python")
+    );
+    assert_eq!(r.train.labels, vec![99, 5]);
+    assert_eq!(r.train.class_names[99], "c99");
+}

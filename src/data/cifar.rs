@@ -168,6 +168,15 @@ pub fn read_python(path: &Path, kind: Cifar, out: &mut Dataset) -> Result<()> {
     Ok(())
 }
 
+/// CIFAR-100 fine class names from the python `meta` pickle (`fine_label_names`), if readable.
+pub fn python_fine_names(meta: &Path) -> Option<Vec<String>> {
+    let buf = read_file(meta, 1 << 20).ok()?;
+    let p = pickle::load(meta, &buf, Allow::NumpyArrays).ok()?;
+    let list = p.seq(p.dict_get(p.root, "fine_label_names")?)?;
+    let names: Option<Vec<String>> = list.iter().map(|&v| p.as_str(v)).collect();
+    names.filter(|n| n.len() == 100)
+}
+
 /// Class names from a text file with one name per line (blank lines skipped), if it is there and
 /// has the right count; otherwise "0", "1", ...
 pub fn class_names(meta: Option<&Path>, classes: usize) -> Vec<String> {

@@ -209,7 +209,8 @@ pub fn load_format(fmt: &RealFormat) -> Result<RealData> {
             (train, test, "cifar10-python")
         }
         RealFormat::Cifar100Python(d) => {
-            let names = cifar::class_names(None, 100);
+            let names = cifar::python_fine_names(&d.join("meta"))
+                .unwrap_or_else(|| cifar::class_names(None, 100));
             let mut train = cifar::empty(Cifar::C100, names.clone());
             cifar::read_python(&d.join("train"), Cifar::C100, &mut train)?;
             let mut test = cifar::empty(Cifar::C100, names);

@@ -21,7 +21,7 @@ pub mod teacher;
 pub mod torch;
 pub mod zca;
 
-pub use detect::{load_real, RealFormat};
+pub use detect::{load_named, load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
 pub use subset::random_subset;
 pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
