@@ -1,5 +1,5 @@
 //! CIFAR-10 and CIFAR-100 readers, both official layouts (DESIGN.md §8):
-//! binary batches (records of [label][1024 R][1024 G][1024 B], CIFAR-100 with [coarse][fine] first)
+//! binary batches (records of `[label][1024 R][1024 G][1024 B]`, CIFAR-100 with `[coarse][fine]` first)
 //! and python batches (pickled dicts with `data` uint8 N×3072 and `labels` / `fine_labels`).
 
 use std::path::Path;

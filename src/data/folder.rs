@@ -60,7 +60,7 @@ fn class_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Decode one image with limits, as (C, H, W) floats in [0,1]; `gray` picks 1 channel, else RGB.
+/// Decode one image with limits, as (C, H, W) floats in \[0,1\]; `gray` picks 1 channel, else RGB.
 pub fn decode(path: &Path, gray: Option<bool>) -> Result<(usize, usize, usize, Vec<f32>)> {
     let bytes = read_file(path, MAX_DECODE_BYTES)?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))

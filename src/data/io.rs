@@ -142,7 +142,7 @@ pub fn checked_product(path: &Path, dims: &[usize], what: &str) -> Result<usize>
         })
 }
 
-/// uint8 pixels to [0,1] floats.
+/// uint8 pixels to \[0,1\] floats.
 pub fn u8_to_unit(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32 / 255.0).collect()
 }

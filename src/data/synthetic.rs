@@ -1,9 +1,9 @@
 //! Synthetic (distilled) sets, as `eval` consumes them: safetensors, PyTorch `.pt` files and image
 //! folders, validated against the real dataset they were distilled from.
 //!
-//! safetensors: `images` [N,C,H,W] (f32/f16/bf16), normalised with the dataset's mean/std unless
-//! the file's `__metadata__` has `pixel_space = "true"` (then [0,1] pixels, normalised on load);
-//! optional `labels` [N] (integer), `soft_labels` [N,K], `lr` (one element).
+//! safetensors: `images` \[N,C,H,W\] (f32/f16/bf16), normalised with the dataset's mean/std unless
+//! the file's `__metadata__` has `pixel_space = "true"` (then \[0,1\] pixels, normalised on load);
+//! optional `labels` \[N\] (integer), `soft_labels` \[N,K\], `lr` (one element).
 //! `.pt`: a tensor of images, or a dict with `images` (or `image_syn`), `labels` (or `label_syn`),
 //! `soft_labels`, `lr` (or `syn_lr`; tensor or python float) and optionally `pixel_space: True`.
 //! Image folders: one sub-folder per class, 8-bit PNG/JPEG, always pixel space.
@@ -85,7 +85,7 @@ pub struct SyntheticSet {
     pub width: usize,
     /// Whether `labels` came from the file (false: class-major order was assumed).
     pub labels_given: bool,
-    /// Whether the file held [0,1] pixels (normalised on load).
+    /// Whether the file held \[0,1\] pixels (normalised on load).
     pub was_pixel_space: bool,
     /// "safetensors", "pt" or "image-folder".
     pub format: String,
