@@ -220,3 +220,21 @@ fn checks_refuse_bad_sets() {
     let err = load_synthetic(&p, &cifar(None)).unwrap_err().to_string();
     assert!(err.contains("non-finite") && err.contains("777"), "{err}");
 }
+
+#[test]
+fn separate_files_like_mtt() {
+    let Some(dir) = shared("fixtures/pt") else {
+        return;
+    };
+    let files = ddr_fast::data::SynFiles {
+        images: dir.join("images.pt"),
+        labels: Some(dir.join("labels.pt")),
+        soft_labels: Some(dir.join("soft_labels.pt")),
+        lr: Some(dir.join("lr.pt")),
+    };
+    let s = ddr_fast::data::load_synthetic_files(&files, &cifar(Some(2))).unwrap();
+    assert!(s.labels_given);
+    assert_eq!(s.labels, (0..20).map(|i| i / 2).collect::<Vec<u32>>()); // labels.pt is class-major
+    assert_eq!(s.lr, Some(0.0123));
+    assert_eq!(s.soft_labels.as_ref().map(|v| v.len()), Some(200));
+}

@@ -36,7 +36,7 @@ pub mod zca;
 pub use detect::{load_named, load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
 pub use subset::random_subset;
-pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
+pub use synthetic::{load_synthetic, load_synthetic_files, SynExpect, SynFiles, SyntheticSet};
 pub use teacher::{load_teacher, save_teacher, TeacherWeights};
 
 /// One split of a dataset, in \[0,1\] pixel space.

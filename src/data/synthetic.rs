@@ -468,3 +468,71 @@ fn infer_dataset(path: &Path, raw: &RawSyn) -> Result<String> {
     };
     Ok(name.to_string())
 }
+
+/// A synthetic set spread over several files, as MTT-style code saves it (`images_best.pt`,
+/// `labels_best.pt`, `lr_best.pt`, ...). Each extra file holds one tensor (or a dict / safetensors
+/// file with the matching key); it replaces what the images file held for that entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SynFiles {
+    pub images: std::path::PathBuf,
+    pub labels: Option<std::path::PathBuf>,
+    pub soft_labels: Option<std::path::PathBuf>,
+    pub lr: Option<std::path::PathBuf>,
+}
+
+/// Load and validate a synthetic set from separate files.
+pub fn load_synthetic_files(files: &SynFiles, expect: &SynExpect) -> Result<SyntheticSet> {
+    let mut raw = read_raw(&files.images)?;
+    if let Some(p) = &files.labels {
+        raw.labels = Some(single_tensor(p, &["labels", "label_syn"])?);
+    }
+    if let Some(p) = &files.soft_labels {
+        raw.soft = Some(single_tensor(p, &["soft_labels"])?);
+    }
+    if let Some(p) = &files.lr {
+        let t = single_tensor(p, &["lr", "syn_lr"])?;
+        raw.lr = Some(scalar(p, "lr", &t)?);
+    }
+    validate(&files.images, raw, expect)
+}
+
+/// The tensor of a one-tensor file, or the entry under one of `keys` (a python float becomes a
+/// 0-d tensor so a learned lr saved with `torch.save(lr.item())`-style code also loads).
+fn single_tensor(path: &Path, keys: &[&str]) -> Result<Tensor> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext == "safetensors" {
+        let f = load_safetensors(path)?;
+        if f.tensors.len() == 1 {
+            return Ok(f.tensors[0].1.clone());
+        }
+        return keys
+            .iter()
+            .find_map(|k| f.get(k).cloned())
+            .ok_or_else(|| Error::format(path, format!("no `{}` tensor", keys[0])));
+    }
+    let v = load_pt(path)?;
+    let found = match &v {
+        PtValue::Dict(_) => keys.iter().find_map(|k| v.get(k)).cloned(),
+        other => Some(other.clone()),
+    };
+    match found {
+        Some(PtValue::Tensor(t)) => Ok(t),
+        Some(PtValue::Float(f)) => Ok(Tensor {
+            dtype: DType::F64,
+            shape: vec![],
+            data: TensorData::F32(vec![f as f32]),
+        }),
+        Some(other) => Err(Error::format(
+            path,
+            format!("holds {}, expected a tensor", other.describe()),
+        )),
+        None => Err(Error::format(
+            path,
+            format!("no `{}` entry ({})", keys[0], v.describe()),
+        )),
+    }
+}
