@@ -240,7 +240,7 @@ fn describe_real(r: &RealData, path: &Path) -> Json {
         "class_names": r.train.class_names,
         "image_shape": [r.train.channels, r.train.height, r.train.width],
         "pixel_space": "[0,1]",
-        "normalisation": {"mean": r.norm.mean, "std": r.norm.std},
+        "normalisation": {"mean": short(&r.norm.mean), "std": short(&r.norm.std)},
         "train": describe_split(&r.train),
         "test": describe_split(&r.test),
     })
@@ -263,4 +263,11 @@ fn describe_tensor(t: &data::torch::Tensor, path: &Path) -> Result<Json> {
         "shape": t.shape,
         "values": if v.len() <= 10 { json!(v) } else { json!(format!("{} values", v.len())) },
     }))
+}
+
+/// f32 constants as the decimals they were written with (0.4914, not 0.49140000343322754).
+fn short(v: &[f32]) -> Vec<f64> {
+    v.iter()
+        .map(|x| x.to_string().parse().unwrap_or(*x as f64))
+        .collect()
 }
