@@ -198,3 +198,45 @@ fn cifar100_python_fine_labels_and_names() {
     assert_eq!(r.train.labels, vec![99, 5]);
     assert_eq!(r.train.class_names[99], "c99");
 }
+
+#[test]
+fn load_named_picks_the_dataset_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar10_bin(&tmp.path().join("cifar-10-batches-bin"), 2);
+    let c100 = tmp.path().join("cifar-100-binary");
+    std::fs::create_dir(&c100).unwrap();
+    std::fs::write(c100.join("train.bin"), cifar_records(3, 2, 100)).unwrap();
+    std::fs::write(c100.join("test.bin"), cifar_records(1, 2, 100)).unwrap();
+    write_idx_dir(&tmp.path().join("raw"), 2, 2, false);
+    let dir = Some(tmp.path());
+    assert_eq!(
+        ddr_fast::data::load_named("cifar100", dir)
+            .unwrap()
+            .train
+            .len(),
+        3
+    );
+    assert_eq!(
+        ddr_fast::data::load_named("cifar10", dir)
+            .unwrap()
+            .train
+            .len(),
+        10
+    );
+    let m = ddr_fast::data::load_named("mnist", dir).unwrap();
+    assert_eq!((m.name.as_str(), m.norm.mean[0]), ("mnist", 0.1307));
+    let err = ddr_fast::data::load_named("tinyimagenet", dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("asked for dataset tinyimagenet") && err.contains("cifar100"),
+        "{err}"
+    );
+    assert_eq!(
+        ddr_fast::data::load_named("fashion-mnist-embedded", None)
+            .unwrap()
+            .train
+            .len(),
+        2000
+    );
+}

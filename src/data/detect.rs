@@ -128,26 +128,46 @@ pub fn load_named(name: &str, dir: Option<&Path>) -> Result<RealData> {
     }
     let dir = dir
         .ok_or_else(|| Error::config(format!("dataset {name} needs a data folder (--data-dir)")))?;
-    let mut data = load_real(dir)?;
-    let found = data.name.clone();
-    if found == name
-        || (name == "mnist" && found == "fashion-mnist")
-        || (name == "fashion-mnist" && found == "mnist")
-    {
-        // IDX files cannot tell MNIST from Fashion-MNIST: trust the name asked for.
-        if data.name != name {
-            data.name = name.to_string();
-            data.norm = Norm::for_dataset(name).unwrap_or(data.norm);
+    // IDX files cannot tell MNIST from Fashion-MNIST, and any class-folder tree can be an
+    // ImageNet subset: those names accept either layout and trust the name asked for.
+    let accepts = |found: &str| {
+        found == name
+            || (name == "mnist" && found == "fashion-mnist")
+            || (name == "fashion-mnist" && found == "mnist")
+            || (name == "imagenet-subset" && found == "imagefolder")
+    };
+    // A data folder may hold several datasets: look at the folder and its well-known
+    // sub-folders for the one asked for before settling on whatever is found first.
+    let mut found = Vec::new();
+    let mut candidates = vec![dir.to_path_buf()];
+    candidates.extend(
+        KNOWN_SUBDIRS
+            .iter()
+            .map(|s| dir.join(s))
+            .filter(|p| p.is_dir()),
+    );
+    for c in &candidates {
+        if let Some(fmt) = detect_here(c) {
+            if accepts(fmt.dataset_name()) {
+                let mut data = load_format(&fmt)?;
+                if data.name != name {
+                    data.name = name.to_string();
+                    data.norm = Norm::for_dataset(name).unwrap_or(data.norm);
+                }
+                return Ok(data);
+            }
+            found.push(fmt.dataset_name());
         }
-        return Ok(data);
     }
-    if name == "imagenet-subset" && found == "imagefolder" {
-        data.name = name.to_string();
-        return Ok(data);
+    if found.is_empty() {
+        detect(dir)?; // the precise "empty" / "no known layout" error
     }
     Err(Error::format(
         dir,
-        format!("asked for dataset {name} but the folder holds {found}"),
+        format!(
+            "asked for dataset {name} but the folder holds {}",
+            found.join(", ")
+        ),
     ))
 }
 
