@@ -11,6 +11,8 @@ use common::{assert_close, f32_bytes, i64_bytes, shared, write_png, write_st};
 /// f32 normalisation arithmetic on values near 1: a few ulps.
 const NORM_ATOL: f32 = 1e-6;
 const NORM_RTOL: f32 = 1e-6;
+/// f16 keeps 11 bits of mantissa: relative rounding error ≤ 2^-11.
+const F16_RTOL: f32 = 1.0 / 2048.0;
 /// bf16 keeps 8 bits of mantissa: relative error ≤ 2^-8.
 const BF16_RTOL: f32 = 1.0 / 256.0;
 
@@ -79,7 +81,7 @@ fn safetensors_half_types_widen() {
             x.iter()
                 .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
                 .collect::<Vec<u8>>(),
-            1.0 / 2048.0,
+            F16_RTOL,
         ),
         (
             Dtype::BF16,
