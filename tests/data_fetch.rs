@@ -212,3 +212,91 @@ fn unknown_dataset_and_http_errors_are_clear() {
         "{err}"
     );
 }
+
+/// A zip with deflated entries (as the TinyImageNet archive has), written by hand: local headers,
+/// central directory, end record.
+fn deflated_zip(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        let comp = enc.finish().unwrap();
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        let offset = out.len() as u32;
+        let common = |v: &mut Vec<u8>| {
+            v.extend(20u16.to_le_bytes()); // version needed
+            v.extend(0u16.to_le_bytes()); // flags
+            v.extend(8u16.to_le_bytes()); // deflate
+            v.extend(0u32.to_le_bytes()); // time, date
+            v.extend(crc.sum().to_le_bytes());
+            v.extend((comp.len() as u32).to_le_bytes());
+            v.extend((data.len() as u32).to_le_bytes());
+            v.extend((name.len() as u16).to_le_bytes());
+            v.extend(0u16.to_le_bytes()); // extra
+        };
+        out.extend(0x0403_4b50u32.to_le_bytes());
+        common(&mut out);
+        out.extend(name.as_bytes());
+        out.extend(&comp);
+        central.extend(0x0201_4b50u32.to_le_bytes());
+        central.extend(20u16.to_le_bytes()); // version made by
+        common(&mut central);
+        central.extend([0u8; 10]); // comment len, disk, internal attr (2 each), external attr (4)
+        central.extend(offset.to_le_bytes());
+        central.extend(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend(&central);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend((entries.len() as u16).to_le_bytes());
+    out.extend((entries.len() as u16).to_le_bytes());
+    out.extend((central.len() as u32).to_le_bytes());
+    out.extend(cd_offset.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
+}
+
+fn png_bytes(rgb: [u8; 3]) -> Vec<u8> {
+    let mut b = Vec::new();
+    image::RgbImage::from_pixel(8, 8, image::Rgb(rgb))
+        .write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Png)
+        .unwrap();
+    b
+}
+
+#[test]
+fn tinyimagenet_style_zip_unpacks_and_loads() {
+    let archive = deflated_zip(&[
+        ("tiny-imagenet-200/wnids.txt", b"n01\nn02\n".to_vec()),
+        (
+            "tiny-imagenet-200/train/n01/images/a.png",
+            png_bytes([255, 0, 0]),
+        ),
+        (
+            "tiny-imagenet-200/train/n02/images/b.png",
+            png_bytes([0, 255, 0]),
+        ),
+        ("tiny-imagenet-200/val/images/v.png", png_bytes([0, 0, 255])),
+        (
+            "tiny-imagenet-200/val/val_annotations.txt",
+            b"v.png\tn02\t0\t0\t8\t8\n".to_vec(),
+        ),
+    ]);
+    let (base, _) = serve(
+        HashMap::from([("/tiny-imagenet-200.zip".to_string(), archive.clone())]),
+        vec![],
+    );
+    let mut spec = ddr_fast::data::fetch::spec("tinyimagenet", Some(&base)).unwrap();
+    spec.resources[0].md5 = md5_hex(&archive); // the test archive is not the official one
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fetch(&spec, tmp.path(), false).unwrap();
+    let r = ddr_fast::data::load_real(&out).unwrap();
+    assert_eq!(r.name, "tinyimagenet");
+    assert_eq!((r.train.len(), r.test.len()), (2, 1));
+    assert_eq!(r.test.labels, vec![1]);
+    assert_eq!(r.test.image(0)[2 * 64], 1.0); // blue plane
+}
