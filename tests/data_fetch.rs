@@ -300,3 +300,19 @@ fn tinyimagenet_style_zip_unpacks_and_loads() {
     assert_eq!(r.test.labels, vec![1]);
     assert_eq!(r.test.image(0)[2 * 64], 1.0); // blue plane
 }
+
+#[test]
+fn zip_entries_may_not_escape_the_target_folder() {
+    let archive = deflated_zip(&[("../escaped.txt", b"x".to_vec())]);
+    let (base, _) = serve(
+        HashMap::from([("/tiny-imagenet-200.zip".to_string(), archive.clone())]),
+        vec![],
+    );
+    let mut spec = ddr_fast::data::fetch::spec("tinyimagenet", Some(&base)).unwrap();
+    spec.resources[0].md5 = md5_hex(&archive);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("data");
+    let err = fetch(&spec, &target, false).unwrap_err().to_string();
+    assert!(err.contains("unsafe name"), "{err}");
+    assert!(!tmp.path().join("escaped.txt").exists());
+}
