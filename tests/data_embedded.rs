@@ -6,6 +6,9 @@ use std::path::Path;
 use ddr_fast::data::embedded::fashion_mnist;
 use ddr_fast::data::Dataset;
 
+/// The published constants are rounded to 4 digits.
+const FOUR_DIGITS: f64 = 5e-4;
+
 #[test]
 fn balanced_class_major_gray_28() {
     let r = fashion_mnist().unwrap();
@@ -54,6 +57,18 @@ fn equals_the_official_files_when_installed() {
     }
     let full = ddr_fast::data::load_real(Path::new("/usr/share/datasets/fashion-mnist")).unwrap();
     assert_eq!((full.train.len(), full.test.len()), (60_000, 10_000));
+    // The Fashion-MNIST constants (mean .2861, std .3530, 4 digits) describe the full train split.
+    let st = ddr_fast::data::channel_stats(&full.train.images, 1, 784);
+    assert!(
+        (st.mean[0] - 0.2861).abs() <= FOUR_DIGITS,
+        "mean {}",
+        st.mean[0]
+    );
+    assert!(
+        (st.std[0] - 0.3530).abs() <= FOUR_DIGITS,
+        "std {}",
+        st.std[0]
+    );
     let r = fashion_mnist().unwrap();
     assert_eq!(r.train, first_per_class(&full.train, 200));
     assert_eq!(r.test, first_per_class(&full.test, 100));

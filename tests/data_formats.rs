@@ -144,3 +144,99 @@ fn image_folder_and_tinyimagenet() {
     assert_eq!(r.test.labels, vec![1, 0]);
     assert_eq!(r.test.image(0)[0], 1.0); // red channel of the n02 image
 }
+
+#[test]
+fn imagenet_subset_by_class_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    for split in ["train", "val"] {
+        for cls in ["n01", "n02", "n03"] {
+            let d = tmp.path().join(split).join(cls);
+            std::fs::create_dir_all(&d).unwrap();
+            write_png(&d.join("a.png"), 8, 8, [0, 0, 0]);
+        }
+    }
+    let classes = vec!["n03".to_string(), "n01".to_string()];
+    let r = ddr_fast::data::detect::load_imagenet_subset(tmp.path(), &classes).unwrap();
+    assert_eq!(r.train.class_names, classes);
+    assert_eq!((r.train.len(), r.test.len(), r.train.classes), (2, 2, 2));
+    let err = ddr_fast::data::detect::load_imagenet_subset(tmp.path(), &["n09".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("n09") && err.contains("missing"), "{err}");
+}
+
+#[test]
+fn cifar100_python_fine_labels_and_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..2 * 3072).map(|k| (k % 251) as u8).collect();
+    std::fs::write(
+        tmp.path().join("train"),
+        cifar_py_pickle(&data, 2, &[99, 5], "fine_labels"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("test"),
+        cifar_py_pickle(&data, 2, &[0, 1], "fine_labels"),
+    )
+    .unwrap();
+    // meta: {'fine_label_names': ['c0', ..., 'c99']} as py2 strings
+    let mut meta = vec![0x80, 2, b'}', b'(', b'U', 16];
+    meta.extend(b"fine_label_names");
+    meta.extend([b']', b'(']);
+    for c in 0..100 {
+        let s = format!("c{c}");
+        meta.extend([b'U', s.len() as u8]);
+        meta.extend(s.as_bytes());
+    }
+    meta.extend([b'e', b'u', b'.']);
+    std::fs::write(tmp.path().join("meta"), meta).unwrap();
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.format.as_str()),
+        ("cifar100", "cifar100-python")
+    );
+    assert_eq!(r.train.labels, vec![99, 5]);
+    assert_eq!(r.train.class_names[99], "c99");
+}
+
+#[test]
+fn load_named_picks_the_dataset_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar10_bin(&tmp.path().join("cifar-10-batches-bin"), 2);
+    let c100 = tmp.path().join("cifar-100-binary");
+    std::fs::create_dir(&c100).unwrap();
+    std::fs::write(c100.join("train.bin"), cifar_records(3, 2, 100)).unwrap();
+    std::fs::write(c100.join("test.bin"), cifar_records(1, 2, 100)).unwrap();
+    write_idx_dir(&tmp.path().join("raw"), 2, 2, false);
+    let dir = Some(tmp.path());
+    assert_eq!(
+        ddr_fast::data::load_named("cifar100", dir)
+            .unwrap()
+            .train
+            .len(),
+        3
+    );
+    assert_eq!(
+        ddr_fast::data::load_named("cifar10", dir)
+            .unwrap()
+            .train
+            .len(),
+        10
+    );
+    let m = ddr_fast::data::load_named("mnist", dir).unwrap();
+    assert_eq!((m.name.as_str(), m.norm.mean[0]), ("mnist", 0.1307));
+    let err = ddr_fast::data::load_named("tinyimagenet", dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("asked for dataset tinyimagenet") && err.contains("cifar100"),
+        "{err}"
+    );
+    assert_eq!(
+        ddr_fast::data::load_named("fashion-mnist-embedded", None)
+            .unwrap()
+            .train
+            .len(),
+        2000
+    );
+}

@@ -11,6 +11,8 @@ use common::{assert_close, f32_bytes, i64_bytes, shared, write_png, write_st};
 /// f32 normalisation arithmetic on values near 1: a few ulps.
 const NORM_ATOL: f32 = 1e-6;
 const NORM_RTOL: f32 = 1e-6;
+/// f16 keeps 11 bits of mantissa: relative rounding error ≤ 2^-11.
+const F16_RTOL: f32 = 1.0 / 2048.0;
 /// bf16 keeps 8 bits of mantissa: relative error ≤ 2^-8.
 const BF16_RTOL: f32 = 1.0 / 256.0;
 
@@ -79,7 +81,7 @@ fn safetensors_half_types_widen() {
             x.iter()
                 .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
                 .collect::<Vec<u8>>(),
-            1.0 / 2048.0,
+            F16_RTOL,
         ),
         (
             Dtype::BF16,
@@ -219,4 +221,22 @@ fn checks_refuse_bad_sets() {
     );
     let err = load_synthetic(&p, &cifar(None)).unwrap_err().to_string();
     assert!(err.contains("non-finite") && err.contains("777"), "{err}");
+}
+
+#[test]
+fn separate_files_like_mtt() {
+    let Some(dir) = shared("fixtures/pt") else {
+        return;
+    };
+    let files = ddr_fast::data::SynFiles {
+        images: dir.join("images.pt"),
+        labels: Some(dir.join("labels.pt")),
+        soft_labels: Some(dir.join("soft_labels.pt")),
+        lr: Some(dir.join("lr.pt")),
+    };
+    let s = ddr_fast::data::load_synthetic_files(&files, &cifar(Some(2))).unwrap();
+    assert!(s.labels_given);
+    assert_eq!(s.labels, (0..20).map(|i| i / 2).collect::<Vec<u32>>()); // labels.pt is class-major
+    assert_eq!(s.lr, Some(0.0123));
+    assert_eq!(s.soft_labels.as_ref().map(|v| v.len()), Some(200));
 }

@@ -23,6 +23,20 @@ pub struct DataArgs {
 pub enum DataCommand {
     /// Detect, validate and describe a dataset folder, synthetic set, .pt file or checkpoint.
     Info(InfoArgs),
+    /// Download an official dataset archive, verify its published MD5, unpack it.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// cifar10, cifar100, fashion-mnist or tinyimagenet.
+    pub dataset: String,
+    /// Target folder (default: $DDR_DATA_DIR, else ./data).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Download from this base URL (a mirror) instead of the publisher; checksums are still checked.
+    #[arg(long)]
+    pub url_base: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +57,7 @@ pub struct InfoArgs {
 pub fn run(args: &DataArgs) -> Result<()> {
     match &args.command {
         DataCommand::Info(a) => info(a),
+        DataCommand::Fetch(a) => fetch(a),
     }
 }
 
@@ -162,6 +177,24 @@ fn describe_weights(w: &data::TeacherWeights, path: &Path, format: &str) -> Json
     })
 }
 
+fn fetch(a: &FetchArgs) -> Result<()> {
+    let dir = a
+        .dir
+        .clone()
+        .or_else(|| std::env::var_os("DDR_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let spec = data::fetch::spec(&a.dataset, a.url_base.as_deref())?;
+    let out = data::fetch::fetch(&spec, &dir, true)?;
+    let fmt = data::detect::detect(&out)?;
+    println!(
+        "{}: {} ready at {}",
+        a.dataset,
+        fmt.dataset_name(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn print(report: &Json, as_json: bool) {
     if as_json {
         println!("{report:#}");
@@ -207,7 +240,7 @@ fn describe_real(r: &RealData, path: &Path) -> Json {
         "class_names": r.train.class_names,
         "image_shape": [r.train.channels, r.train.height, r.train.width],
         "pixel_space": "[0,1]",
-        "normalisation": {"mean": r.norm.mean, "std": r.norm.std},
+        "normalisation": {"mean": short(&r.norm.mean), "std": short(&r.norm.std)},
         "train": describe_split(&r.train),
         "test": describe_split(&r.test),
     })
@@ -230,4 +263,11 @@ fn describe_tensor(t: &data::torch::Tensor, path: &Path) -> Result<Json> {
         "shape": t.shape,
         "values": if v.len() <= 10 { json!(v) } else { json!(format!("{} values", v.len())) },
     }))
+}
+
+/// f32 constants as the decimals they were written with (0.4914, not 0.49140000343322754).
+fn short(v: &[f32]) -> Vec<f64> {
+    v.iter()
+        .map(|x| x.to_string().parse().unwrap_or(*x as f64))
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! CIFAR-10 and CIFAR-100 readers, both official layouts (DESIGN.md §8):
-//! binary batches (records of [label][1024 R][1024 G][1024 B], CIFAR-100 with [coarse][fine] first)
+//! binary batches (records of `[label][1024 R][1024 G][1024 B]`, CIFAR-100 with `[coarse][fine]` first)
 //! and python batches (pickled dicts with `data` uint8 N×3072 and `labels` / `fine_labels`).
 
 use std::path::Path;
@@ -166,6 +166,15 @@ pub fn read_python(path: &Path, kind: Cifar, out: &mut Dataset) -> Result<()> {
     }
     out.images.extend(u8_to_unit(&arr.data));
     Ok(())
+}
+
+/// CIFAR-100 fine class names from the python `meta` pickle (`fine_label_names`), if readable.
+pub fn python_fine_names(meta: &Path) -> Option<Vec<String>> {
+    let buf = read_file(meta, 1 << 20).ok()?;
+    let p = pickle::load(meta, &buf, Allow::NumpyArrays).ok()?;
+    let list = p.seq(p.dict_get(p.root, "fine_label_names")?)?;
+    let names: Option<Vec<String>> = list.iter().map(|&v| p.as_str(v)).collect();
+    names.filter(|n| n.len() == 100)
 }
 
 /// Class names from a text file with one name per line (blank lines skipped), if it is there and

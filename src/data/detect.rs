@@ -128,27 +128,64 @@ pub fn load_named(name: &str, dir: Option<&Path>) -> Result<RealData> {
     }
     let dir = dir
         .ok_or_else(|| Error::config(format!("dataset {name} needs a data folder (--data-dir)")))?;
-    let mut data = load_real(dir)?;
-    let found = data.name.clone();
-    if found == name
-        || (name == "mnist" && found == "fashion-mnist")
-        || (name == "fashion-mnist" && found == "mnist")
-    {
-        // IDX files cannot tell MNIST from Fashion-MNIST: trust the name asked for.
-        if data.name != name {
-            data.name = name.to_string();
-            data.norm = Norm::for_dataset(name).unwrap_or(data.norm);
+    // IDX files cannot tell MNIST from Fashion-MNIST, and any class-folder tree can be an
+    // ImageNet subset: those names accept either layout and trust the name asked for.
+    let accepts = |found: &str| {
+        found == name
+            || (name == "mnist" && found == "fashion-mnist")
+            || (name == "fashion-mnist" && found == "mnist")
+            || (name == "imagenet-subset" && found == "imagefolder")
+    };
+    // A data folder may hold several datasets: look at the folder and its well-known
+    // sub-folders for the one asked for before settling on whatever is found first.
+    let mut found = Vec::new();
+    let mut candidates = vec![dir.to_path_buf()];
+    candidates.extend(
+        KNOWN_SUBDIRS
+            .iter()
+            .map(|s| dir.join(s))
+            .filter(|p| p.is_dir()),
+    );
+    for c in &candidates {
+        if let Some(fmt) = detect_here(c) {
+            if accepts(fmt.dataset_name()) {
+                let mut data = load_format(&fmt)?;
+                if data.name != name {
+                    data.name = name.to_string();
+                    data.norm = Norm::for_dataset(name).unwrap_or(data.norm);
+                }
+                return Ok(data);
+            }
+            found.push(fmt.dataset_name());
         }
-        return Ok(data);
     }
-    if name == "imagenet-subset" && found == "imagefolder" {
-        data.name = name.to_string();
-        return Ok(data);
+    if found.is_empty() {
+        detect(dir)?; // the precise "empty" / "no known layout" error
     }
     Err(Error::format(
         dir,
-        format!("asked for dataset {name} but the folder holds {found}"),
+        format!(
+            "asked for dataset {name} but the folder holds {}",
+            found.join(", ")
+        ),
     ))
+}
+
+/// An ImageNet subset: `train/` and `val/` class folders restricted to (and ordered by) a class
+/// list, e.g. the wnids of ImageNette or ImageWoof; normalised with the ImageNet constants.
+pub fn load_imagenet_subset(root: &Path, classes: &[String]) -> Result<RealData> {
+    if classes.is_empty() {
+        return Err(Error::config("ImageNet subset: the class list is empty"));
+    }
+    let (train, test) = folder::load_image_folder_splits(root, Some(classes))?;
+    check_splits(&RealFormat::ImageFolder(root.to_path_buf()), &train, &test)?;
+    Ok(RealData {
+        train,
+        test,
+        name: "imagenet-subset".into(),
+        format: "image-folders".into(),
+        norm: Norm::imagenet(),
+    })
 }
 
 /// Load one detected layout.
@@ -192,7 +229,8 @@ pub fn load_format(fmt: &RealFormat) -> Result<RealData> {
             (train, test, "cifar10-python")
         }
         RealFormat::Cifar100Python(d) => {
-            let names = cifar::class_names(None, 100);
+            let names = cifar::python_fine_names(&d.join("meta"))
+                .unwrap_or_else(|| cifar::class_names(None, 100));
             let mut train = cifar::empty(Cifar::C100, names.clone());
             cifar::read_python(&d.join("train"), Cifar::C100, &mut train)?;
             let mut test = cifar::empty(Cifar::C100, names);

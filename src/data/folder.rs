@@ -60,7 +60,7 @@ fn class_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Decode one image with limits, as (C, H, W) floats in [0,1]; `gray` picks 1 channel, else RGB.
+/// Decode one image with limits, as (C, H, W) floats in \[0,1\]; `gray` picks 1 channel, else RGB.
 pub fn decode(path: &Path, gray: Option<bool>) -> Result<(usize, usize, usize, Vec<f32>)> {
     let bytes = read_file(path, MAX_DECODE_BYTES)?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
@@ -108,9 +108,17 @@ fn decode_all(files: &[(PathBuf, u32)], class_names: Vec<String>) -> Result<Data
         return Err(Error::config("no images to read"));
     };
     let (c, h, w, _) = decode(first, None)?;
-    let decoded: Vec<Vec<f32>> = files
-        .par_iter()
-        .map(|(p, _)| {
+    let chw = c * h * w;
+    let total = files
+        .len()
+        .checked_mul(chw)
+        .ok_or_else(|| Error::format(first, "too many images to hold in memory"))?;
+    // Decode straight into the final buffer: one copy of the set in memory, not two.
+    let mut images = vec![0f32; total]; // (N, C, H, W)
+    images
+        .par_chunks_mut(chw)
+        .zip(files.par_iter())
+        .try_for_each(|(dst, (p, _))| {
             let (c2, h2, w2, v) = decode(p, Some(c == 1))?;
             if (c2, h2, w2) != (c, h, w) {
                 return Err(Error::format(
@@ -121,13 +129,9 @@ fn decode_all(files: &[(PathBuf, u32)], class_names: Vec<String>) -> Result<Data
                     ),
                 ));
             }
-            Ok(v)
-        })
-        .collect::<Result<_>>()?;
-    let mut images = Vec::with_capacity(files.len() * c * h * w); // (N, C, H, W)
-    for v in decoded {
-        images.extend(v);
-    }
+            dst.copy_from_slice(&v);
+            Ok(())
+        })?;
     Ok(Dataset {
         images,
         labels: files.iter().map(|(_, l)| *l).collect(),

@@ -48,16 +48,6 @@ pub fn is_gz(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
-/// Read a file, gunzipping it when its name ends in `.gz`; the decompressed size is capped at
-/// `max_out` bytes so a small bomb cannot exhaust memory.
-pub fn read_maybe_gz(path: &Path, max_out: u64) -> Result<Vec<u8>> {
-    if !is_gz(path) {
-        return read_file(path, max_out);
-    }
-    let raw = read_file(path, MAX_FILE_BYTES)?;
-    gunzip(path, &raw, max_out)
-}
-
 /// Decompress gzip bytes (all members), refusing output beyond `max_out` bytes.
 pub fn gunzip(path: &Path, raw: &[u8], max_out: u64) -> Result<Vec<u8>> {
     if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
@@ -152,7 +142,7 @@ pub fn checked_product(path: &Path, dims: &[usize], what: &str) -> Result<usize>
         })
 }
 
-/// uint8 pixels to [0,1] floats.
+/// uint8 pixels to \[0,1\] floats.
 pub fn u8_to_unit(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32 / 255.0).collect()
 }

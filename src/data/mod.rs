@@ -1,14 +1,26 @@
 //! Data in: real datasets, synthetic sets, PyTorch files, teachers, random subsets.
 //!
 //! Everything here is for the eval planner and the `ddr-fast data` command. Real datasets are held
-//! in [0,1] pixel space; the trainer normalises them with [`Norm`] (DESIGN.md §3) when it copies
+//! in \[0,1\] pixel space; the trainer normalises them with [`Norm`] (DESIGN.md §3) when it copies
 //! them to a device. Every reader checks sizes against the file length before allocating, so a
 //! lying header gives an error, never a huge allocation or a panic.
+//!
+//! How `eval` uses it:
+//! - real data: [`load_named`]`("cifar10", Some(dir))` (or [`load_real`]`(dir)` to detect) →
+//!   [`RealData`] `{ train, test, norm, .. }`; `"fashion-mnist-embedded"` needs no folder
+//!   ([`embedded::fashion_mnist`]). Train on `real.train.normalised(&real.norm)`.
+//! - a synthetic set: [`load_synthetic`]`(path, &SynExpect::for_real(&real, Some(ipc)))` →
+//!   [`SyntheticSet`] with normalised images, hard labels (class-major if the file has none),
+//!   optional soft labels and lr.
+//! - a random subset for run r: `real.train.select(&`[`random_subset`]`(&real.train.labels,
+//!   classes, ipc, seed, r)?)`.
+//! - a teacher: [`load_teacher`]`(path)` → name → (shape, values); [`save_teacher`] writes it back.
+//! - ZCA: [`zca::fit_input`] hands the aug module the normalised (N, D) training matrix.
 
 pub mod cifar;
 pub mod detect;
 pub mod embedded;
-// TODO pub mod fetch;
+pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod io;
@@ -19,18 +31,18 @@ pub mod subset;
 pub mod synthetic;
 pub mod teacher;
 pub mod torch;
-// TODO pub mod zca;
+pub mod zca;
 
-pub use detect::{load_real, RealFormat};
+pub use detect::{load_named, load_real, RealFormat};
 pub use stats::{channel_stats, ChannelStats};
 pub use subset::random_subset;
-pub use synthetic::{load_synthetic, SynExpect, SyntheticSet};
+pub use synthetic::{load_synthetic, load_synthetic_files, SynExpect, SynFiles, SyntheticSet};
 pub use teacher::{load_teacher, save_teacher, TeacherWeights};
 
-/// One split of a dataset, in [0,1] pixel space.
+/// One split of a dataset, in \[0,1\] pixel space.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// (N, C, H, W) pixel values in [0,1] (uint8 / 255 for the 8-bit formats); never normalised.
+    /// (N, C, H, W) pixel values in \[0,1\] (uint8 / 255 for the 8-bit formats); never normalised.
     pub images: Vec<f32>,
     /// (N,) class index in 0..classes.
     pub labels: Vec<u32>,
@@ -81,6 +93,15 @@ impl Dataset {
         out
     }
 
+    /// The images normalised per channel, consuming the split (no second copy of a large set).
+    /// (N, C, H, W)
+    pub fn into_normalised(self, norm: &Norm) -> Vec<f32> {
+        let (c, plane) = (self.channels, self.height * self.width);
+        let mut out = self.images;
+        norm.apply(&mut out, c, plane);
+        out
+    }
+
     /// The images at the given indices, in that order: a new split (used for random subsets).
     pub fn select(&self, idx: &[usize]) -> Dataset {
         let n = self.image_len();
@@ -125,7 +146,7 @@ pub struct RealData {
     pub norm: Norm,
 }
 
-/// Per-channel normalisation constants: x' = (x − mean_c) / std_c on [0,1] pixel values.
+/// Per-channel normalisation constants: x' = (x − mean_c) / std_c on \[0,1\] pixel values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Norm {
     pub mean: Vec<f32>,

@@ -176,7 +176,8 @@ fn read_entry(
             ),
         ));
     }
-    let mut out = Vec::with_capacity(entry.size() as usize);
+    // The size field of a zip entry can lie; never reserve more than a modest amount up front.
+    let mut out = Vec::with_capacity(entry.size().min(1 << 26) as usize);
     entry.take(max + 1).read_to_end(&mut out).map_err(|e| {
         Error::format(
             path,
