@@ -123,13 +123,20 @@ pub fn mix_weights(lam: f64) -> (f32, f32) {
     (lam as f32, (1.0 - lam) as f32)
 }
 
+/// CutMix box sides along rows and columns: int(len·√(1 − λ)) (DD-Ranking's cut_w, cut_h).
+pub fn cutmix_sides(lam: f64, rows: usize, cols: usize) -> (i32, i32) {
+    let cut_rat = (1.0 - lam).sqrt();
+    (
+        (rows as f64 * cut_rat) as i32,
+        (cols as f64 * cut_rat) as i32,
+    )
+}
+
 /// The CutMix box of `ddranking.aug.Cutmix.rand_bbox` for an image of `rows` × `cols`: the side
 /// along rows is int(rows·√(1−λ)), the centre (cx, cy) is uniform; returns (r0, r1, c0, c1).
 /// DD-Ranking names rows "W" (size[2]) and columns "H" (size[3]); the box is the same.
 pub fn cutmix_box(lam: f64, rows: usize, cols: usize, cx: i32, cy: i32) -> (i32, i32, i32, i32) {
-    let cut_rat = (1.0 - lam).sqrt();
-    let cut_r = (rows as f64 * cut_rat) as i32;
-    let cut_c = (cols as f64 * cut_rat) as i32;
+    let (cut_r, cut_c) = cutmix_sides(lam, rows, cols);
     let r0 = (cx - cut_r / 2).clamp(0, rows as i32);
     let r1 = (cx + cut_r / 2).clamp(0, rows as i32);
     let c0 = (cy - cut_c / 2).clamp(0, cols as i32);
