@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm64::{gemm_f64, View};
 use crate::error::{Error, Result};
 
 /// Columns of Qᵀ per cache block when replaying rotations: n × 32 f64 is 768 KiB at n = 3072.
@@ -52,11 +53,17 @@ pub fn sym_eigen(mut a: Vec<f64>, n: usize) -> Result<SymEigen> {
             vectors: vec![],
         });
     }
+    let t = std::time::Instant::now();
     let (d, e, taus) = tridiagonalize(&mut a, n);
+    eprintln!("TMP tridiag {:.1}", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
     // a now holds the Householder vectors in its rows (below the diagonal).
     let qt = form_qt(&a, &taus, n);
     drop(a);
+    eprintln!("TMP qt {:.1}", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
     let (values, vectors) = tridiagonal_ql(d, e, qt, n)?;
+    eprintln!("TMP ql {:.1}", t.elapsed().as_secs_f64());
     Ok(SymEigen { n, values, vectors })
 }
 
@@ -186,29 +193,94 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
 
-/// Qᵀ = H_{n−2}···H_0 as P = I·H_{n−2}·H_{n−3}···H_0: right-multiplying by H_k touches only rows
-/// and columns k+1.. (rows of P are updated independently). Returns P (n, n).
+/// Reflectors accumulated per block (compact WY: one block is two gemm calls).
+const WY_BLOCK: usize = 32;
+
+/// Qᵀ = H_{n−2}···H_0 as P = I·H_{n−2}·H_{n−3}···H_0. Right-multiplying by H_k touches only rows
+/// and columns k+1.., so blocks of reflectors k0..k1 are applied from the last block backwards as
+/// P ← P·(H_{k0}···H_{k1−1})ᵀ = P − (P·V)·Tᵀ·Vᵀ with the compact WY form
+/// H_{k0}···H_{k1−1} = I − V·T·Vᵀ (T upper triangular, LAPACK's `larft`). Returns P (n, n).
 fn form_qt(a: &[f64], taus: &[f64], n: usize) -> Vec<f64> {
     let mut pm = vec![0.0; n * n];
     for i in 0..n {
         pm[i * n + i] = 1.0;
     }
-    for k in (0..n.saturating_sub(1)).rev() {
-        let tau = taus[k];
-        if tau == 0.0 {
-            continue;
-        }
-        let m = n - k - 1;
-        let mut v = vec![0.0; m];
-        v[0] = 1.0;
-        v[1..].copy_from_slice(&a[k * n + k + 2..k * n + n]);
-        pm[(k + 1) * n..].par_chunks_mut(n).for_each(|row| {
-            let seg = &mut row[k + 1..];
-            let s = tau * dot(seg, &v);
-            for (x, vj) in seg.iter_mut().zip(&v) {
-                *x -= s * vj;
+    let mut k1 = n.saturating_sub(1);
+    while k1 > 0 {
+        let k0 = k1.saturating_sub(WY_BLOCK);
+        let nb = k1 - k0;
+        let m = n - k0 - 1;
+        // (m, nb): reflector k0 + j in column j, on rows j.. of the trailing block.
+        let mut v = vec![0.0; m * nb];
+        for j in 0..nb {
+            let k = k0 + j;
+            if taus[k] == 0.0 {
+                continue;
             }
-        });
+            v[j * nb + j] = 1.0;
+            for r in j + 1..m {
+                v[r * nb + j] = a[k * n + k0 + 1 + r];
+            }
+        }
+        // (nb, nb) upper triangular: T[j][j] = τ_j, T[..j, j] = −τ_j·T[..j, ..j]·(V[:, ..j]ᵀ·v_j).
+        let mut t = vec![0.0; nb * nb];
+        for j in 0..nb {
+            let tau = taus[k0 + j];
+            t[j * nb + j] = tau;
+            if tau == 0.0 || j == 0 {
+                continue;
+            }
+            let w: Vec<f64> = (0..j)
+                .map(|i| (j..m).map(|r| v[r * nb + i] * v[r * nb + j]).sum())
+                .collect();
+            for i in 0..j {
+                let s: f64 = (i..j).map(|q| t[i * nb + q] * w[q]).sum();
+                t[i * nb + j] = -tau * s;
+            }
+        }
+        let off = (k0 + 1) * n + k0 + 1;
+        // (m, nb): W = P_sub·V.
+        let mut pv = vec![0.0; m * nb];
+        let vv = View {
+            data: &v,
+            rs: nb,
+            cs: 1,
+        };
+        gemm_f64(
+            m,
+            nb,
+            m,
+            &mut pv,
+            nb,
+            false,
+            View {
+                data: &pm[off..],
+                rs: n,
+                cs: 1,
+            },
+            vv,
+            1.0,
+        );
+        // (m, nb): W·Tᵀ.
+        let mut pvt = vec![0.0; m * nb];
+        for r in 0..m {
+            for j in 0..nb {
+                pvt[r * nb + j] = (j..nb).map(|i| pv[r * nb + i] * t[j * nb + i]).sum();
+            }
+        }
+        // P_sub −= (W·Tᵀ)·Vᵀ.
+        let lhs = View {
+            data: &pvt,
+            rs: nb,
+            cs: 1,
+        };
+        let vt = View {
+            data: &v,
+            rs: 1,
+            cs: nb,
+        };
+        gemm_f64(m, m, nb, &mut pm[off..], n, true, lhs, vt, -1.0);
+        k1 = k0;
     }
     pm
 }
