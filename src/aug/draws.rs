@@ -226,3 +226,36 @@ pub fn sample_cutmix(
     };
     (d, lam, perm)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draw_structs_have_the_layout_the_device_side_declares() {
+        // 13 and 7 four-byte fields, no padding: the CUDA structs must match.
+        assert_eq!(std::mem::size_of::<ImageDraws>(), 52);
+        assert_eq!(std::mem::size_of::<StudentDraws>(), 28);
+    }
+
+    #[test]
+    fn cutmix_box_follows_rand_bbox() {
+        // λ = 0.75: √(1 − λ) = 0.5, sides 16 (rows) and 8 (columns) of a 32 × 16 image.
+        assert_eq!(cutmix_sides(0.75, 32, 16), (16, 8));
+        // Centre (0, 15): rows clip(−8, 0) .. 8, columns 11 .. clip(19, 16).
+        assert_eq!(cutmix_box(0.75, 32, 16, 0, 15), (0, 8, 11, 16));
+        // λ = 1: empty box.
+        let (r0, r1, c0, c1) = cutmix_box(1.0, 32, 32, 5, 6);
+        assert_eq!((r1 - r0, c1 - c0), (0, 0));
+    }
+
+    #[test]
+    fn scale_and_angle_conversions_hit_their_ends() {
+        assert!((scale_from_uniform(0.0, 1.2) - (1.0 / 1.2) as f32).abs() < 1e-7);
+        assert!((scale_from_uniform(1.0, 1.2) - 1.2).abs() < 1e-6);
+        assert!((angle_from_uniform(0.0, 15.0) + 15f32.to_radians()).abs() < 1e-6);
+        assert_eq!(angle_from_uniform(0.5, 15.0), 0.0);
+        let (a, b) = mix_weights(0.3);
+        assert_eq!((a, b), (0.3f32, 0.7f32));
+    }
+}

@@ -3,6 +3,16 @@
 //! application to the cohort's batch x (S, B, C, H, W). A backend's `augment` is a thin call to
 //! [`apply`] (CPU) or a kernel reading the same [`BatchDraws`] (CUDA).
 //!
+//! The backend method this is written for (proposed for `trait Backend`):
+//! ```text
+//! /// Augment x (S, B, C, H, W) in place with one step's host-sampled draws.
+//! fn augment(&self, plan: &AugPlan, draws: &BatchDraws, dims: BatchDims,
+//!            x: &mut Self::Buf<f32>) -> Result<()>;
+//! ```
+//! CPU: `aug::apply(plan, draws, dims, x)`. CUDA: upload `draws.students` (S × 28 bytes) and
+//! `draws.images` (S·B × 52 bytes), both `#[repr(C)]` with 4-byte fields, and run one kernel per
+//! op bit in the order of [`apply_student`].
+//!
 //! "Per batch" with S students: every student has its own batch and its own key, so each student's
 //! batch gets its own mode-S op choice, its own λ and permutation (DD-Ranking trains one student at
 //! a time and draws them per batch of that student). Nothing is shared between students, so a
