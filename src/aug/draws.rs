@@ -123,13 +123,20 @@ pub fn mix_weights(lam: f64) -> (f32, f32) {
     (lam as f32, (1.0 - lam) as f32)
 }
 
+/// CutMix box sides along rows and columns: int(len·√(1 − λ)) (DD-Ranking's cut_w, cut_h).
+pub fn cutmix_sides(lam: f64, rows: usize, cols: usize) -> (i32, i32) {
+    let cut_rat = (1.0 - lam).sqrt();
+    (
+        (rows as f64 * cut_rat) as i32,
+        (cols as f64 * cut_rat) as i32,
+    )
+}
+
 /// The CutMix box of `ddranking.aug.Cutmix.rand_bbox` for an image of `rows` × `cols`: the side
 /// along rows is int(rows·√(1−λ)), the centre (cx, cy) is uniform; returns (r0, r1, c0, c1).
 /// DD-Ranking names rows "W" (size[2]) and columns "H" (size[3]); the box is the same.
 pub fn cutmix_box(lam: f64, rows: usize, cols: usize, cx: i32, cy: i32) -> (i32, i32, i32, i32) {
-    let cut_rat = (1.0 - lam).sqrt();
-    let cut_r = (rows as f64 * cut_rat) as i32;
-    let cut_c = (cols as f64 * cut_rat) as i32;
+    let (cut_r, cut_c) = cutmix_sides(lam, rows, cols);
     let r0 = (cx - cut_r / 2).clamp(0, rows as i32);
     let r1 = (cx + cut_r / 2).clamp(0, rows as i32);
     let c0 = (cy - cut_c / 2).clamp(0, cols as i32);
@@ -218,4 +225,37 @@ pub fn sample_cutmix(
         ..Default::default()
     };
     (d, lam, perm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draw_structs_have_the_layout_the_device_side_declares() {
+        // 13 and 7 four-byte fields, no padding: the CUDA structs must match.
+        assert_eq!(std::mem::size_of::<ImageDraws>(), 52);
+        assert_eq!(std::mem::size_of::<StudentDraws>(), 28);
+    }
+
+    #[test]
+    fn cutmix_box_follows_rand_bbox() {
+        // λ = 0.75: √(1 − λ) = 0.5, sides 16 (rows) and 8 (columns) of a 32 × 16 image.
+        assert_eq!(cutmix_sides(0.75, 32, 16), (16, 8));
+        // Centre (0, 15): rows clip(−8, 0) .. 8, columns 11 .. clip(19, 16).
+        assert_eq!(cutmix_box(0.75, 32, 16, 0, 15), (0, 8, 11, 16));
+        // λ = 1: empty box.
+        let (r0, r1, c0, c1) = cutmix_box(1.0, 32, 32, 5, 6);
+        assert_eq!((r1 - r0, c1 - c0), (0, 0));
+    }
+
+    #[test]
+    fn scale_and_angle_conversions_hit_their_ends() {
+        assert!((scale_from_uniform(0.0, 1.2) - (1.0 / 1.2) as f32).abs() < 1e-7);
+        assert!((scale_from_uniform(1.0, 1.2) - 1.2).abs() < 1e-6);
+        assert!((angle_from_uniform(0.0, 15.0) + 15f32.to_radians()).abs() < 1e-6);
+        assert_eq!(angle_from_uniform(0.5, 15.0), 0.0);
+        let (a, b) = mix_weights(0.3);
+        assert_eq!((a, b), (0.3f32, 0.7f32));
+    }
 }

@@ -1,8 +1,10 @@
 //! Symmetric eigendecomposition in f64 for ZCA whitening (up to D = C·H·W = 3072 for CIFAR, more
 //! for 64 px sets), written so that D = 3072 takes seconds on two cores:
-//! 1. Householder tridiagonalisation A = Q·T·Qᵀ (row-parallel; the rank-2 update of one step and
-//!    the matrix-vector product of the next are fused into one pass over the trailing matrix);
-//! 2. Qᵀ formed explicitly by backward accumulation (rows of Qᵀ updated in parallel);
+//! 1. Householder tridiagonalisation A = Q·T·Qᵀ on the lower triangle only (row-parallel; the
+//!    rank-2 update of one step and the matrix-vector product of the next are fused into one
+//!    pass over the trailing matrix);
+//! 2. Qᵀ formed explicitly by backward accumulation, 32 reflectors at a time in compact WY form
+//!    (two gemm calls per block);
 //! 3. implicit QL with Wilkinson-type shifts on T (the EISPACK `tql2` iteration). Its plane
 //!    rotations are recorded and replayed on Qᵀ in column blocks that stay in cache, one block per
 //!    thread, instead of streaming the whole matrix once per rotation sweep.
@@ -11,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm64::{gemm_f64, View};
 use crate::error::{Error, Result};
 
 /// Columns of Qᵀ per cache block when replaying rotations: n × 32 f64 is 768 KiB at n = 3072.
@@ -60,97 +63,114 @@ pub fn sym_eigen(mut a: Vec<f64>, n: usize) -> Result<SymEigen> {
     Ok(SymEigen { n, values, vectors })
 }
 
-/// Householder reduction of a (n, n) to tridiagonal form. Returns the diagonal d (n), the
+/// Householder reduction of a (n, n) to tridiagonal form, reading and updating only the lower
+/// triangle (half the memory traffic of full storage). Returns the diagonal d (n), the
 /// subdiagonal e (n; e[i] couples i and i + 1, e[n−1] = 0) and the reflector factors τ (n).
-/// Reflector k is H_k = I − τ_k v vᵀ on indices k+1..n with v[k+1] = 1 and the rest of v stored
-/// in row k of a at columns k+2..n.
+/// Reflector k is H_k = I − τ_k v vᵀ on indices k+1..n with v[k+1] = 1; v is stored in the
+/// unused upper triangle, row k, columns k+1..n.
 fn tridiagonalize(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut d = vec![0.0; n];
     let mut e = vec![0.0; n];
     let mut taus = vec![0.0; n];
-    // (m): the reflector of the current step and τ·B·v for the trailing block B.
-    let mut v = vec![0.0; n];
-    let mut p = vec![0.0; n];
-    // p is valid for step k when `have_p` (computed in the fused pass of step k − 1).
-    let mut have_p = false;
+    // (m): B·v of the current step when the previous step's fused pass computed it.
+    let mut p_next: Option<Vec<f64>> = None;
     for k in 0..n.saturating_sub(1) {
         d[k] = a[k * n + k];
         let m = n - k - 1;
-        // Row k, columns k+1..n, equals the column below the diagonal (symmetry).
-        let (beta, tau) = householder(&mut a[k * n + k + 1..k * n + n]);
+        // B = a[k+1.., k+1..] (m, m), lower triangle; x = column k below the diagonal.
+        let off = (k + 1) * n + k + 1;
+        let mut v: Vec<f64> = (0..m).map(|r| a[(k + 1 + r) * n + k]).collect();
+        let (beta, tau) = householder(&mut v);
         e[k] = beta;
         taus[k] = tau;
+        a[k * n + k + 1..k * n + n].copy_from_slice(&v);
         if tau == 0.0 {
-            have_p = false;
+            p_next = None;
             continue;
         }
-        let vk = &mut v[..m];
-        vk[0] = 1.0;
-        vk[1..].copy_from_slice(&a[k * n + k + 2..k * n + n]);
-        let pk = &mut p[..m];
-        if !have_p {
-            // B = a[k+1.., k+1..]: p = τ·B·v, one dot per row.
-            pk.par_iter_mut().enumerate().for_each(|(r, pr)| {
-                let row = &a[(k + 1 + r) * n + k + 1..(k + 2 + r) * n];
-                *pr = tau * dot(row, vk);
-            });
-        } else {
-            pk.iter_mut().for_each(|x| *x *= tau);
-        }
-        // w = p − (τ/2)(pᵀv)·v; B −= v wᵀ + w vᵀ.
-        let kk = 0.5 * tau * dot(pk, vk);
-        let w: Vec<f64> = pk
-            .iter()
-            .zip(vk.iter())
-            .map(|(pr, vr)| pr - kk * vr)
-            .collect();
-        // Update the first row of B (row k+1) alone, so the next reflector is known before the
-        // pass over the other rows, which also computes the next step's B·v.
-        let row0 = (k + 1) * n + k + 1;
-        for j in 0..m {
-            a[row0 + j] -= vk[0] * w[j] + w[0] * vk[j];
+        let bv = match p_next.take() {
+            Some(p) => p,
+            None => sym_pass(&mut a[off..], n, m, None, &v),
+        };
+        // p = τ·B·v, w = p − (τ/2)(pᵀv)·v, B −= v wᵀ + w vᵀ.
+        let p: Vec<f64> = bv.iter().map(|x| tau * x).collect();
+        let kk = 0.5 * tau * dot(&p, &v);
+        let w: Vec<f64> = p.iter().zip(&v).map(|(pr, vr)| pr - kk * vr).collect();
+        // Column 0 of B first: the next reflector comes from it, and the fused pass below needs
+        // that reflector before it touches the other columns.
+        for r in 0..m {
+            a[off + r * n] -= v[r] * w[0] + w[r] * v[0];
         }
         if m < 2 {
-            have_p = false;
+            p_next = None;
             continue;
         }
-        // Next reflector from row k+1, columns k+2..n (length m − 1), kept aside: the rows below
-        // need it unchanged for the fused pass, and step k+1 redoes it on the same numbers.
-        let mut next = a[row0 + 1..row0 + m].to_vec();
+        let mut next: Vec<f64> = (1..m).map(|r| a[off + r * n]).collect();
         let (_, next_tau) = householder(&mut next);
-        let next_v: Vec<f64> = if next_tau != 0.0 {
-            std::iter::once(1.0)
-                .chain(next[1..].iter().copied())
-                .collect()
-        } else {
-            Vec::new()
+        // B' = B[1.., 1..] (m − 1): update it and compute B'·v_next in the same pass.
+        let bp = &mut a[off + n + 1..];
+        let upd = Update {
+            v: &v[1..],
+            w: &w[1..],
         };
-        let rest = &mut a[(k + 2) * n..];
-        let mut next_p = vec![0.0; m - 1];
-        rest.par_chunks_mut(n)
-            .zip(next_p.par_iter_mut())
-            .enumerate()
-            .for_each(|(r, (row, np))| {
-                let r = r + 1; // row of B
-                let seg = &mut row[k + 1..k + 1 + m];
-                let (vr, wr) = (vk[r], w[r]);
-                for j in 0..m {
-                    seg[j] -= vr * w[j] + wr * vk[j];
-                }
-                if !next_v.is_empty() {
-                    *np = dot(&seg[1..], &next_v);
-                }
-            });
-        if next_v.is_empty() {
-            have_p = false;
-        } else {
-            p[..m - 1].copy_from_slice(&next_p);
-            have_p = true;
-        }
+        let np = sym_pass(
+            bp,
+            n,
+            m - 1,
+            Some(upd),
+            if next_tau != 0.0 { &next } else { &[] },
+        );
+        p_next = if next_tau != 0.0 { Some(np) } else { None };
     }
     d[n - 1] = a[(n - 1) * n + n - 1];
     e[n - 1] = 0.0;
     (d, e, taus)
+}
+
+/// The rank-2 update b −= v wᵀ + w vᵀ of a fused pass.
+#[derive(Clone, Copy)]
+struct Update<'a> {
+    v: &'a [f64],
+    w: &'a [f64],
+}
+
+/// One pass over the lower triangle of the symmetric b (m, m; row stride `stride`): applies
+/// `update` if given, then returns b·x from the updated values (zeros when x is empty). Rows
+/// are split between threads; each accumulates the transposed half in its own vector.
+fn sym_pass(b: &mut [f64], stride: usize, m: usize, update: Option<Update>, x: &[f64]) -> Vec<f64> {
+    let want_product = !x.is_empty();
+    let rows = &mut b[..(m - 1) * stride + m];
+    rows.par_chunks_mut(stride)
+        .enumerate()
+        .fold(
+            || vec![0.0f64; if want_product { m } else { 0 }],
+            |mut acc, (r, row)| {
+                let seg = &mut row[..=r];
+                if let Some(u) = update {
+                    let (vr, wr) = (u.v[r], u.w[r]);
+                    for ((s, vj), wj) in seg.iter_mut().zip(&u.v[..=r]).zip(&u.w[..=r]) {
+                        *s -= vr * wj + wr * vj;
+                    }
+                }
+                if want_product {
+                    // Row r of b: the stored part (columns ≤ r) gives b[r]·x; the transposed
+                    // part adds b[r][j]·x[r] to entry j < r.
+                    acc[r] += dot(seg, &x[..=r]);
+                    let xr = x[r];
+                    for (aj, sj) in acc[..r].iter_mut().zip(&seg[..r]) {
+                        *aj += sj * xr;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f64; if want_product { m } else { 0 }],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
 }
 
 /// Turns x (length m ≥ 1) into a Householder reflector: returns (β, τ) with
@@ -186,29 +206,94 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
 
-/// Qᵀ = H_{n−2}···H_0 as P = I·H_{n−2}·H_{n−3}···H_0: right-multiplying by H_k touches only rows
-/// and columns k+1.. (rows of P are updated independently). Returns P (n, n).
+/// Reflectors accumulated per block (compact WY: one block is two gemm calls).
+const WY_BLOCK: usize = 32;
+
+/// Qᵀ = H_{n−2}···H_0 (reflector k read from row k, columns k+2..n, of a) as P = I·H_{n−2}·H_{n−3}···H_0. Right-multiplying by H_k touches only rows
+/// and columns k+1.., so blocks of reflectors k0..k1 are applied from the last block backwards as
+/// P ← P·(H_{k0}···H_{k1−1})ᵀ = P − (P·V)·Tᵀ·Vᵀ with the compact WY form
+/// H_{k0}···H_{k1−1} = I − V·T·Vᵀ (T upper triangular, LAPACK's `larft`). Returns P (n, n).
 fn form_qt(a: &[f64], taus: &[f64], n: usize) -> Vec<f64> {
     let mut pm = vec![0.0; n * n];
     for i in 0..n {
         pm[i * n + i] = 1.0;
     }
-    for k in (0..n.saturating_sub(1)).rev() {
-        let tau = taus[k];
-        if tau == 0.0 {
-            continue;
-        }
-        let m = n - k - 1;
-        let mut v = vec![0.0; m];
-        v[0] = 1.0;
-        v[1..].copy_from_slice(&a[k * n + k + 2..k * n + n]);
-        pm[(k + 1) * n..].par_chunks_mut(n).for_each(|row| {
-            let seg = &mut row[k + 1..];
-            let s = tau * dot(seg, &v);
-            for (x, vj) in seg.iter_mut().zip(&v) {
-                *x -= s * vj;
+    let mut k1 = n.saturating_sub(1);
+    while k1 > 0 {
+        let k0 = k1.saturating_sub(WY_BLOCK);
+        let nb = k1 - k0;
+        let m = n - k0 - 1;
+        // (m, nb): reflector k0 + j in column j, on rows j.. of the trailing block.
+        let mut v = vec![0.0; m * nb];
+        for j in 0..nb {
+            let k = k0 + j;
+            if taus[k] == 0.0 {
+                continue;
             }
-        });
+            v[j * nb + j] = 1.0;
+            for r in j + 1..m {
+                v[r * nb + j] = a[k * n + k0 + 1 + r];
+            }
+        }
+        // (nb, nb) upper triangular: T[j][j] = τ_j, T[..j, j] = −τ_j·T[..j, ..j]·(V[:, ..j]ᵀ·v_j).
+        let mut t = vec![0.0; nb * nb];
+        for j in 0..nb {
+            let tau = taus[k0 + j];
+            t[j * nb + j] = tau;
+            if tau == 0.0 || j == 0 {
+                continue;
+            }
+            let w: Vec<f64> = (0..j)
+                .map(|i| (j..m).map(|r| v[r * nb + i] * v[r * nb + j]).sum())
+                .collect();
+            for i in 0..j {
+                let s: f64 = (i..j).map(|q| t[i * nb + q] * w[q]).sum();
+                t[i * nb + j] = -tau * s;
+            }
+        }
+        let off = (k0 + 1) * n + k0 + 1;
+        // (m, nb): W = P_sub·V.
+        let mut pv = vec![0.0; m * nb];
+        let vv = View {
+            data: &v,
+            rs: nb,
+            cs: 1,
+        };
+        gemm_f64(
+            m,
+            nb,
+            m,
+            &mut pv,
+            nb,
+            false,
+            View {
+                data: &pm[off..],
+                rs: n,
+                cs: 1,
+            },
+            vv,
+            1.0,
+        );
+        // (m, nb): W·Tᵀ.
+        let mut pvt = vec![0.0; m * nb];
+        for r in 0..m {
+            for j in 0..nb {
+                pvt[r * nb + j] = (j..nb).map(|i| pv[r * nb + i] * t[j * nb + i]).sum();
+            }
+        }
+        // P_sub −= (W·Tᵀ)·Vᵀ.
+        let lhs = View {
+            data: &pvt,
+            rs: nb,
+            cs: 1,
+        };
+        let vt = View {
+            data: &v,
+            rs: 1,
+            cs: nb,
+        };
+        gemm_f64(m, m, nb, &mut pm[off..], n, true, lhs, vt, -1.0);
+        k1 = k0;
     }
     pm
 }

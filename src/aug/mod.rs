@@ -10,6 +10,7 @@
 pub mod color;
 pub mod draws;
 pub mod eigen;
+mod gemm64;
 pub mod geometric;
 pub mod mix;
 pub mod plan;

@@ -3,6 +3,16 @@
 //! application to the cohort's batch x (S, B, C, H, W). A backend's `augment` is a thin call to
 //! [`apply`] (CPU) or a kernel reading the same [`BatchDraws`] (CUDA).
 //!
+//! The backend method this is written for (proposed for `trait Backend`):
+//! ```text
+//! /// Augment x (S, B, C, H, W) in place with one step's host-sampled draws.
+//! fn augment(&self, plan: &AugPlan, draws: &BatchDraws, dims: BatchDims,
+//!            x: &mut Self::Buf<f32>) -> Result<()>;
+//! ```
+//! CPU: `aug::apply(plan, draws, dims, x)`. CUDA: upload `draws.students` (S × 28 bytes) and
+//! `draws.images` (S·B × 52 bytes), both `#[repr(C)]` with 4-byte fields, and run one kernel per
+//! op bit in the order of [`apply_student`].
+//!
 //! "Per batch" with S students: every student has its own batch and its own key, so each student's
 //! batch gets its own mode-S op choice, its own λ and permutation (DD-Ranking trains one student at
 //! a time and draws them per batch of that student). Nothing is shared between students, so a
@@ -196,4 +206,182 @@ pub fn apply_student(
         out_of_place(xs, &|s, o| mix::cutmix(dims, st, imgs, s, o))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(role: u32, step: u32) -> DrawKey {
+        DrawKey {
+            seed: 7,
+            run: 1,
+            role,
+            step,
+        }
+    }
+
+    fn batch(dims: BatchDims) -> Vec<f32> {
+        (0..dims.len())
+            .map(|i| ((i * 31) % 97) as f32 / 20.0 - 2.4)
+            .collect()
+    }
+
+    fn dsa(mode: DsaMode) -> AugPlan {
+        AugPlan::Dsa {
+            params: DsaParams::ddranking(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn sampled_dsa_draws_lie_in_their_ranges() {
+        let p = DsaParams::ddranking();
+        let dims = BatchDims {
+            students: 4,
+            batch: 64,
+            c: 3,
+            h: 32,
+            w: 32,
+        };
+        let max_angle = (15.0f64).to_radians();
+        let mut flips = 0;
+        let mut total = 0;
+        for step in 0..20 {
+            let keys: Vec<Option<DrawKey>> = (0..4).map(|r| Some(key(r, step))).collect();
+            let d = sample(&dsa(DsaMode::All), &keys, dims).unwrap();
+            for img in &d.images {
+                for s in [img.scale_x, img.scale_y] {
+                    assert!((1.0 / 1.2 - 1e-6..1.2).contains(&(s as f64)), "scale {s}");
+                }
+                let angle = (img.rot_sin as f64).atan2(img.rot_cos as f64);
+                assert!(angle.abs() <= max_angle + 1e-6, "angle {angle}");
+                assert!(((img.rot_cos as f64).hypot(img.rot_sin as f64) - 1.0).abs() < 1e-6);
+                for u in [img.brightness, img.saturation, img.contrast] {
+                    assert!((0.0..1.0).contains(&u));
+                }
+                assert!(
+                    img.crop_x.abs() <= p.crop_shift(32) && img.crop_y.abs() <= p.crop_shift(32)
+                );
+                // k = 16 is even, so offsets lie in [0, 32].
+                assert!((0..=32).contains(&img.cutout_x) && (0..=32).contains(&img.cutout_y));
+                flips += img.flip as usize;
+                total += 1;
+            }
+            assert!(d.students.iter().all(|s| s.ops == 0b11_1111));
+        }
+        // Flip probability 0.5 over 5120 images: std ≈ 36.
+        assert!(
+            (flips as i64 - total as i64 / 2).abs() < 250,
+            "{flips} flips of {total}"
+        );
+    }
+
+    #[test]
+    fn mode_s_picks_each_op_about_equally() {
+        let dims = BatchDims {
+            students: 1,
+            batch: 1,
+            c: 1,
+            h: 8,
+            w: 8,
+        };
+        let mut counts = [0usize; 6];
+        for step in 0..6000 {
+            let d = sample(&dsa(DsaMode::Single), &[Some(key(0, step))], dims).unwrap();
+            let op = d.students[0].ops;
+            let at = DSA_OPS.iter().position(|&o| o == op).expect("one DSA op");
+            counts[at] += 1;
+        }
+        // 1000 expected per op, std ≈ 29.
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn mix_draws_are_permutations_with_weights_summing_to_one() {
+        let dims = BatchDims {
+            students: 3,
+            batch: 16,
+            c: 3,
+            h: 32,
+            w: 32,
+        };
+        let keys: Vec<Option<DrawKey>> = (0..3).map(|r| Some(key(r, 5))).collect();
+        for plan in [AugPlan::Mixup { alpha: 0.8 }, AugPlan::Cutmix { beta: 1.0 }] {
+            let d = sample(&plan, &keys, dims).unwrap();
+            for s in 0..3 {
+                let mut p: Vec<u32> = d.images[s * 16..(s + 1) * 16]
+                    .iter()
+                    .map(|i| i.partner)
+                    .collect();
+                p.sort_unstable();
+                assert_eq!(p, (0..16).collect::<Vec<u32>>());
+                let st = d.students[s];
+                if let AugPlan::Mixup { .. } = plan {
+                    assert!((st.mix_self + st.mix_other - 1.0).abs() < 1e-6);
+                    assert!((0.0..=1.0).contains(&st.mix_self));
+                } else {
+                    assert!(0 <= st.box_r0 && st.box_r0 <= st.box_r1 && st.box_r1 <= 32);
+                    assert!(0 <= st.box_c0 && st.box_c0 <= st.box_c1 && st.box_c1 <= 32);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_student_gets_the_same_result_alone_or_in_a_cohort() {
+        // Students' keys, not their position in the cohort, decide their draws.
+        let one = BatchDims {
+            students: 1,
+            batch: 5,
+            c: 3,
+            h: 12,
+            w: 10,
+        };
+        let three = BatchDims { students: 3, ..one };
+        let keys = [Some(key(4, 9)), None, Some(key(2, 9))];
+        for plan in [
+            dsa(DsaMode::All),
+            dsa(DsaMode::Single),
+            AugPlan::Mixup { alpha: 0.5 },
+            AugPlan::Cutmix { beta: 1.0 },
+        ] {
+            let mut x = batch(three);
+            let original = x.clone();
+            let d = sample(&plan, &keys, three).unwrap();
+            apply(&plan, &d, three, &mut x).unwrap();
+            let per = one.len();
+            for (s, k) in keys.iter().enumerate() {
+                let mut alone = original[s * per..(s + 1) * per].to_vec();
+                let da = sample(&plan, &[*k], one).unwrap();
+                apply(&plan, &da, one, &mut alone).unwrap();
+                assert_eq!(
+                    alone,
+                    x[s * per..(s + 1) * per],
+                    "plan {plan:?} student {s}"
+                );
+            }
+            // The student without a key is untouched; the others changed.
+            assert_eq!(x[per..2 * per], original[per..2 * per]);
+            assert_ne!(x[..per], original[..per], "plan {plan:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        let dims = BatchDims {
+            students: 2,
+            batch: 3,
+            c: 1,
+            h: 4,
+            w: 4,
+        };
+        assert!(sample(&AugPlan::None, &[None], dims).is_err());
+        let d = sample(&AugPlan::None, &[None, None], dims).unwrap();
+        let mut x = vec![0.0; dims.len() - 1];
+        assert!(apply(&AugPlan::None, &d, dims, &mut x).is_err());
+    }
 }

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use super::eigen::sym_eigen;
+use super::gemm64::{gemm_f64, View};
 use crate::error::{Error, Result};
 
 /// DD-Ranking's ZCA regulariser.
@@ -14,6 +15,8 @@ pub const ZCA_EPS: f64 = 0.1;
 
 /// Rows of X centred and multiplied per covariance chunk (bounds the f64 copy to 32 MiB at D = 3072).
 const COV_CHUNK_ROWS: usize = 1365;
+/// Column block of the covariance products (a 512×512 f64 block is 2 MiB).
+const COV_BLOCK: usize = 512;
 
 /// A fitted whitening for images of `dim` = C·H·W values.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +62,26 @@ impl Zca {
             });
         let mut w = vec![0.0f64; dim * dim];
         // w (D, D) = gᵀ (D, D) · g (D, D).
-        matmul_f64(dim, dim, dim, &g, 1, dim, &g, dim, 1, &mut w, false);
+        let gt = View {
+            data: &g,
+            rs: 1,
+            cs: dim,
+        };
+        gemm_f64(
+            dim,
+            dim,
+            dim,
+            &mut w,
+            dim,
+            false,
+            gt,
+            View {
+                data: &g,
+                rs: dim,
+                cs: 1,
+            },
+            1.0,
+        );
         Ok(Zca {
             dim,
             mean: mean64.iter().map(|&m| m as f32).collect(),
@@ -125,7 +147,9 @@ fn column_mean(x: &[f32], n: usize, dim: usize) -> Vec<f64> {
     mean
 }
 
-/// (X − μ)ᵀ(X − μ)/(N − 1) in f64, chunk by chunk of rows. Returns (D, D).
+/// (X − μ)ᵀ(X − μ)/(N − 1) in f64, chunk by chunk of rows; only the blocks on and below the
+/// diagonal are multiplied (the upper ones are mirrored), which halves the dominant cost.
+/// Returns (D, D).
 fn covariance(x: &[f32], n: usize, dim: usize, mean: &[f64]) -> Vec<f64> {
     let mut cov = vec![0.0f64; dim * dim];
     let mut first = true;
@@ -141,74 +165,46 @@ fn covariance(x: &[f32], n: usize, dim: usize, mean: &[f64]) -> Vec<f64> {
                     .zip(mean)
                     .for_each(|((d, &s), m)| *d = s as f64 - m);
             });
-        // cov (D, D) += xcᵀ (D, rows) · xc (rows, D).
-        matmul_f64(dim, dim, rows, &xc, 1, dim, &xc, dim, 1, &mut cov, !first);
+        for bi in (0..dim).step_by(COV_BLOCK) {
+            let hi = COV_BLOCK.min(dim - bi);
+            for bj in (0..=bi).step_by(COV_BLOCK) {
+                let wj = COV_BLOCK.min(dim - bj);
+                // cov[bi.., bj..] (hi, wj) += xc[:, bi..]ᵀ (hi, rows) · xc[:, bj..] (rows, wj).
+                let lhs = View {
+                    data: &xc[bi..],
+                    rs: 1,
+                    cs: dim,
+                };
+                let rhs = View {
+                    data: &xc[bj..],
+                    rs: dim,
+                    cs: 1,
+                };
+                gemm_f64(
+                    hi,
+                    wj,
+                    rows,
+                    &mut cov[bi * dim + bj..],
+                    dim,
+                    !first,
+                    lhs,
+                    rhs,
+                    1.0,
+                );
+            }
+        }
         first = false;
     }
     let scale = 1.0 / (n - 1) as f64;
     cov.par_iter_mut().for_each(|v| *v *= scale);
-    // Exact symmetry for the eigensolver (gemm may round the two triangles differently).
+    // Mirror the lower triangle (diagonal blocks are symmetric up to gemm's rounding: take their
+    // lower halves too, so the matrix is exactly symmetric for the eigensolver).
     for i in 0..dim {
         for j in 0..i {
-            let s = 0.5 * (cov[i * dim + j] + cov[j * dim + i]);
-            cov[i * dim + j] = s;
-            cov[j * dim + i] = s;
+            cov[j * dim + i] = cov[i * dim + j];
         }
     }
     cov
-}
-
-/// dst (m, n) row-major (+)= lhs (m, k) · rhs (k, n), where lhs[i][p] = lhs[i·lhs_rs + p·lhs_cs]
-/// and rhs[p][j] = rhs[p·rhs_rs + j·rhs_cs].
-#[allow(clippy::too_many_arguments)]
-fn matmul_f64(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f64],
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: &[f64],
-    rhs_rs: usize,
-    rhs_cs: usize,
-    dst: &mut [f64],
-    accumulate: bool,
-) {
-    assert!(
-        dst.len() == m * n,
-        "matmul_f64: dst holds {} values, not {m}×{n}",
-        dst.len()
-    );
-    let span =
-        |rs: usize, cs: usize, r: usize, c: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs + 1;
-    assert!(
-        lhs.len() >= span(lhs_rs, lhs_cs, m, k) && rhs.len() >= span(rhs_rs, rhs_cs, k, n),
-        "matmul_f64: operand too short"
-    );
-    // SAFETY: the asserts above bound every index the strides reach inside lhs, rhs and dst.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
 }
 
 #[cfg(test)]
@@ -249,6 +245,117 @@ mod tests {
                 var(j) < 1.0 && var(j) > 0.0,
                 "column {j} variance {}",
                 var(j)
+            );
+        }
+    }
+
+    /// Speed of a CIFAR-sized fit (D = 3072); a benchmark, so ignored by default:
+    /// `cargo test --release --lib zca_fit_speed_d3072 -- --ignored --nocapture`.
+    /// Data: 50,000 rows of correlated values (a smooth random field per row plus noise).
+    /// CPU seconds (user + system) of this process so far, from /proc/self/stat (USER_HZ = 100):
+    /// on a shared machine wall time says little, CPU time / threads says what a free machine gives.
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<f64> = after
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14 and 15 of the file are utime and stime; `after` starts at field 3.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
+
+    #[test]
+    #[ignore]
+    fn zca_fit_speed_d3072() {
+        use crate::aug::rng::{DrawKey, Purpose};
+        let n: usize = std::env::var("ZCA_BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000);
+        let d = 3072usize;
+        let t0 = std::time::Instant::now();
+        let mut x = vec![0.0f32; n * d];
+        x.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+            let k = DrawKey {
+                seed: 1,
+                run: 0,
+                role: 0,
+                step: i as u32,
+            };
+            let mut acc = 0.0f32;
+            for (j, v) in row.iter_mut().enumerate() {
+                let u = k.uniform_f32(Purpose::Brightness, j as u32) - 0.5;
+                acc = 0.95 * acc + u;
+                *v = acc + 0.1 * u;
+            }
+        });
+        eprintln!("data {:.1} s", t0.elapsed().as_secs_f64());
+        let (t, c) = (std::time::Instant::now(), cpu_seconds());
+        let mean = column_mean(&x, n, d);
+        let cov = covariance(&x, n, d, &mean);
+        eprintln!(
+            "covariance (N = {n}) {:.1} s wall, {:.1} s CPU",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c
+        );
+        let (t, c) = (std::time::Instant::now(), cpu_seconds());
+        let eig = sym_eigen(cov.clone(), d).unwrap();
+        eprintln!(
+            "eigen {:.1} s wall, {:.1} s CPU",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c
+        );
+        // Spot-check the decomposition: ‖C·z − λ·z‖ for the largest and a middle eigenvalue.
+        for i in [d - 1, d / 2] {
+            let z = &eig.vectors[i * d..(i + 1) * d];
+            let res = (0..d)
+                .map(|r| (0..d).map(|c| cov[r * d + c] * z[c]).sum::<f64>() - eig.values[i] * z[r])
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+            eprintln!(
+                "eigenvalue {i}: {:.4e}, max residual {res:.2e}",
+                eig.values[i]
+            );
+            assert!(res < 1e-8 * eig.values[d - 1]);
+        }
+        let (t, c) = (std::time::Instant::now(), cpu_seconds());
+        let zca = Zca::fit(&x, n, d, ZCA_EPS).unwrap();
+        eprintln!(
+            "whole fit {:.1} s wall, {:.1} s CPU",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c
+        );
+        let t = std::time::Instant::now();
+        let m = n.min(10_000);
+        let mut out = vec![0.0f32; m * d];
+        zca.apply(&x[..m * d], &mut out).unwrap();
+        eprintln!("apply to {m} images {:.1} s", t.elapsed().as_secs_f64());
+    }
+
+    #[test]
+    fn blocked_covariance_matches_the_definition() {
+        // D = 600 spans two column blocks and N = 1400 two row chunks: every block path runs.
+        // Tolerance: both are f64 sums of 1400 products of values ≤ ~60, error ≲ 1e-10.
+        let (n, d) = (1400, 600);
+        let x = data(n, d);
+        let mean = column_mean(&x, n, d);
+        let cov = covariance(&x, n, d, &mean);
+        for &(i, j) in &[
+            (0, 0),
+            (3, 599),
+            (599, 3),
+            (511, 512),
+            (512, 511),
+            (599, 599),
+            (100, 550),
+        ] {
+            let want: f64 = (0..n)
+                .map(|r| (x[r * d + i] as f64 - mean[i]) * (x[r * d + j] as f64 - mean[j]))
+                .sum::<f64>()
+                / (n - 1) as f64;
+            assert!(
+                (cov[i * d + j] - want).abs() < 1e-9 * want.abs().max(1.0),
+                "({i}, {j})"
             );
         }
     }
