@@ -32,6 +32,10 @@ pub struct SelectArgs {
     pub ipc: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Random method only: draw the subset of evaluation run R (the one `eval` uses as its run-R
+    /// baseline with the same seed) instead of a subset disjoint from every run's draw.
+    #[arg(long)]
+    pub run: Option<u64>,
     /// Output .safetensors file.
     #[arg(long)]
     pub out: PathBuf,
@@ -46,7 +50,12 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     let real = load_real_for(&cfg)?;
     let train = to_image_set(&real.train, &real, None)?;
     let be = Arc::new(CpuBackend::new());
-    let idx = select(&be, &train, a.method, a.features, a.ipc, a.seed)?;
+    let idx = match (a.method, a.run) {
+        (SelectMethod::Random, Some(run)) => {
+            crate::data::random_subset(&train.labels, train.classes, a.ipc, a.seed, run)?
+        }
+        _ => select(&be, &train, a.method, a.features, a.ipc, a.seed)?,
+    };
     let d = &real.train;
     let mut images = Vec::with_capacity(idx.len() * d.image_len()); // (N, C, H, W) pixels in [0, 1]
     for &i in &idx {
