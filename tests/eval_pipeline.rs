@@ -207,3 +207,76 @@ fn interrupted_evaluation_resumes_with_the_same_numbers() {
     assert_eq!(accs(&resumed), accs(&fresh));
     assert_eq!(resumed.outcome.summary, fresh.outcome.summary);
 }
+
+/// A random-init teacher of the toy shape (its logits are arbitrary but finite: enough to exercise
+/// the soft-label paths, not to judge them).
+fn toy_teacher() -> ddr_fast::train::trainer::Teacher {
+    use ddr_fast::model::{init_buffers, init_params, ConvNet, ConvNetSpec};
+    let net = ConvNet::new(ConvNetSpec::from_name("ConvNet-2-W4", 3, 8, 2).unwrap());
+    let mut params = vec![0f32; net.param_len()];
+    init_params(&net.layout, 9, &mut params);
+    let mut running = vec![0f32; net.buffer_len()];
+    init_buffers(&net.layout, &mut running);
+    ddr_fast::train::trainer::Teacher {
+        net,
+        params,
+        running,
+    }
+}
+
+#[test]
+fn soft_label_modes_and_ars_run_end_to_end() {
+    use ddr_fast::metrics::config::{Criterion, SoftMode};
+    let dir = tempfile::tempdir().unwrap();
+    let be = std::sync::Arc::new(CpuBackend::new());
+    let mut inp = inputs(100, "soft");
+    // Mode S: the synthetic set stores one logit vector per image.
+    inp.syn.soft = Some(
+        inp.syn
+            .labels
+            .iter()
+            .flat_map(|&l| if l == 0 { [2.0, -2.0] } else { [-2.0, 2.0] })
+            .collect(),
+    );
+    inp.teachers = vec![toy_teacher()];
+    for (metric, mode, runs_want) in [
+        (Metric::LrsSoft, SoftMode::S, 2),
+        (Metric::LrsSoft, SoftMode::M, 2),
+        (Metric::Ars, SoftMode::M, 2),
+    ] {
+        let c = EvalConfig {
+            metric,
+            soft_label_mode: mode,
+            criterion: Criterion::Kl,
+            label_type: ddr_fast::metrics::config::LabelType::Soft,
+            no_cache: true,
+            out_dir: None,
+            ..cfg(dir.path(), "unused")
+        };
+        let r = evaluate(&be, &c, &inp, &subset, &opts()).unwrap();
+        assert_eq!(r.outcome.runs.len(), runs_want, "{metric} {mode:?}");
+        let score = if metric == Metric::Ars { "ars" } else { "lrs" };
+        for run in &r.outcome.runs {
+            let s = run.scores[score];
+            assert!(
+                s.is_finite() && (0.0..=1.0).contains(&s),
+                "{metric} {mode:?}: {score} {s}"
+            );
+        }
+        assert!(r.outcome.stopped.is_empty(), "{:?}", r.outcome.stopped);
+    }
+    // Mode S without stored soft labels is refused with a message saying what is missing.
+    let mut bare = inputs(100, "bare");
+    bare.teachers = vec![toy_teacher()];
+    let c = EvalConfig {
+        metric: Metric::LrsSoft,
+        soft_label_mode: SoftMode::S,
+        no_cache: true,
+        out_dir: None,
+        ..cfg(dir.path(), "x")
+    };
+    let e = evaluate(&be, &c, &bare, &subset, &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mode S") && e.contains("soft labels"), "{e}");
+}
