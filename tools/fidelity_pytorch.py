@@ -111,6 +111,7 @@ def main():
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--test-interval", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="init/shuffle seed of subset k is seed + k")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     test_x, test_y = read_cifar10_test(args.cifar)
@@ -122,7 +123,7 @@ def main():
             x = normalise(x)
         ipc = len(x) // 10
         y = torch.arange(10).repeat_interleave(ipc)
-        accs[os.path.basename(path)] = train_one(x, y, test_x, test_y, args, seed=k)
+        accs[os.path.basename(path)] = train_one(x, y, test_x, test_y, args, seed=args.seed + k)
     vals = torch.tensor(list(accs.values()), dtype=torch.float64)
     print(json.dumps({"accs": accs, "mean": vals.mean().item(), "std": vals.std(unbiased=False).item(), "args": vars(args)}))
 
