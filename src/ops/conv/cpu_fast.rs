@@ -1,27 +1,75 @@
 //! GEMM-based 3×3 convolution (stride 1, bias) for the CPU backend: the fast path behind
-//! `Backend::conv3x3_forward` / `conv3x3_backward`, with the same shapes and semantics as the
-//! plain-loop reference (outputs and gradients overwritten, weights read from a flat (S, P) row).
+//! `Backend::conv3x3_forward` / `conv3x3_backward`, with the reference's three entry points
+//! (`forward`, `backward_input`, `backward_weight`), shapes and semantics (outputs and gradients
+//! overwritten, weights read from a flat (S, P) row), plus a scratch pool.
 //!
-//! Every image becomes one GEMM whose operands fit in L2 (a ConvNet-3 layer-2 image: 1.2 MB):
-//!   forward   y_b (cout, oh·ow) = W (cout, 9·cin) · col(x_b) (9·cin, oh·ow) + bias
-//!   input ∂   dx_b (cin, h·w)   = W̃ (cin, 9·cout) · col(dy_b) (9·cout, h·w), W̃ = W with cin and
-//!             cout swapped and the 3×3 window flipped, col taken with padding 2 − pad. This is a
-//!             gather, so no col2im scatter-add (and no write conflicts) is needed.
-//!   weight ∂  dW (cout, 9·cin)  = Σ_b dy_b (cout, oh·ow) · col(x_b)ᵀ, db = Σ_b row sums of dy_b
-//! rayon spreads images over threads; each task runs a single-threaded GEMM on its own scratch, which
-//! measured faster here than one multi-threaded GEMM over the whole batch (no fork/join per block,
-//! im2col output still hot in cache when the GEMM packs it).
+//! Two algorithms, picked per layer by [`ConvPath::resolve`]:
+//! - im2col (thin layers, e.g. the 3-channel first layer): one GEMM per image, operands in L2:
+//!   forward y_b (cout, oh·ow) = W (cout, 9·cin) · col(x_b) (9·cin, oh·ow) + bias;
+//!   weight ∂ dW (cout, 9·cin) = Σ_b dy_b (cout, oh·ow) · col(x_b)ᵀ, db = Σ_b row sums of dy_b.
+//! - Winograd F(2×2, 3×3) (wide layers): 2.25× fewer multiplications, see winograd_fast.rs.
+//!
+//! On both paths the input gradient is the forward of dy with W̃ (W with cin and cout swapped
+//! and the 3×3 window flipped) at padding 2 − pad: a gather, so no col2im scatter-add.
+//! rayon spreads images over threads; each task runs single-threaded GEMMs on its own scratch,
+//! which measured faster here than one multi-threaded GEMM over the whole batch.
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::winograd_fast as winograd;
 use crate::backend::{ConvGeom, ParamAt};
 use crate::error::{Error, Result};
 use crate::ops::scratch::ScratchPool;
 
+/// Which algorithm runs a conv. `Auto` is what the backend uses; tests and benches name one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    /// Winograd for wide layers (both channel counts ≥ 16, padding ≤ 2), im2col otherwise.
+    Auto,
+    Im2col,
+    Winograd,
+}
+
+/// Below this many channels a Winograd GEMM (inner dimension = channels) is too thin to pay for
+/// its transforms; the first layer (3 → 128) stays on im2col, whose inner dimension is 9·cin.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+impl ConvPath {
+    /// The concrete path for `g`. Winograd's input gradient runs the forward with padding
+    /// 2 − pad, so it needs pad ≤ 2 (pad 3 only occurs on the 1-channel first layer anyway).
+    pub fn resolve(self, g: &ConvGeom) -> ConvPath {
+        match self {
+            ConvPath::Auto
+                if g.cin >= WINOGRAD_MIN_CHANNELS
+                    && g.cout >= WINOGRAD_MIN_CHANNELS
+                    && g.pad <= 2 =>
+            {
+                ConvPath::Winograd
+            }
+            ConvPath::Auto => ConvPath::Im2col,
+            ConvPath::Winograd if g.pad > 2 => ConvPath::Im2col,
+            p => p,
+        }
+    }
+}
+
 /// x (S, B, cin, h, w), params (S, P) with W (cout, cin, 3, 3) and bias (cout) at `at` →
 /// y (S, B, cout, oh, ow).
-pub fn conv3x3_forward(
+pub fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    params: &[f32],
+    at: ParamAt,
+    y: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    forward_with(ConvPath::Auto, g, x, params, at, y, pool)
+}
+
+/// [`forward`] on a chosen path.
+pub fn forward_with(
+    path: ConvPath,
     g: &ConvGeom,
     x: &[f32],
     params: &[f32],
@@ -32,18 +80,56 @@ pub fn conv3x3_forward(
     check(
         g,
         at,
-        "conv3x3_forward",
+        "conv forward",
         &[("x", x.len(), in_len(g)), ("y", y.len(), out_len(g))],
     )?;
-    check_len(
-        "conv3x3_forward",
-        "params",
-        params.len(),
-        g.students * at.row,
-    )?;
+    check_len("conv forward", "params", params.len(), g.students * at.row)?;
     if g.students * g.batch == 0 {
         return Ok(());
     }
+    match path.resolve(g) {
+        ConvPath::Winograd => {
+            let (cin, cout) = (g.cin, g.cout);
+            let mut wts = pool.take(g.students * cout * cin * 9); // (S, cout, cin, 3, 3)
+            let mut bias = pool.take(g.students * cout); // (S, cout)
+            for s in 0..g.students {
+                let row = &params[s * at.row..][..at.row];
+                wts[s * cout * cin * 9..][..cout * cin * 9]
+                    .copy_from_slice(&row[at.weight..][..cout * cin * 9]);
+                bias[s * cout..][..cout].copy_from_slice(&row[at.bias..][..cout]);
+            }
+            let mut u = pool.take(g.students * 16 * cout * cin); // (S, 16, cout, cin)
+            winograd::filter_transform(g.students, cout, cin, &wts, &mut u);
+            let p = wino_forward_geom(g);
+            winograd::forward(&p, x, &u, Some(&bias), y, pool);
+        }
+        _ => im2col_forward(g, x, params, at, y, pool),
+    }
+    Ok(())
+}
+
+fn wino_forward_geom(g: &ConvGeom) -> winograd::Wino {
+    winograd::Wino {
+        students: g.students,
+        batch: g.batch,
+        cin: g.cin,
+        cout: g.cout,
+        h: g.h,
+        w: g.w,
+        pad: g.pad,
+        oh: g.out_h(),
+        ow: g.out_w(),
+    }
+}
+
+fn im2col_forward(
+    g: &ConvGeom,
+    x: &[f32],
+    params: &[f32],
+    at: ParamAt,
+    y: &mut [f32],
+    pool: &ScratchPool,
+) {
     let (cin, cout, k) = (g.cin, g.cout, 9 * g.cin);
     let ohw = g.out_h() * g.out_w();
     let col_len = k * ohw; // (9·cin, oh·ow)
@@ -88,50 +174,108 @@ pub fn conv3x3_forward(
                 }
             },
         );
-    Ok(())
 }
 
-/// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when given, and dW, db written (not added) into
-/// grads (S, P) at `at`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_backward(
+/// params (S, P), dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w), overwritten.
+pub fn backward_input(
     g: &ConvGeom,
-    x: &[f32],
     params: &[f32],
     at: ParamAt,
     dy: &[f32],
-    dx: Option<&mut [f32]>,
+    dx: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    backward_input_with(ConvPath::Auto, g, params, at, dy, dx, pool)
+}
+
+/// [`backward_input`] on a chosen path.
+pub fn backward_input_with(
+    path: ConvPath,
+    g: &ConvGeom,
+    params: &[f32],
+    at: ParamAt,
+    dy: &[f32],
+    dx: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    let op = "conv backward_input";
+    check(
+        g,
+        at,
+        op,
+        &[("dx", dx.len(), in_len(g)), ("dy", dy.len(), out_len(g))],
+    )?;
+    check_len(op, "params", params.len(), g.students * at.row)?;
+    if g.students * g.batch == 0 {
+        return Ok(());
+    }
+    input_grad(path.resolve(g), g, params, at, dy, dx, pool);
+    Ok(())
+}
+
+/// x (S, B, cin, h, w), dy (S, B, cout, oh, ow) → dW and db written (not added) into grads (S, P)
+/// at `at`; the rest of grads is left alone.
+pub fn backward_weight(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    at: ParamAt,
     grads: &mut [f32],
     pool: &ScratchPool,
 ) -> Result<()> {
-    let op = "conv3x3_backward";
+    backward_weight_with(ConvPath::Auto, g, x, dy, at, grads, pool)
+}
+
+/// [`backward_weight`] on a chosen path.
+pub fn backward_weight_with(
+    path: ConvPath,
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    at: ParamAt,
+    grads: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    let op = "conv backward_weight";
     check(
         g,
         at,
         op,
         &[("x", x.len(), in_len(g)), ("dy", dy.len(), out_len(g))],
     )?;
-    check_len(op, "params", params.len(), g.students * at.row)?;
     check_len(op, "grads", grads.len(), g.students * at.row)?;
-    if let Some(dx) = &dx {
-        check_len(op, "dx", dx.len(), in_len(g))?;
-    }
     if g.students * g.batch == 0 {
-        // No images: the gradients of a mean over nothing are zero, and they must be overwritten.
+        // No images: the gradients of a sum over nothing are zero, and they must be overwritten.
         for grow in grads.chunks_exact_mut(at.row) {
             grow[at.weight..][..g.cout * 9 * g.cin].fill(0.0);
             grow[at.bias..][..g.cout].fill(0.0);
         }
         return Ok(());
     }
-    if let Some(dx) = dx {
-        input_grad(g, params, at, dy, dx, pool);
+    match path.resolve(g) {
+        ConvPath::Winograd => {
+            let (cin, cout) = (g.cin, g.cout);
+            let mut du = pool.take(g.students * 16 * cout * cin); // (S, 16, cout, cin)
+            let mut db = pool.take(g.students * cout); // (S, cout)
+            winograd::weight_grad(&wino_forward_geom(g), x, dy, &mut du, &mut db, pool);
+            grads
+                .par_chunks_mut(at.row)
+                .enumerate()
+                .for_each(|(s, grow)| {
+                    let dus = &du[s * 16 * cout * cin..][..16 * cout * cin];
+                    let dw = &mut grow[at.weight..][..cout * cin * 9];
+                    winograd::filter_transform_adjoint(cout, cin, dus, dw);
+                    grow[at.bias..][..cout].copy_from_slice(&db[s * cout..][..cout]);
+                });
+        }
+        _ => im2col_weight_grad(g, x, at, dy, grads, pool),
     }
-    weight_grad(g, x, at, dy, grads, pool);
     Ok(())
 }
 
+/// Both paths run the forward of dy with W̃ (cin, cout, 3, 3), W̃[ci, co] = W[co, ci] flipped.
 fn input_grad(
+    path: ConvPath,
     g: &ConvGeom,
     params: &[f32],
     at: ParamAt,
@@ -156,6 +300,23 @@ fn input_grad(
                 }
             }
         });
+    if path == ConvPath::Winograd {
+        let mut u = pool.take(g.students * 16 * cin * cout); // (S, 16, cin, cout)
+        winograd::filter_transform(g.students, cin, cout, &wflip, &mut u);
+        let p = winograd::Wino {
+            students: g.students,
+            batch: g.batch,
+            cin: cout,
+            cout: cin,
+            h: g.out_h(),
+            w: g.out_w(),
+            pad: 2 - g.pad, // resolve() only picks Winograd for pad ≤ 2
+            oh: g.h,
+            ow: g.w,
+        };
+        winograd::forward(&p, dy, &u, None, dx, pool);
+        return;
+    }
     let wflip = &wflip;
     // Output pixel (iy, ix) of dx reads dy at (iy + ky − (2 − pad)): padding 2 − pad, negative
     // (a crop) when pad > 2, as for the 28 px first layer with padding 3.
@@ -198,7 +359,7 @@ fn input_grad(
         );
 }
 
-fn weight_grad(
+fn im2col_weight_grad(
     g: &ConvGeom,
     x: &[f32],
     at: ParamAt,

@@ -1,7 +1,10 @@
 //! Tests of the GEMM conv fast path against plain loops accumulated in f64, on odd shapes: several
 //! students, batches of 1 and 7, 1/3/8 input channels, non-square images, padding 0 to 3.
 
-use super::cpu_fast::{conv3x3_backward, conv3x3_forward};
+use super::cpu_fast::{
+    backward_input, backward_input_with, backward_weight, backward_weight_with, forward,
+    forward_with, ConvPath,
+};
 use crate::backend::{ConvGeom, ParamAt};
 use crate::ops::scratch::ScratchPool;
 
@@ -152,60 +155,51 @@ fn check_geometry(g: ConvGeom) {
         seed + 2,
     ); // like y
     let pool = ScratchPool::new();
-
-    let mut y = vec![SENTINEL; dy.len()];
-    conv3x3_forward(&g, &x, &params, at, &mut y, &pool).expect("valid geometry");
-    assert_close(
-        &format!("{g:?} y"),
-        &y,
-        &reference_forward(&g, &x, &params, at),
-        ATOL_SHORT_SUM,
-        RTOL,
-    );
-
-    let mut dx = vec![SENTINEL; x.len()];
-    let mut grads = vec![SENTINEL; params.len()];
-    conv3x3_backward(&g, &x, &params, at, &dy, Some(&mut dx), &mut grads, &pool)
-        .expect("valid geometry");
+    let want_y = reference_forward(&g, &x, &params, at);
     let (want_dx, want_grads) = reference_backward(&g, &x, &params, at, &dy);
-    assert_close(&format!("{g:?} dx"), &dx, &want_dx, ATOL_SHORT_SUM, RTOL);
-    for s in 0..g.students {
-        let row = |v: &[f32]| v[s * at.row..][..at.row].to_vec();
-        let got = row(&grads);
-        let want = &want_grads[s * at.row..][..at.row];
-        let w = at.weight..at.weight + wlen;
-        let b = at.bias..at.bias + g.cout;
-        assert_close(
-            &format!("{g:?} dW s={s}"),
-            &got[w.clone()],
-            &want[w.clone()],
-            ATOL_LONG_SUM,
-            RTOL,
-        );
-        assert_close(
-            &format!("{g:?} db s={s}"),
-            &got[b.clone()],
-            &want[b.clone()],
-            ATOL_LONG_SUM,
-            RTOL,
-        );
-        for (j, &v) in got.iter().enumerate() {
-            if !w.contains(&j) && !b.contains(&j) {
-                assert_eq!(
-                    v, SENTINEL,
-                    "{g:?}: grads[{s}, {j}] outside this layer was written"
-                );
+    for path in [ConvPath::Im2col, ConvPath::Winograd, ConvPath::Auto] {
+        let what = format!("{g:?} {path:?} (runs {:?})", path.resolve(&g));
+        let mut y = vec![SENTINEL; dy.len()];
+        forward_with(path, &g, &x, &params, at, &mut y, &pool).expect("valid geometry");
+        assert_close(&format!("{what} y"), &y, &want_y, ATOL_SHORT_SUM, RTOL);
+
+        let mut dx = vec![SENTINEL; x.len()];
+        backward_input_with(path, &g, &params, at, &dy, &mut dx, &pool).expect("valid geometry");
+        assert_close(&format!("{what} dx"), &dx, &want_dx, ATOL_SHORT_SUM, RTOL);
+
+        let mut grads = vec![SENTINEL; params.len()];
+        backward_weight_with(path, &g, &x, &dy, at, &mut grads, &pool).expect("valid geometry");
+        for s in 0..g.students {
+            let got = &grads[s * at.row..][..at.row];
+            let want = &want_grads[s * at.row..][..at.row];
+            let w = at.weight..at.weight + wlen;
+            let b = at.bias..at.bias + g.cout;
+            let name = format!("{what} dW s={s}");
+            assert_close(
+                &name,
+                &got[w.clone()],
+                &want[w.clone()],
+                ATOL_LONG_SUM,
+                RTOL,
+            );
+            let name = format!("{what} db s={s}");
+            assert_close(
+                &name,
+                &got[b.clone()],
+                &want[b.clone()],
+                ATOL_LONG_SUM,
+                RTOL,
+            );
+            for (j, &v) in got.iter().enumerate() {
+                if !w.contains(&j) && !b.contains(&j) {
+                    assert_eq!(
+                        v, SENTINEL,
+                        "{what}: grads[{s}, {j}] outside this layer was written"
+                    );
+                }
             }
         }
     }
-
-    // Without dx the parameter gradients must be the same.
-    let mut grads2 = vec![SENTINEL; params.len()];
-    conv3x3_backward(&g, &x, &params, at, &dy, None, &mut grads2, &pool).expect("valid geometry");
-    assert_eq!(
-        grads, grads2,
-        "{g:?}: weight gradient depends on whether dx was asked for"
-    );
 }
 
 fn geom(
@@ -252,8 +246,18 @@ fn padding_0_and_2() {
 
 #[test]
 fn batch_split_into_many_runs() {
-    // 7 images of one student are cut into several partial sums (chunking in weight_grad).
+    // 7 images of one student are cut into several partial sums (chunking in the weight grads).
     check_geometry(geom(1, 7, 8, 16, 32, 32, 1));
+}
+
+#[test]
+fn wide_layers_take_winograd_and_odd_sizes_crop_tiles() {
+    // 16 → 16 channels is where Auto switches to Winograd; 7×9 outputs leave half tiles; many
+    // images per student make several GEMM groups per run (tiles per image 4·5 = 20 → 12 images).
+    let g = geom(2, 13, 16, 16, 7, 9, 1);
+    assert_eq!(ConvPath::Auto.resolve(&g), ConvPath::Winograd);
+    check_geometry(g);
+    check_geometry(geom(1, 2, 16, 24, 6, 5, 0));
 }
 
 #[test]
@@ -265,32 +269,27 @@ fn bad_shapes_are_errors_not_panics() {
         bias: 108,
         row: 112,
     };
-    let x = vec![0.0; 2 * 3 * 64];
-    let params = vec![0.0; 112];
-    let mut y = vec![0.0; 2 * 4 * 64];
-    assert!(conv3x3_forward(&g, &x[1..], &params, at, &mut y, &pool).is_err());
-    assert!(conv3x3_forward(&g, &x, &params[1..], at, &mut y, &pool).is_err());
+    let x = vec![0.0; 2 * 3 * 64]; // (1, 2, 3, 8, 8)
+    let params = vec![0.0; 112]; // (1, 112)
+    let mut y = vec![0.0; 2 * 4 * 64]; // (1, 2, 4, 8, 8)
+    assert!(forward(&g, &x[1..], &params, at, &mut y, &pool).is_err());
+    assert!(forward(&g, &x, &params[1..], at, &mut y, &pool).is_err());
     let short = ParamAt {
         weight: 0,
         bias: 108,
         row: 111,
     };
-    assert!(conv3x3_forward(&g, &x, &params[..111], short, &mut y, &pool).is_err());
+    assert!(forward(&g, &x, &params[..111], short, &mut y, &pool).is_err());
     let tiny = geom(1, 1, 1, 1, 1, 1, 0);
-    assert!(conv3x3_forward(
-        &tiny,
-        &[0.0],
-        &[0.0; 10],
-        ParamAt {
-            weight: 0,
-            bias: 9,
-            row: 10
-        },
-        &mut [0.0],
-        &pool
-    )
-    .is_err());
+    let at_tiny = ParamAt {
+        weight: 0,
+        bias: 9,
+        row: 10,
+    };
+    assert!(forward(&tiny, &[0.0], &[0.0; 10], at_tiny, &mut [0.0], &pool).is_err());
     let mut grads = vec![0.0; 112];
     let mut dx = vec![0.0; 5];
-    assert!(conv3x3_backward(&g, &x, &params, at, &y, Some(&mut dx), &mut grads, &pool).is_err());
+    assert!(backward_input(&g, &params, at, &y, &mut dx, &pool).is_err());
+    assert!(backward_weight(&g, &x, &y[3..], at, &mut grads, &pool).is_err());
+    assert!(backward_weight(&g, &x, &y, at, &mut grads[1..], &pool).is_err());
 }
