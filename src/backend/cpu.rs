@@ -1,5 +1,187 @@
-//! The CPU backend: rayon over students and images, the numerical reference for every other device.
+//! The CPU backend: rayon over students and images, the numerical reference for every other
+//! device. Thin: each trait method forwards to the op's CPU function in `crate::ops`, so a faster
+//! CPU path for one op is swapped in by changing one call here.
 
-/// Runs every op on the CPU with rayon's global pool.
+use super::{Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, OptimizerCfg, ParamAt};
+use crate::error::Result;
+use crate::ops;
+
+/// Runs every op on the CPU with rayon's global pool. Buffers are plain `Vec`s.
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> CpuBackend {
+        CpuBackend
+    }
+}
+
+impl Backend for CpuBackend {
+    type Buf<T: Elem> = Vec<T>;
+
+    fn describe(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn alloc<T: Elem>(&self, len: usize) -> Result<Vec<T>> {
+        Ok(vec![T::default(); len])
+    }
+
+    fn upload<T: Elem>(&self, host: &[T]) -> Result<Vec<T>> {
+        Ok(host.to_vec())
+    }
+
+    fn write<T: Elem>(&self, host: &[T], dst: &mut Vec<T>) -> Result<()> {
+        ops::check_len("write", "dst", dst.len(), host.len())?;
+        dst.copy_from_slice(host);
+        Ok(())
+    }
+
+    fn download<T: Elem>(&self, src: &Vec<T>) -> Result<Vec<T>> {
+        Ok(src.clone())
+    }
+
+    fn len<T: Elem>(&self, buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn gather_rows(
+        &self,
+        src: &Vec<f32>,
+        row_len: usize,
+        idx: &Vec<u32>,
+        dst: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::rows::cpu::gather_rows(src, row_len, idx, dst)
+    }
+
+    fn conv3x3_forward(
+        &self,
+        g: &ConvGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::conv::cpu::forward(g, x, params, at, y)
+    }
+
+    fn conv3x3_backward(
+        &self,
+        g: &ConvGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        dy: &Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        grads: &mut Vec<f32>,
+    ) -> Result<()> {
+        if let Some(dx) = dx {
+            ops::conv::cpu::backward_input(g, params, at, dy, dx)?;
+        }
+        ops::conv::cpu::backward_weight(g, x, dy, at, grads)
+    }
+
+    fn norm_relu_pool_forward(
+        &self,
+        g: &NormGeom,
+        mode: Mode,
+        y: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        running: &mut Vec<f32>,
+        running_at: ParamAt,
+        stats: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::norm_relu_pool::cpu::forward(g, mode, y, params, at, running, running_at, stats, out)
+    }
+
+    fn norm_relu_pool_backward(
+        &self,
+        g: &NormGeom,
+        y: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        stats: &Vec<f32>,
+        dout: &Vec<f32>,
+        dy: &mut Vec<f32>,
+        grads: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::norm_relu_pool::cpu::backward(g, y, params, at, stats, dout, dy, grads)
+    }
+
+    fn linear_forward(
+        &self,
+        g: &LinearGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::linear::cpu::forward(g, x, params, at, out)
+    }
+
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        dout: &Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        grads: &mut Vec<f32>,
+    ) -> Result<()> {
+        if let Some(dx) = dx {
+            ops::linear::cpu::backward_input(g, params, at, dout, dx)?;
+        }
+        ops::linear::cpu::backward_weight(g, x, dout, at, grads)
+    }
+
+    fn loss(
+        &self,
+        kind: LossKind,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &Vec<f32>,
+        labels: &Vec<u32>,
+        soft: Option<&Vec<f32>>,
+        loss: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let soft = soft.map(|v| v.as_slice());
+        ops::loss::cpu::forward_backward(
+            kind, students, batch, classes, logits, labels, soft, loss, dlogits,
+        )
+    }
+
+    fn optimizer_step(
+        &self,
+        cfg: &OptimizerCfg,
+        step: u32,
+        lrs: &Vec<f32>,
+        params: &mut Vec<f32>,
+        grads: &Vec<f32>,
+        state1: &mut Vec<f32>,
+        state2: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::optim::cpu::step(cfg, step, lrs, params, grads, state1, state2)
+    }
+
+    fn count_correct(
+        &self,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &Vec<f32>,
+        labels: &Vec<u32>,
+        correct: &mut Vec<u32>,
+    ) -> Result<()> {
+        ops::accuracy::cpu::count_correct(students, batch, classes, logits, labels, correct)
+    }
+}

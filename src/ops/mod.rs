@@ -1,4 +1,38 @@
-//! One folder per op family: shapes, the CPU reference, the CUDA launcher, and their tests.
+//! One folder per op family: `mod.rs` holds the shapes, docs and tests, `cpu.rs` the plain
+//! reference loops (rayon over students × images) that every other implementation is checked
+//! against. The geometry structs (`ConvGeom`, `NormGeom`, ...) are part of the `Backend` contract
+//! and live in `crate::backend`.
 
+pub mod accuracy;
 pub mod conv;
+pub mod linear;
+pub mod loss;
+pub mod norm_relu_pool;
+pub mod optim;
+pub mod rows;
 pub mod scratch;
+
+use crate::error::{Error, Result};
+
+/// Checks that a buffer argument holds exactly `want` elements; the message names the op and the
+/// argument so a caller can find the wrong shape.
+pub(crate) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::shape(format!(
+            "{op}: `{arg}` has {got} elements, expected {want}"
+        )))
+    }
+}
+
+/// Checks that a parameter block [at, at + len) fits inside a row of length `row`.
+pub(crate) fn check_span(op: &str, what: &str, at: usize, len: usize, row: usize) -> Result<()> {
+    if at.checked_add(len).is_some_and(|end| end <= row) {
+        Ok(())
+    } else {
+        Err(Error::shape(format!(
+            "{op}: {what} at offset {at} with {len} elements does not fit a row of {row}"
+        )))
+    }
+}

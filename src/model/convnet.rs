@@ -1,0 +1,288 @@
+//! `ConvNet`: forward and hand-written backward of S ConvNet students over a flat (S, P) parameter
+//! buffer, generic over the `Backend`. Forward keeps in a `Workspace` exactly what backward needs:
+//! each block's conv output, its norm statistics and its pooled output.
+
+use super::layout::ParamLayout;
+use super::spec::{ConvNetSpec, BN_MOMENTUM, NORM_EPS};
+use crate::backend::{Backend, ConvGeom, LinearGeom, LossKind, Mode, NormGeom};
+use crate::error::{Error, Result};
+use crate::ops::norm_relu_pool::stats_len;
+
+/// A ConvNet architecture and its parameter layout (no weights: those live in (S, P) buffers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvNet {
+    pub spec: ConvNetSpec,
+    pub layout: ParamLayout,
+}
+
+/// Activations and gradient scratch for S students × B images. Rebuild it when S or B change.
+pub struct Workspace<B: Backend> {
+    pub students: usize,
+    pub batch: usize,
+    /// Per block: conv output (S, B, W, h_d, h_d).
+    conv_out: Vec<B::Buf<f32>>,
+    /// Per block: saved norm statistics (layout `ops::norm_relu_pool::Saved`).
+    stats: Vec<B::Buf<f32>>,
+    /// Per block: pooled output (S, B, W, h_d/2, h_d/2); the last one is the (S, B, num_feat) features.
+    block_out: Vec<B::Buf<f32>>,
+    /// (S, B, K)
+    logits: B::Buf<f32>,
+    /// Backward scratch, absent in an evaluation-only workspace.
+    grad: Option<GradScratch<B>>,
+}
+
+struct GradScratch<B: Backend> {
+    /// (S)
+    loss: B::Buf<f32>,
+    /// (S, B, K)
+    dlogits: B::Buf<f32>,
+    /// Per block: d loss / d block output, shaped like `block_out`.
+    d_block_out: Vec<B::Buf<f32>>,
+    /// Per block: d loss / d conv output, shaped like `conv_out`.
+    d_conv_out: Vec<B::Buf<f32>>,
+}
+
+impl<B: Backend> Workspace<B> {
+    /// Per-block pooled outputs (S, B, W, s, s), s = conv_hw / 2^(d+1); block d is `act.block{d+1}`.
+    pub fn block_out(&self, d: usize) -> &B::Buf<f32> {
+        &self.block_out[d]
+    }
+    /// (S, B, K) logits of the last forward.
+    pub fn logits(&self) -> &B::Buf<f32> {
+        &self.logits
+    }
+    /// (S) per-student loss of the last `ConvNet::loss` call.
+    pub fn loss(&self) -> Option<&B::Buf<f32>> {
+        self.grad.as_ref().map(|g| &g.loss)
+    }
+    /// (S, B, K) d loss / d logits of the last `ConvNet::loss` call.
+    pub fn dlogits(&self) -> Option<&B::Buf<f32>> {
+        self.grad.as_ref().map(|g| &g.dlogits)
+    }
+}
+
+impl ConvNet {
+    pub fn new(spec: ConvNetSpec) -> ConvNet {
+        ConvNet {
+            layout: ParamLayout::new(&spec),
+            spec,
+        }
+    }
+
+    /// P: parameters per student.
+    pub fn param_len(&self) -> usize {
+        self.layout.len
+    }
+
+    /// R: batch-norm buffer elements per student (0 without batch norm).
+    pub fn buffer_len(&self) -> usize {
+        self.layout.buffer_len
+    }
+
+    pub fn conv_geom(&self, d: usize, students: usize, batch: usize) -> ConvGeom {
+        let hw = self.spec.block_in_hw(d);
+        ConvGeom {
+            students,
+            batch,
+            cin: self.spec.block_cin(d),
+            cout: self.spec.width,
+            h: hw,
+            w: hw,
+            pad: self.spec.pad(d),
+        }
+    }
+
+    pub fn norm_geom(&self, d: usize, students: usize, batch: usize) -> NormGeom {
+        let hw = self.spec.block_conv_hw(d);
+        NormGeom {
+            students,
+            batch,
+            c: self.spec.width,
+            h: hw,
+            w: hw,
+            kind: self.spec.norm,
+            eps: NORM_EPS,
+            momentum: BN_MOMENTUM,
+        }
+    }
+
+    pub fn linear_geom(&self, students: usize, batch: usize) -> LinearGeom {
+        LinearGeom {
+            students,
+            batch,
+            fin: self.spec.num_feat(),
+            fout: self.spec.classes,
+        }
+    }
+
+    /// Allocates a workspace; `with_grad` adds the backward scratch (training), without it the
+    /// workspace only serves eval-mode forwards.
+    pub fn workspace<B: Backend>(
+        &self,
+        be: &B,
+        students: usize,
+        batch: usize,
+        with_grad: bool,
+    ) -> Result<Workspace<B>> {
+        let w = self.spec.width;
+        let (mut conv_out, mut stats, mut block_out) = (Vec::new(), Vec::new(), Vec::new());
+        for d in 0..self.spec.depth {
+            let hw = self.spec.block_conv_hw(d);
+            conv_out.push(be.alloc(students * batch * w * hw * hw)?);
+            stats.push(be.alloc(stats_len(&self.norm_geom(d, students, batch)))?);
+            block_out.push(be.alloc(students * batch * w * (hw / 2) * (hw / 2))?);
+        }
+        let logits_len = students * batch * self.spec.classes;
+        let grad = if with_grad {
+            let mut d_conv_out = Vec::new();
+            let mut d_block_out = Vec::new();
+            for d in 0..self.spec.depth {
+                d_conv_out.push(be.alloc(be.len(&conv_out[d]))?);
+                d_block_out.push(be.alloc(be.len(&block_out[d]))?);
+            }
+            Some(GradScratch {
+                loss: be.alloc(students)?,
+                dlogits: be.alloc(logits_len)?,
+                d_block_out,
+                d_conv_out,
+            })
+        } else {
+            None
+        };
+        Ok(Workspace {
+            students,
+            batch,
+            conv_out,
+            stats,
+            block_out,
+            logits: be.alloc(logits_len)?,
+            grad,
+        })
+    }
+
+    /// Forward of S students on their own batches. x (S, B, C, H, W), params (S, P), running (S, R)
+    /// (batch norm: updated in train mode, read in eval mode; otherwise unused and may be empty).
+    /// The logits land in `ws.logits()`.
+    pub fn forward<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut Workspace<B>,
+        x: &B::Buf<f32>,
+        params: &B::Buf<f32>,
+        running: &mut B::Buf<f32>,
+        mode: Mode,
+    ) -> Result<()> {
+        let (s, b) = (ws.students, ws.batch);
+        for d in 0..self.spec.depth {
+            let at = self.layout.blocks[d];
+            let input = if d == 0 { x } else { &ws.block_out[d - 1] };
+            be.conv3x3_forward(
+                &self.conv_geom(d, s, b),
+                input,
+                params,
+                at.conv,
+                &mut ws.conv_out[d],
+            )?;
+            be.norm_relu_pool_forward(
+                &self.norm_geom(d, s, b),
+                mode,
+                &ws.conv_out[d],
+                params,
+                at.norm,
+                running,
+                at.running,
+                &mut ws.stats[d],
+                &mut ws.block_out[d],
+            )?;
+        }
+        let feat = &ws.block_out[self.spec.depth - 1];
+        be.linear_forward(
+            &self.linear_geom(s, b),
+            feat,
+            params,
+            self.layout.classifier,
+            &mut ws.logits,
+        )
+    }
+
+    /// Per-student loss and d loss / d logits of the last forward's logits.
+    /// labels (S, B), soft (S, B, K) for the soft losses.
+    pub fn loss<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut Workspace<B>,
+        kind: LossKind,
+        labels: &B::Buf<u32>,
+        soft: Option<&B::Buf<f32>>,
+    ) -> Result<()> {
+        let g = ws.grad.as_mut().ok_or_else(no_grad)?;
+        be.loss(
+            kind,
+            ws.students,
+            ws.batch,
+            self.spec.classes,
+            &ws.logits,
+            labels,
+            soft,
+            &mut g.loss,
+            &mut g.dlogits,
+        )
+    }
+
+    /// Backward of the last train-mode forward from the d loss / d logits in the workspace (set by
+    /// [`ConvNet::loss`]), in reverse order of forward. Overwrites every element of grads (S, P).
+    /// x (S, B, C, H, W) and params (S, P) must be the ones forward saw.
+    pub fn backward<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut Workspace<B>,
+        x: &B::Buf<f32>,
+        params: &B::Buf<f32>,
+        grads: &mut B::Buf<f32>,
+    ) -> Result<()> {
+        let (s, b, depth) = (ws.students, ws.batch, self.spec.depth);
+        let g = ws.grad.as_mut().ok_or_else(no_grad)?;
+        be.linear_backward(
+            &self.linear_geom(s, b),
+            &ws.block_out[depth - 1],
+            params,
+            self.layout.classifier,
+            &g.dlogits,
+            Some(&mut g.d_block_out[depth - 1]),
+            grads,
+        )?;
+        for d in (0..depth).rev() {
+            let at = self.layout.blocks[d];
+            be.norm_relu_pool_backward(
+                &self.norm_geom(d, s, b),
+                &ws.conv_out[d],
+                params,
+                at.norm,
+                &ws.stats[d],
+                &g.d_block_out[d],
+                &mut g.d_conv_out[d],
+                grads,
+            )?;
+            let (input, dx) = if d == 0 {
+                (x, None)
+            } else {
+                let (lower, _) = g.d_block_out.split_at_mut(d);
+                (&ws.block_out[d - 1], Some(&mut lower[d - 1]))
+            };
+            be.conv3x3_backward(
+                &self.conv_geom(d, s, b),
+                input,
+                params,
+                at.conv,
+                &g.d_conv_out[d],
+                dx,
+                grads,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn no_grad() -> Error {
+    Error::config("this workspace was built for evaluation only (with_grad = false); it has no backward scratch")
+}
