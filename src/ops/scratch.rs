@@ -16,6 +16,15 @@ pub struct ScratchPool {
 pub struct Scratch<'a> {
     pool: &'a ScratchPool,
     buf: Vec<f32>,
+    /// The asked length; `buf` may be longer.
+    len: usize,
+}
+
+/// A clone starts empty: scratch contents are never shared, and buffers refill on first use.
+impl Clone for ScratchPool {
+    fn clone(&self) -> Self {
+        ScratchPool::new()
+    }
 }
 
 impl ScratchPool {
@@ -23,19 +32,31 @@ impl ScratchPool {
         Self::default()
     }
 
-    /// A buffer of `len` elements, reusing the largest idle one so capacity settles after warm-up.
+    /// A buffer of `len` elements: the smallest idle one that is large enough, else the largest
+    /// one grown, so after warm-up the pool holds one buffer per concurrent use and a training
+    /// step neither allocates nor page-faults.
     pub fn take(&self, len: usize) -> Scratch<'_> {
         // A poisoned lock only means another task panicked while pushing or popping a Vec; the
         // stack itself is still a valid list of buffers, so keep using it.
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let best = (0..idle.len()).max_by_key(|&i| idle[i].capacity());
-        let mut buf = match best {
+        let fits = (0..idle.len())
+            .filter(|&i| idle[i].len() >= len)
+            .min_by_key(|&i| idle[i].len());
+        let pick = fits.or_else(|| (0..idle.len()).max_by_key(|&i| idle[i].len()));
+        let mut buf = match pick {
             Some(i) => idle.swap_remove(i),
             None => Vec::new(),
         };
         drop(idle);
-        buf.resize(len, 0.0);
-        Scratch { pool: self, buf }
+        // Buffers keep their full initialised length; only growth writes (zeros).
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        Scratch {
+            pool: self,
+            buf,
+            len,
+        }
     }
 
     /// Bytes held by idle buffers (for tests and memory reports).
@@ -58,13 +79,13 @@ impl Drop for Scratch<'_> {
 impl Deref for Scratch<'_> {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
 impl DerefMut for Scratch<'_> {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.buf
+        &mut self.buf[..self.len]
     }
 }
 

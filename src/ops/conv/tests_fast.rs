@@ -157,6 +157,26 @@ fn check_geometry(g: ConvGeom) {
     let pool = ScratchPool::new();
     let want_y = reference_forward(&g, &x, &params, at);
     let (want_dx, want_grads) = reference_backward(&g, &x, &params, at, &dy);
+    // The engine's f32 reference loops agree with the f64 definition too (same tolerances), so
+    // the fast path and `cpu.rs` are interchangeable.
+    let mut y_ref = vec![SENTINEL; dy.len()];
+    super::cpu::forward(&g, &x, &params, at, &mut y_ref).expect("valid geometry");
+    assert_close(
+        &format!("{g:?} cpu.rs y"),
+        &y_ref,
+        &want_y,
+        ATOL_SHORT_SUM,
+        RTOL,
+    );
+    let mut dx_ref = vec![SENTINEL; x.len()];
+    super::cpu::backward_input(&g, &params, at, &dy, &mut dx_ref).expect("valid geometry");
+    assert_close(
+        &format!("{g:?} cpu.rs dx"),
+        &dx_ref,
+        &want_dx,
+        ATOL_SHORT_SUM,
+        RTOL,
+    );
     for path in [ConvPath::Im2col, ConvPath::Winograd, ConvPath::Auto] {
         let what = format!("{g:?} {path:?} (runs {:?})", path.resolve(&g));
         let mut y = vec![SENTINEL; dy.len()];
