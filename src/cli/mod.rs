@@ -1,5 +1,7 @@
 //! The clap front end. Each command lives in its own file; this one only dispatches.
 
+pub mod bench;
+mod bench_profile;
 mod info;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Version, CPU threads, GPUs and embedded CUDA kernels.
     Info(info::InfoArgs),
+    /// Images per second of a ConvNet-3 training step and test pass (benches/README.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Parse `std::env::args` and run the chosen command.
@@ -28,5 +32,6 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
