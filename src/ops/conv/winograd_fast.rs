@@ -132,6 +132,23 @@ fn add_into(dst: &mut [f32], a: &[f32], b: &[f32]) {
 /// apart) at tiles [t0, t0 + tiles). The common tile-row widths get their own constant-length
 /// copy of the body, whose short loops the compiler then unrolls and vectorises.
 fn input_transform(p: &Wino, c: usize, x: &[f32], v: &mut [f32], ts: usize, t0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above), the only requirement.
+        return unsafe { input_transform_avx2(p, c, x, v, ts, t0) };
+    }
+    input_transform_any(p, c, x, v, ts, t0)
+}
+
+/// [`input_transform`] compiled for AVX2: its short loops then run 8 lanes wide, not 4.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn input_transform_avx2(p: &Wino, c: usize, x: &[f32], v: &mut [f32], ts: usize, t0: usize) {
+    input_transform_any(p, c, x, v, ts, t0)
+}
+
+#[inline(always)]
+fn input_transform_any(p: &Wino, c: usize, x: &[f32], v: &mut [f32], ts: usize, t0: usize) {
     match p.tiles_x() {
         4 => input_transform_rows(p, 4, c, x, v, ts, t0),
         8 => input_transform_rows(p, 8, c, x, v, ts, t0),
@@ -206,6 +223,37 @@ fn input_transform_rows(
 /// y = Aᵀ M A (+ bias) for every tile of one image: m (16, cout, ts) (ξ blocks `xi_stride` apart)
 /// at tiles [t0, ..) → y (cout, oh, ow), cropping the half tiles of an odd output size.
 fn output_transform(
+    p: &Wino,
+    m: &[f32],
+    ts: usize,
+    t0: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above), the only requirement.
+        return unsafe { output_transform_avx2(p, m, ts, t0, bias, y) };
+    }
+    output_transform_any(p, m, ts, t0, bias, y)
+}
+
+/// [`output_transform`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn output_transform_avx2(
+    p: &Wino,
+    m: &[f32],
+    ts: usize,
+    t0: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    output_transform_any(p, m, ts, t0, bias, y)
+}
+
+#[inline(always)]
+fn output_transform_any(
     p: &Wino,
     m: &[f32],
     ts: usize,
@@ -291,6 +339,23 @@ fn output_transform_rows(
 /// dM = A dy Aᵀ for every tile of one image: dy (cout, oh, ow) → dm (16, cout, ts) (ξ blocks
 /// `xi_stride` apart) at [t0, ..); the cropped half tiles count as zero gradient.
 fn output_transform_adjoint(p: &Wino, dy: &[f32], dm: &mut [f32], ts: usize, t0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above), the only requirement.
+        return unsafe { output_adjoint_avx2(p, dy, dm, ts, t0) };
+    }
+    output_adjoint_any(p, dy, dm, ts, t0)
+}
+
+/// [`output_transform_adjoint`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn output_adjoint_avx2(p: &Wino, dy: &[f32], dm: &mut [f32], ts: usize, t0: usize) {
+    output_adjoint_any(p, dy, dm, ts, t0)
+}
+
+#[inline(always)]
+fn output_adjoint_any(p: &Wino, dy: &[f32], dm: &mut [f32], ts: usize, t0: usize) {
     match (p.tiles_x(), p.tiles_y()) {
         (4, 4) => output_adjoint_rows(p, 4, 4, dy, dm, ts, t0),
         (8, 8) => output_adjoint_rows(p, 8, 8, dy, dm, ts, t0),
