@@ -428,11 +428,7 @@ fn run_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
     if args.json {
         println!("{report:#}");
     } else {
-        println!(
-            "ddr-fast {} bench on {} ({threads} threads)",
-            crate::VERSION,
-            be.describe()
-        );
+        println!("ddr-fast {} bench on {}", crate::VERSION, be.describe());
         println!(
             "{} students × batch {}: training step {:.1} ± {:.1} ms  → {:.0} img/s  ({:.0} img/s by CPU time)",
             args.students,
