@@ -273,7 +273,7 @@ fn batch_split_into_many_runs() {
 #[test]
 fn wide_layers_take_winograd_and_odd_sizes_crop_tiles() {
     // 16 → 16 channels is where Auto switches to Winograd; 7×9 outputs leave half tiles; many
-    // images per student make several GEMM groups per run (tiles per image 4·5 = 20 → 12 images).
+    // images per student make several GEMM groups per run (tiles per image 4·5 = 20 → 6 images).
     let g = geom(2, 13, 16, 16, 7, 9, 1);
     assert_eq!(ConvPath::Auto.resolve(&g), ConvPath::Winograd);
     check_geometry(g);
