@@ -369,81 +369,77 @@ fn im2col_weight_grad(
 ) {
     let (cin, cout, k) = (g.cin, g.cout, 9 * g.cin);
     let (hw, ohw) = (g.h * g.w, g.out_h() * g.out_w());
-    // Each student's batch is cut into `units` runs of `chunk` images; each run sums its images
-    // into a private partial (cout·k weights then cout biases), so tasks never share an output.
-    // About 4 runs per thread lets rayon even out a machine shared with other work.
-    let want = (4 * rayon::current_num_threads())
-        .div_ceil(g.students)
-        .clamp(1, g.batch);
-    let chunk = g.batch.div_ceil(want);
-    let units = g.batch.div_ceil(chunk);
     let plen = cout * k + cout;
-    let mut partial = pool.take(g.students * units * plen); // (S, units, cout·k + cout)
-    partial.par_chunks_mut(plen).enumerate().for_each_init(
-        || pool.take(k * ohw),
-        |col, (j, part)| {
-            let (s, u) = (j / units, j % units);
-            let (b0, b1) = (u * chunk, ((u + 1) * chunk).min(g.batch));
-            let (dw, db) = part.split_at_mut(cout * k); // (cout, 9·cin), (cout)
-            db.fill(0.0);
-            for b in b0..b1 {
-                let i = s * g.batch + b;
-                let xb = &x[i * cin * hw..][..cin * hw]; // (cin, h, w)
-                let dyb = &dy[i * cout * ohw..][..cout * ohw]; // (cout, oh·ow)
-                im2col(xb, cin, g.h, g.w, g.pad as isize, g.out_h(), g.out_w(), col);
-                // SAFETY: dw is (cout, k) row-major, dyb (cout, ohw) row-major, and col (k, ohw)
-                // row-major read as its transpose (ohw, k): row stride 1, column stride ohw.
-                unsafe {
-                    gemm(
-                        cout,
-                        k,
-                        ohw,
-                        dw.as_mut_ptr(),
-                        1,
-                        k as isize,
-                        b > b0,
-                        dyb.as_ptr(),
-                        1,
-                        ohw as isize,
-                        col.as_ptr(),
-                        ohw as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    )
+    let Split { chunk, units, wave } = split(g.batch, g.students, plen);
+    for s0 in (0..g.students).step_by(wave) {
+        let ns = wave.min(g.students - s0);
+        let mut partial = pool.take(ns * units * plen); // (ns, units, cout·k + cout)
+        partial.par_chunks_mut(plen).enumerate().for_each_init(
+            || pool.take(k * ohw),
+            |col, (j, part)| {
+                let (s, u) = (s0 + j / units, j % units);
+                let (b0, b1) = (u * chunk, ((u + 1) * chunk).min(g.batch));
+                let (dw, db) = part.split_at_mut(cout * k); // (cout, 9·cin), (cout)
+                db.fill(0.0);
+                for b in b0..b1 {
+                    let i = s * g.batch + b;
+                    let xb = &x[i * cin * hw..][..cin * hw]; // (cin, h, w)
+                    let dyb = &dy[i * cout * ohw..][..cout * ohw]; // (cout, oh·ow)
+                    im2col(xb, cin, g.h, g.w, g.pad as isize, g.out_h(), g.out_w(), col);
+                    // SAFETY: dw is (cout, k) row-major, dyb (cout, ohw) row-major, and col
+                    // (k, ohw) row-major read as its transpose (ohw, k): row stride 1, column
+                    // stride ohw.
+                    unsafe {
+                        gemm(
+                            cout,
+                            k,
+                            ohw,
+                            dw.as_mut_ptr(),
+                            1,
+                            k as isize,
+                            b > b0,
+                            dyb.as_ptr(),
+                            1,
+                            ohw as isize,
+                            col.as_ptr(),
+                            ohw as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        )
+                    }
+                    for (acc, row) in db.iter_mut().zip(dyb.chunks_exact(ohw)) {
+                        *acc += row.iter().sum::<f32>();
+                    }
                 }
-                for (acc, row) in db.iter_mut().zip(dyb.chunks_exact(ohw)) {
-                    *acc += row.iter().sum::<f32>();
+            },
+        );
+        let partial = &partial;
+        let rows = &mut grads[s0 * at.row..][..ns * at.row];
+        rows.par_chunks_mut(at.row)
+            .enumerate()
+            .for_each(|(j, grow)| {
+                let mut parts = partial[j * units * plen..][..units * plen].chunks_exact(plen);
+                let first = parts
+                    .next()
+                    .expect("every student has at least one run of images");
+                let (dw, db) = (at.weight, at.bias);
+                grow[dw..][..cout * k].copy_from_slice(&first[..cout * k]);
+                grow[db..][..cout].copy_from_slice(&first[cout * k..]);
+                for p in parts {
+                    for (a, v) in grow[dw..][..cout * k].iter_mut().zip(&p[..cout * k]) {
+                        *a += v;
+                    }
+                    for (a, v) in grow[db..][..cout].iter_mut().zip(&p[cout * k..]) {
+                        *a += v;
+                    }
                 }
-            }
-        },
-    );
-    let partial = &partial;
-    grads
-        .par_chunks_mut(at.row)
-        .enumerate()
-        .for_each(|(s, grow)| {
-            let parts = &partial[s * units * plen..][..units * plen];
-            let mut firsts = parts.chunks_exact(plen);
-            let first = firsts
-                .next()
-                .expect("every student has at least one run of images");
-            let (dw, db) = (at.weight, at.bias);
-            grow[dw..][..cout * k].copy_from_slice(&first[..cout * k]);
-            grow[db..][..cout].copy_from_slice(&first[cout * k..]);
-            for p in firsts {
-                for (a, v) in grow[dw..][..cout * k].iter_mut().zip(&p[..cout * k]) {
-                    *a += v;
-                }
-                for (a, v) in grow[db..][..cout].iter_mut().zip(&p[cout * k..]) {
-                    *a += v;
-                }
-            }
-        });
+            });
+    }
 }
 
 /// src (c, sh, sw) → col (c·9, oh·ow): col[(ci, ky, kx), (oy, ox)] = src[ci, oy + ky − off,
@@ -485,6 +481,29 @@ pub(crate) fn im2col(
             }
         }
     }
+}
+
+/// How a weight gradient cuts each student's batch: `units` runs of `chunk` images, each summed
+/// into a private partial, then the partials added in run order. The cut depends on the batch
+/// size only, never on the number of students or threads, so a student's gradient is bitwise the
+/// same alone or in a cohort (tests/students.rs checks exactly that). Students go in waves of
+/// `wave`, so at most [`MAX_PARTIAL_FLOATS`] of partials exist at once.
+pub(crate) struct Split {
+    pub chunk: usize,
+    pub units: usize,
+    pub wave: usize,
+}
+
+/// Runs per student: 8 keeps 2 threads busy for a single student and evens out a shared machine.
+const RUNS_PER_STUDENT: usize = 8;
+/// 64 MiB of partial sums (a 128→128 Winograd partial is 1 MiB: 8 students per wave).
+const MAX_PARTIAL_FLOATS: usize = 16 << 20;
+
+pub(crate) fn split(batch: usize, students: usize, plen: usize) -> Split {
+    let chunk = batch.div_ceil(batch.clamp(1, RUNS_PER_STUDENT));
+    let units = batch.div_ceil(chunk).max(1);
+    let wave = (MAX_PARTIAL_FLOATS / (units * plen).max(1)).clamp(1, students.max(1));
+    Split { chunk, units, wave }
 }
 
 fn in_len(g: &ConvGeom) -> usize {

@@ -15,6 +15,7 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::cpu_fast::{split, Split};
 use crate::ops::scratch::ScratchPool;
 
 /// Tiles per GEMM: V and M for 128 channels are then 16·128·128·4 B = 1 MiB each, together in
@@ -494,8 +495,8 @@ pub(crate) fn forward(
 }
 
 /// dU for every student: x (S, B, cin, h, w), dy (S, B, cout, oh, ow) → du (S, 16, cout, cin)
-/// and db (S, cout). Each student's batch is cut into a few runs (private partial sums, added
-/// at the end), each run walks its images in GEMM-sized groups that stay near L2.
+/// and db (S, cout). Each student's batch is cut into runs as `cpu_fast::split` says (private
+/// partial sums, added in run order); each run walks its images in GEMM-sized groups near L2.
 pub(crate) fn weight_grad(
     p: &Wino,
     x: &[f32],
@@ -508,86 +509,89 @@ pub(crate) fn weight_grad(
     let group = p.run_len();
     let ts = group * p.tiles() + SKEW;
     let (xv, xm) = (xi_stride(p.cin, ts), xi_stride(p.cout, ts));
-    let want = (4 * rayon::current_num_threads())
-        .div_ceil(p.students)
-        .clamp(1, p.batch);
-    let chunk = p.batch.div_ceil(want);
-    let units = p.batch.div_ceil(chunk);
     let plen = 16 * p.cout * p.cin + p.cout;
-    let mut partial = pool.take(p.students * units * plen); // (S, units, 16·cout·cin + cout)
-    partial.par_chunks_mut(plen).enumerate().for_each_init(
-        || (pool.take(16 * xv), pool.take(16 * xm)),
-        |(v, dm), (j, part)| {
-            let (s, u) = (j / units, j % units);
-            let (b0, b1) = (u * chunk, ((u + 1) * chunk).min(p.batch));
-            let (pu, pb) = part.split_at_mut(16 * p.cout * p.cin);
-            pb.fill(0.0);
-            let mut first = true;
-            let mut g0 = b0;
-            while g0 < b1 {
-                let n = group.min(b1 - g0);
-                for k in 0..n {
-                    let i = s * p.batch + g0 + k;
-                    input_transform(p, p.cin, &x[i * in_img..][..in_img], v, ts, k * p.tiles());
-                    let dyb = &dy[i * out_img..][..out_img];
-                    output_transform_adjoint(p, dyb, dm, ts, k * p.tiles());
-                    for (acc, row) in pb.iter_mut().zip(dyb.chunks_exact(ohw)) {
-                        *acc += row.iter().sum::<f32>();
+    let ulen = 16 * p.cout * p.cin;
+    let Split { chunk, units, wave } = split(p.batch, p.students, plen);
+    for s0 in (0..p.students).step_by(wave) {
+        let ns = wave.min(p.students - s0);
+        let mut partial = pool.take(ns * units * plen); // (ns, units, 16·cout·cin + cout)
+        partial.par_chunks_mut(plen).enumerate().for_each_init(
+            || (pool.take(16 * xv), pool.take(16 * xm)),
+            |(v, dm), (j, part)| {
+                let (s, u) = (s0 + j / units, j % units);
+                let (b0, b1) = (u * chunk, ((u + 1) * chunk).min(p.batch));
+                let (pu, pb) = part.split_at_mut(ulen);
+                pb.fill(0.0);
+                let mut first = true;
+                let mut g0 = b0;
+                while g0 < b1 {
+                    let n = group.min(b1 - g0);
+                    for k in 0..n {
+                        let i = s * p.batch + g0 + k;
+                        let xb = &x[i * in_img..][..in_img];
+                        input_transform(p, p.cin, xb, v, ts, k * p.tiles());
+                        let dyb = &dy[i * out_img..][..out_img];
+                        output_transform_adjoint(p, dyb, dm, ts, k * p.tiles());
+                        for (acc, row) in pb.iter_mut().zip(dyb.chunks_exact(ohw)) {
+                            *acc += row.iter().sum::<f32>();
+                        }
                     }
-                }
-                let nt = n * p.tiles();
-                for xi in 0..16 {
-                    let dmk = &dm[xi * xm..];
-                    let vk = &v[xi * xv..];
-                    let duk = &mut pu[xi * p.cout * p.cin..][..p.cout * p.cin];
-                    // SAFETY: duk is (cout, cin) row-major; dmk (cout, ts) row-major read over nt
-                    // columns; vk (cin, ts) row-major read as its transpose (nt, cin): row stride
-                    // 1, column stride ts. Each slice covers those extents.
-                    unsafe {
-                        gemm(
-                            p.cout,
-                            p.cin,
-                            nt,
-                            duk.as_mut_ptr(),
-                            1,
-                            p.cin as isize,
-                            !first,
-                            dmk.as_ptr(),
-                            1,
-                            ts as isize,
-                            vk.as_ptr(),
-                            ts as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        )
+                    let nt = n * p.tiles();
+                    for xi in 0..16 {
+                        let dmk = &dm[xi * xm..];
+                        let vk = &v[xi * xv..];
+                        let duk = &mut pu[xi * p.cout * p.cin..][..p.cout * p.cin];
+                        // SAFETY: duk is (cout, cin) row-major; dmk (cout, ts) row-major read
+                        // over nt columns; vk (cin, ts) row-major read as its transpose
+                        // (nt, cin): row stride 1, column stride ts. Each slice covers those.
+                        unsafe {
+                            gemm(
+                                p.cout,
+                                p.cin,
+                                nt,
+                                duk.as_mut_ptr(),
+                                1,
+                                p.cin as isize,
+                                !first,
+                                dmk.as_ptr(),
+                                1,
+                                ts as isize,
+                                vk.as_ptr(),
+                                ts as isize,
+                                1,
+                                1.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            )
+                        }
                     }
+                    first = false;
+                    g0 += n;
                 }
-                first = false;
-                g0 += n;
-            }
-        },
-    );
-    let partial = &partial;
-    du.par_chunks_mut(16 * p.cout * p.cin)
-        .zip(db.par_chunks_mut(p.cout))
-        .enumerate()
-        .for_each(|(s, (dus, dbs))| {
-            let mut parts = partial[s * units * plen..][..units * plen].chunks_exact(plen);
-            let first = parts
-                .next()
-                .expect("every student has at least one run of images");
-            let (fu, fb) = first.split_at(16 * p.cout * p.cin);
-            dus.copy_from_slice(fu);
-            dbs.copy_from_slice(fb);
-            for part in parts {
-                let (pu, pb) = part.split_at(16 * p.cout * p.cin);
-                dus.iter_mut().zip(pu).for_each(|(a, v)| *a += v);
-                dbs.iter_mut().zip(pb).for_each(|(a, v)| *a += v);
-            }
-        });
+            },
+        );
+        let partial = &partial;
+        let dus = &mut du[s0 * ulen..][..ns * ulen];
+        let dbs = &mut db[s0 * p.cout..][..ns * p.cout];
+        dus.par_chunks_mut(ulen)
+            .zip(dbs.par_chunks_mut(p.cout))
+            .enumerate()
+            .for_each(|(j, (dus, dbs))| {
+                let mut parts = partial[j * units * plen..][..units * plen].chunks_exact(plen);
+                let first = parts
+                    .next()
+                    .expect("every student has at least one run of images");
+                let (fu, fb) = first.split_at(ulen);
+                dus.copy_from_slice(fu);
+                dbs.copy_from_slice(fb);
+                for part in parts {
+                    let (pu, pb) = part.split_at(ulen);
+                    dus.iter_mut().zip(pu).for_each(|(a, v)| *a += v);
+                    dbs.iter_mut().zip(pb).for_each(|(a, v)| *a += v);
+                }
+            });
+    }
 }
