@@ -313,3 +313,50 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(backward_weight(&g, &x, &y[3..], at, &mut grads, &pool).is_err());
     assert!(backward_weight(&g, &x, &y, at, &mut grads[1..], &pool).is_err());
 }
+
+/// A student's outputs and gradients are bitwise the same whether it runs alone or in a cohort
+/// (the trainer's S-students equivalence rests on this), on both paths.
+#[test]
+fn cohort_results_equal_single_student_results_bitwise() {
+    let pool = ScratchPool::new();
+    for (cin, cout) in [(3, 8), (16, 16)] {
+        let g3 = geom(3, 11, cin, cout, 8, 8, 1);
+        let g1 = ConvGeom { students: 1, ..g3 };
+        let wlen = cout * cin * 9;
+        let at = ParamAt {
+            weight: 0,
+            bias: wlen,
+            row: wlen + cout,
+        };
+        let x = values(3 * 11 * cin * 64, 5); // (3, 11, cin, 8, 8)
+        let params = values(3 * at.row, 6); // (3, P)
+        let dy = values(3 * 11 * cout * 64, 7); // (3, 11, cout, 8, 8)
+        let (mut y3, mut dx3, mut gr3) = (
+            vec![0.0; dy.len()],
+            vec![0.0; x.len()],
+            vec![0.0; params.len()],
+        );
+        forward(&g3, &x, &params, at, &mut y3, &pool).unwrap();
+        backward_input(&g3, &params, at, &dy, &mut dx3, &pool).unwrap();
+        backward_weight(&g3, &x, &dy, at, &mut gr3, &pool).unwrap();
+        let (xl, yl) = (x.len() / 3, dy.len() / 3);
+        for s in 0..3 {
+            let (xs, ps, dys) = (
+                &x[s * xl..][..xl],
+                &params[s * at.row..][..at.row],
+                &dy[s * yl..][..yl],
+            );
+            let (mut y1, mut dx1, mut gr1) = (vec![0.0; yl], vec![0.0; xl], vec![0.0; at.row]);
+            forward(&g1, xs, ps, at, &mut y1, &pool).unwrap();
+            backward_input(&g1, ps, at, dys, &mut dx1, &pool).unwrap();
+            backward_weight(&g1, xs, dys, at, &mut gr1, &pool).unwrap();
+            let what = format!("cin {cin} cout {cout} student {s}");
+            assert!(y1 == y3[s * yl..][..yl], "{what}: y differs");
+            assert!(dx1 == dx3[s * xl..][..xl], "{what}: dx differs");
+            assert!(
+                gr1 == gr3[s * at.row..][..at.row],
+                "{what}: weight gradient differs"
+            );
+        }
+    }
+}
