@@ -8,11 +8,25 @@ use crate::ops;
 
 /// Runs every op on the CPU with rayon's global pool. Buffers are plain `Vec`s.
 #[derive(Clone, Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    /// Scratch of the fast conv path (im2col columns, Winograd tiles), reused across calls.
+    scratch: ops::scratch::ScratchPool,
+    /// Run the plain reference loops instead of the fast paths (parity tests, debugging).
+    reference: bool,
+}
 
 impl CpuBackend {
+    /// The backend with its fast paths (GEMM convolutions).
     pub fn new() -> CpuBackend {
-        CpuBackend
+        CpuBackend::default()
+    }
+
+    /// The backend running only the plain reference loops.
+    pub fn reference() -> CpuBackend {
+        CpuBackend {
+            reference: true,
+            ..CpuBackend::default()
+        }
     }
 }
 
@@ -67,7 +81,10 @@ impl Backend for CpuBackend {
         at: ParamAt,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        ops::conv::cpu::forward(g, x, params, at, y)
+        if self.reference {
+            return ops::conv::cpu::forward(g, x, params, at, y);
+        }
+        ops::conv::cpu_fast::forward(g, x, params, at, y, &self.scratch)
     }
 
     fn conv3x3_backward(
@@ -80,10 +97,16 @@ impl Backend for CpuBackend {
         dx: Option<&mut Vec<f32>>,
         grads: &mut Vec<f32>,
     ) -> Result<()> {
-        if let Some(dx) = dx {
-            ops::conv::cpu::backward_input(g, params, at, dy, dx)?;
+        if self.reference {
+            if let Some(dx) = dx {
+                ops::conv::cpu::backward_input(g, params, at, dy, dx)?;
+            }
+            return ops::conv::cpu::backward_weight(g, x, dy, at, grads);
         }
-        ops::conv::cpu::backward_weight(g, x, dy, at, grads)
+        if let Some(dx) = dx {
+            ops::conv::cpu_fast::backward_input(g, params, at, dy, dx, &self.scratch)?;
+        }
+        ops::conv::cpu_fast::backward_weight(g, x, dy, at, grads, &self.scratch)
     }
 
     fn norm_relu_pool_forward(
@@ -98,7 +121,12 @@ impl Backend for CpuBackend {
         stats: &mut Vec<f32>,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        ops::norm_relu_pool::cpu::forward(g, mode, y, params, at, running, running_at, stats, out)
+        let f = if self.reference {
+            ops::norm_relu_pool::cpu::forward
+        } else {
+            ops::norm_relu_pool::cpu_fast::forward
+        };
+        f(g, mode, y, params, at, running, running_at, stats, out)
     }
 
     fn norm_relu_pool_backward(
@@ -112,7 +140,20 @@ impl Backend for CpuBackend {
         dy: &mut Vec<f32>,
         grads: &mut Vec<f32>,
     ) -> Result<()> {
-        ops::norm_relu_pool::cpu::backward(g, y, params, at, stats, dout, dy, grads)
+        if self.reference {
+            return ops::norm_relu_pool::cpu::backward(g, y, params, at, stats, dout, dy, grads);
+        }
+        ops::norm_relu_pool::cpu_fast::backward(
+            g,
+            y,
+            params,
+            at,
+            stats,
+            dout,
+            dy,
+            grads,
+            &self.scratch,
+        )
     }
 
     fn linear_forward(

@@ -1,5 +1,7 @@
 //! The clap front end. Each command lives in its own file; this one only dispatches.
 
+pub mod bench;
+mod bench_profile;
 mod data;
 pub mod eval;
 mod eval_setup;
@@ -26,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Version, CPU threads, GPUs and embedded CUDA kernels.
     Info(info::InfoArgs),
+    /// Images per second of a ConvNet-3 training step and test pass (benches/README.md).
+    Bench(bench::BenchArgs),
     /// Inspect and validate datasets, synthetic sets, .pt files and checkpoints; fetch datasets.
     Data(data::DataArgs),
     /// DD-Ranking scores (LRS, ARS) of a distilled set; with no data arguments, the demo.
@@ -41,6 +45,7 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Data(args) => data::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Select(args) => select::run(&args),

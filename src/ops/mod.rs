@@ -10,6 +10,7 @@ pub mod loss;
 pub mod norm_relu_pool;
 pub mod optim;
 pub mod rows;
+pub mod scratch;
 
 use crate::error::{Error, Result};
 

@@ -7,8 +7,15 @@
 //!
 //! The CPU backend calls [`cpu::forward`], [`cpu::backward_input`] and [`cpu::backward_weight`];
 //! a faster CPU path only has to offer the same three signatures.
+//! `cpu_fast` is that path (im2col or Winograd + gemm, with a scratch pool), which the CPU
+//! backend dispatches to; `cpu` stays the readable reference the fast path is tested against.
 
 pub mod cpu;
+pub mod cpu_fast;
+mod winograd_fast;
+
+#[cfg(test)]
+mod tests_fast;
 
 use super::{check_len, check_span};
 use crate::backend::{ConvGeom, ParamAt};

@@ -10,6 +10,10 @@
 //! recomputes x̂ and the ReLU mask from y and those statistics (nothing else is stored).
 
 pub mod cpu;
+pub mod cpu_fast;
+
+#[cfg(test)]
+mod tests_fast;
 
 use super::{check_len, check_span};
 use crate::backend::{NormGeom, NormKind, ParamAt};
