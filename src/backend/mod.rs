@@ -8,6 +8,9 @@
 //! - The trainer, planner and metrics only see this trait, never a concrete device.
 
 pub mod cpu;
+pub mod cuda;
+
+pub use cuda::DeviceChoice;
 
 use crate::error::Result;
 
