@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 #[derive(Parser, Debug)]
-#[command(name = "ddr-fast", version, about = "Fast, faithful DD-Ranking scores for distilled datasets")]
+#[command(
+    name = "ddr-fast",
+    version,
+    about = "Fast, faithful DD-Ranking scores for distilled datasets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
