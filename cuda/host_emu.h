@@ -39,6 +39,7 @@
 #define __shared__ static
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
   unsigned x, y, z;
@@ -273,7 +274,10 @@ T __ldg(const T* p) {
 
 // ---- nvcuda::wmma, TF32 m16n16k8 only -------------------------------------------------------
 // Every lane holds the whole tile (the GPU spreads it over the lanes in an unspecified order, so
-// kernels may only apply element-wise operations to `x[]`, which stays correct here).
+// kernels may only apply element-wise operations to `x[]`, which stays correct here). Loads and
+// fills happen in every lane; mma_sync and store_matrix_sync only in lane 0, whose accumulators
+// are therefore the authoritative ones: the other lanes' copies go stale, which no legal kernel
+// can observe (x[] has no defined lane mapping), and 32× less emulated arithmetic keeps tests fast.
 namespace nvcuda {
 namespace wmma {
 struct row_major {};
@@ -341,7 +345,7 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, 8, float, void>& f, c
     for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
 }
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 8, float, void>& f, unsigned ldm, layout_t l) {
-  // Every lane holds the same tile; one writer avoids a (benign but undefined) write race.
+  // Lane 0 holds the authoritative accumulator (see mma_sync).
   if (ddr_emu::lane_id() != 0) return;
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * 16 + c];
@@ -352,6 +356,7 @@ void mma_sync(fragment<accumulator, 16, 16, 8, float, void>& d,
               const fragment<matrix_a, 16, 16, 8, precision::tf32, LA>& a,
               const fragment<matrix_b, 16, 16, 8, precision::tf32, LB>& b,
               const fragment<accumulator, 16, 16, 8, float, void>& c) {
+  if (ddr_emu::lane_id() != 0) return;
   float out[256];
   for (int r = 0; r < 16; ++r)
     for (int col = 0; col < 16; ++col) {

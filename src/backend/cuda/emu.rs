@@ -14,6 +14,7 @@ unsafe extern "C" {
     fn emu_conv3x3_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_backward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_backward_params(
@@ -36,6 +37,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "conv3x3_forward" => emu_conv3x3_forward,
         "conv3x3_backward_input" => emu_conv3x3_backward_input,
         "conv3x3_backward_weight" => emu_conv3x3_backward_weight,
+        "conv3x3_backward_bias" => emu_conv3x3_backward_bias,
         "norm_relu_pool_forward" => emu_norm_relu_pool_forward,
         "norm_relu_pool_backward" => emu_norm_relu_pool_backward,
         "norm_relu_pool_backward_params" => emu_norm_relu_pool_backward_params,
@@ -83,15 +85,20 @@ impl EmuMem {
 /// # Safety
 /// `params` must be the params struct `kernel` expects, and every address in it must point to
 /// live `EmuMem` of the sizes the kernel reads and writes.
-pub unsafe fn launch<P>(kernel: &str, grid: u32, block: u32, params: &P) -> Result<()> {
+pub unsafe fn launch<P>(kernel: &str, grid: [u32; 3], block: u32, params: &P) -> Result<()> {
     let f = entry(kernel).ok_or_else(|| {
         Error::device(format!(
             "kernel `{kernel}` has no emulated entry (cuda/*.cu emu_{kernel})"
         ))
     })?;
-    let g = [grid, 1, 1];
     let b = [block, 1, 1];
     // SAFETY: forwarded from the caller; the entry copies the struct before running.
-    unsafe { f(g.as_ptr(), b.as_ptr(), params as *const P as *const c_void) };
+    unsafe {
+        f(
+            grid.as_ptr(),
+            b.as_ptr(),
+            params as *const P as *const c_void,
+        )
+    };
     Ok(())
 }

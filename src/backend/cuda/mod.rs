@@ -137,6 +137,20 @@ impl CudaBackend {
     /// `params` must be the struct `kernel` takes, holding addresses (from `addr`) of buffers at
     /// least as large as the sizes in it imply; the callers in ops.rs check those sizes first.
     unsafe fn launch<P: KernelParams>(&self, kernel: &str, grid: u32, params: &P) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_3d(kernel, [grid, 1, 1], params) }
+    }
+
+    /// As `launch`, with a 3-D grid (x, y, z).
+    ///
+    /// # Safety
+    /// As for `launch`.
+    unsafe fn launch_3d<P: KernelParams>(
+        &self,
+        kernel: &str,
+        grid: [u32; 3],
+        params: &P,
+    ) -> Result<()> {
         match &self.dev {
             // SAFETY: forwarded from the caller.
             Device::Real(d) => unsafe { d.launch(kernel, grid, BLOCK, params) },

@@ -127,9 +127,15 @@ impl Backend for CudaBackend {
             out: self.addr(y)?,
             ..p
         };
-        let n = y.len as u64;
-        // SAFETY: x, params, y sizes checked against the geometry above.
-        unsafe { self.launch("conv3x3_forward", self.grid_for(n), &p) }
+        let grid = gemm_grid(
+            "conv3x3_forward",
+            g.batch * g.out_h() * g.out_w(),
+            g.cout,
+            g.students,
+        )?;
+        // SAFETY: x, params, y sizes checked against the geometry above; the grid covers
+        // (B·oh·ow, cout) per student and the kernel bounds-checks the tile edges.
+        unsafe { self.launch_3d("conv3x3_forward", grid, &p) }
     }
 
     fn conv3x3_backward(
@@ -156,17 +162,23 @@ impl Backend for CudaBackend {
             grads: self.addr(grads)?,
             ..p
         };
-        let n_w = (g.students * g.cout * (g.cin * 9 + 1)) as u64;
-        // SAFETY: x, params, dy, grads sizes checked against the geometry.
-        unsafe { self.launch("conv3x3_backward_weight", self.grid_for(n_w), &p)? };
+        let grid_w = gemm_grid(OP, g.cout, g.cin * 9, g.students)?;
+        let pairs = (g.students * g.cout) as u64;
+        // SAFETY: x, params, dy, grads sizes checked against the geometry; the weight kernel's
+        // grid covers (cout, cin·9) per student, the bias kernel loops over the S·cout pairs.
+        unsafe {
+            self.launch_3d("conv3x3_backward_weight", grid_w, &p)?;
+            self.launch("conv3x3_backward_bias", self.grid_for_groups(pairs), &p)?;
+        }
         if let Some(dx) = dx {
             check_len(OP, "dx", dx.len, x.len)?;
             let p = ConvParams {
                 out: self.addr(dx)?,
                 ..p
             };
-            // SAFETY: dx has the size of x, checked above.
-            unsafe { self.launch("conv3x3_backward_input", self.grid_for(dx.len as u64), &p)? };
+            let grid = gemm_grid(OP, g.batch * g.h * g.w, g.cin, g.students)?;
+            // SAFETY: dx has the size of x, checked above; the grid covers (B·h·w, cin).
+            unsafe { self.launch_3d("conv3x3_backward_input", grid, &p)? };
         }
         Ok(())
     }
@@ -491,6 +503,22 @@ impl Backend for CudaBackend {
         // SAFETY: sizes checked above; one block per student (grid = S).
         unsafe { self.launch("count_correct", p.students, &p) }
     }
+}
+
+/// Tile edge of the implicit-GEMM conv kernels (GEMM_BM = GEMM_BN in cuda/conv_gemm.cuh).
+const GEMM_TILE: usize = 64;
+/// CUDA's limit on grid y and z.
+const GRID_YZ_MAX: usize = 65_535;
+
+/// Grid (⌈m / 64⌉, ⌈n / 64⌉, students) of a conv GEMM, checked against CUDA's grid limits.
+fn gemm_grid(op: &str, m: usize, n: usize, students: usize) -> Result<[u32; 3]> {
+    let (x, y) = (m.div_ceil(GEMM_TILE).max(1), n.div_ceil(GEMM_TILE).max(1));
+    if y > GRID_YZ_MAX || students > GRID_YZ_MAX || x > u32::MAX as usize / 2 {
+        return Err(Error::shape(format!(
+            "{op}: GEMM of {m}×{n} for {students} students exceeds CUDA's grid limits"
+        )));
+    }
+    Ok([x as u32, y as u32, students as u32])
 }
 
 fn norm_groups(g: &NormGeom) -> u64 {

@@ -189,7 +189,7 @@ impl RealDevice {
     pub unsafe fn launch<P: KernelParams>(
         &self,
         kernel: &str,
-        grid: u32,
+        grid: [u32; 3],
         block: u32,
         params: &P,
     ) -> Result<()> {
@@ -197,7 +197,7 @@ impl RealDevice {
             Error::device(format!("kernel `{kernel}` is not in the embedded modules"))
         })?;
         let cfg = LaunchConfig {
-            grid_dim: (grid, 1, 1),
+            grid_dim: (grid[0], grid[1], grid[2]),
             block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         };
