@@ -537,6 +537,7 @@ fn linear_matches_cpu() {
 
 // ---- losses ----------------------------------------------------------------------------------
 
+#[allow(clippy::too_many_arguments)]
 fn loss_case<B: Backend>(
     b: &B,
     kind: LossKind,
