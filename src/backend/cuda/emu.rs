@@ -102,3 +102,21 @@ pub unsafe fn launch<P>(kernel: &str, grid: [u32; 3], block: u32, params: &P) ->
     };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::embedded;
+
+    #[test]
+    fn every_kernel_has_an_emulated_entry() {
+        // Names come from the .cu sources (build.rs), with or without nvcc.
+        let names = embedded::kernel_names();
+        assert!(!names.is_empty(), "build.rs found no kernels in cuda/*.cu");
+        let missing: Vec<_> = names.iter().filter(|k| entry(k).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "kernels without an emu_ entry in emu.rs: {missing:?}"
+        );
+    }
+}
