@@ -6,7 +6,7 @@
 //! `cargo test --release --test cuda_parity`
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::CudaBackend;
@@ -14,6 +14,8 @@ use ddr_fast::backend::{
     Backend, ConvGeom, LinearGeom, LossKind, Mode, NormGeom, NormKind, OptimizerCfg, OptimizerKind,
     ParamAt,
 };
+use ddr_fast::model::ConvNetSpec;
+use ddr_fast::train::Cohort;
 
 // ---- tolerances ------------------------------------------------------------------------------
 /// f32 kernels vs the reference over the same math in a different summation order (the CPU
@@ -40,10 +42,14 @@ const TF32_RTOL: f32 = 2e-3;
 // ---- device and helpers ----------------------------------------------------------------------
 
 /// The CUDA backend under test, announced once on stderr (outside the test harness's capture,
-/// so the run says whether it used the GPU even when every test passes).
+/// so the run says whether it used the GPU even when every test passes). With
+/// DDR_REQUIRE_GPU=1 (tools/gpu-check.sh sets it) a missing GPU fails instead of emulating.
 fn cuda() -> CudaBackend {
     static NOTE: OnceLock<()> = OnceLock::new();
     let (b, why) = CudaBackend::real_or_emulated(0);
+    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
+        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
+    }
     NOTE.get_or_init(|| {
         let line = match &why {
             None => format!("cuda_parity: running on the GPU: {}\n", b.describe()),
@@ -703,4 +709,116 @@ fn count_correct_matches_cpu() {
         let want = count_case(&CpuBackend, s, bt, k, &z, &y, &start);
         assert_eq!(got, want, "count_correct S{s} B{bt} K{k}");
     }
+}
+
+// ---- a short training ------------------------------------------------------------------------
+
+/// Several optimizer steps compound the TF32 rounding of every conv (~1e-3 relative per GEMM,
+/// DESIGN §7) through forward, backward and the update; per-step losses of the two trajectories
+/// stay within 1% over a handful of steps at these learning rates.
+const TRAJECTORY_RTOL: f32 = 1e-2;
+const TRAJECTORY_ATOL: f32 = 1e-3;
+/// Trained parameters: the per-step TF32 gradient error (~1e-3 of the largest gradient), scaled
+/// by the learning rate and amplified by the norm's 1/std in backward, accumulates over the steps;
+/// measured ≤ 3e-3 of the largest parameter after 4 steps, so 1e-2 leaves headroom without
+/// hiding a wrong update (which moves parameters by the full lr·grad, ~1e-1 here).
+const TRAJECTORY_PARAM_ATOL_OF_MAX: f32 = 1e-2;
+
+/// Per-step losses (steps × S) and the final parameters (S, P) of a small cohort trained on `data`.
+fn train_cohort<B: Backend>(
+    be: B,
+    spec: ConvNetSpec,
+    opt: OptimizerCfg,
+    loss: LossKind,
+    data: &[(Vec<f32>, Vec<u32>, Vec<f32>)],
+    batch: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let be = Arc::new(be);
+    // Typical learning rates of each optimizer family. Adam's update is ±lr for any gradient whose
+    // sign TF32 noise can flip, so an SGD-sized lr there would test the noise, not the kernels.
+    let lrs = match opt.kind {
+        OptimizerKind::Sgd => [0.01, 0.05, 0.002],
+        OptimizerKind::Adam | OptimizerKind::AdamW => [0.001, 0.005, 0.0002],
+    };
+    let mut cohort = Cohort::new(be.clone(), spec, opt, &[11, 22, 33], &lrs).unwrap();
+    let mut losses = Vec::new();
+    for (x, y, t) in data {
+        let (xb, yb, tb) = (
+            be.upload(x).unwrap(),
+            be.upload(y).unwrap(),
+            be.upload(t).unwrap(),
+        );
+        let soft = matches!(loss, LossKind::CrossEntropy)
+            .then_some(())
+            .map_or(Some(&tb), |_| None);
+        losses.extend(cohort.train_step(&xb, &yb, soft, loss, batch).unwrap());
+    }
+    (losses, be.download(cohort.params()).unwrap())
+}
+
+fn check_trajectory(norm: NormKind, kind: OptimizerKind, loss: LossKind, seed: u64) {
+    // 16 px keeps the emulated run short; the conv kernels see 32 px in the op tests above.
+    let spec = ConvNetSpec::new(2, 8, norm, 3, 16, 10).unwrap();
+    let (students, batch, steps) = (3, 4, 3);
+    let mut r = Rng(seed);
+    let data: Vec<_> = (0..steps)
+        .map(|_| {
+            let x = r.vec(students * batch * spec.image_len(), -1.0, 1.0);
+            let y = r.labels(students * batch, spec.classes);
+            let t = r.vec(students * batch * spec.classes, -2.0, 2.0);
+            (x, y, t)
+        })
+        .collect();
+    let opt = OptimizerCfg {
+        kind,
+        momentum: 0.9,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 5e-4,
+    };
+    let (l, p) = train_cohort(cuda(), spec, opt, loss, &data, batch);
+    let (l0, p0) = train_cohort(CpuBackend, spec, opt, loss, &data, batch);
+    let tag = format!("{norm:?} {kind:?} {loss:?}");
+    assert_close(
+        &format!("training losses {tag}"),
+        &l,
+        &l0,
+        TRAJECTORY_ATOL,
+        TRAJECTORY_RTOL,
+    );
+    let max = p0.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (what, atol) = (
+        format!("trained parameters {tag}"),
+        TRAJECTORY_PARAM_ATOL_OF_MAX * max,
+    );
+    assert_close(&what, &p, &p0, atol, TRAJECTORY_RTOL);
+}
+
+#[test]
+fn short_training_follows_the_cpu_trajectory() {
+    check_trajectory(
+        NormKind::Instance,
+        OptimizerKind::Sgd,
+        LossKind::CrossEntropy,
+        80,
+    );
+    check_trajectory(
+        NormKind::Batch,
+        OptimizerKind::Adam,
+        LossKind::Kl {
+            temperature: 4.0,
+            scale_loss: true,
+        },
+        81,
+    );
+    check_trajectory(
+        NormKind::None,
+        OptimizerKind::AdamW,
+        LossKind::MseGt {
+            w_mse: 0.5,
+            w_ce: 0.5,
+        },
+        82,
+    );
 }
