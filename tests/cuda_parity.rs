@@ -822,3 +822,12 @@ fn short_training_follows_the_cpu_trajectory() {
         82,
     );
 }
+
+// ---- the primitives the emulator re-implements ---------------------------------------------
+
+#[test]
+fn cuda_primitives_behave_as_the_emulator_assumes() {
+    // On a GPU: the hardware's shuffles, atomics and wmma layouts match host_emu.h's model;
+    // emulated: host_emu.h implements that model.
+    cuda().selftest().unwrap();
+}

@@ -28,6 +28,7 @@ unsafe extern "C" {
     fn emu_loss_forward_backward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_count_correct(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_optimizer_step(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_selftest_primitives(grid: *const u32, block: *const u32, params: *const c_void);
 }
 
 /// The emulated entry point of a kernel, by its CUDA name.
@@ -47,6 +48,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "loss_forward_backward" => emu_loss_forward_backward,
         "count_correct" => emu_count_correct,
         "optimizer_step" => emu_optimizer_step,
+        "selftest_primitives" => emu_selftest_primitives,
         _ => return None,
     };
     Some(f)

@@ -9,6 +9,7 @@ mod emu;
 mod ops;
 pub mod params;
 mod real;
+mod selftest;
 
 use std::marker::PhantomData;
 
@@ -151,11 +152,26 @@ impl CudaBackend {
         grid: [u32; 3],
         params: &P,
     ) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_block(kernel, grid, BLOCK, params) }
+    }
+
+    /// As `launch_3d`, with a block size other than the kernels' usual `BLOCK`.
+    ///
+    /// # Safety
+    /// As for `launch`; `block` must be the size the kernel is written for.
+    unsafe fn launch_block<P: KernelParams>(
+        &self,
+        kernel: &str,
+        grid: [u32; 3],
+        block: u32,
+        params: &P,
+    ) -> Result<()> {
         match &self.dev {
             // SAFETY: forwarded from the caller.
-            Device::Real(d) => unsafe { d.launch(kernel, grid, BLOCK, params) },
+            Device::Real(d) => unsafe { d.launch(kernel, grid, block, params) },
             // SAFETY: forwarded from the caller.
-            Device::Emulated => unsafe { emu::launch(kernel, grid, BLOCK, params) },
+            Device::Emulated => unsafe { emu::launch(kernel, grid, block, params) },
         }
     }
 

@@ -155,6 +155,21 @@ pub struct OptimParams {
 }
 const _: () = assert!(size_of::<OptimParams>() == 88);
 
+/// cuda/selftest.cu `SelftestParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SelftestParams {
+    pub shfl: u64,      // (64) u32
+    pub shfl_down: u64, // (64) u32
+    pub shfl_xor: u64,  // (64) u32
+    pub counters: u64,  // (2) u32
+    pub fsum: u64,      // (1) f32
+    pub a: u64,         // (16·8) column-major
+    pub b: u64,         // (8·16) column-major
+    pub d: u64,         // (16·16) row-major
+}
+const _: () = assert!(size_of::<SelftestParams>() == 64);
+
 /// A params struct a kernel takes by value: plain old data with no padding surprises.
 ///
 /// # Safety
@@ -170,6 +185,7 @@ unsafe impl DeviceRepr for LinearParams {}
 unsafe impl DeviceRepr for LossParams {}
 unsafe impl DeviceRepr for CountParams {}
 unsafe impl DeviceRepr for OptimParams {}
+unsafe impl DeviceRepr for SelftestParams {}
 unsafe impl KernelParams for GatherParams {}
 unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
@@ -177,3 +193,4 @@ unsafe impl KernelParams for LinearParams {}
 unsafe impl KernelParams for LossParams {}
 unsafe impl KernelParams for CountParams {}
 unsafe impl KernelParams for OptimParams {}
+unsafe impl KernelParams for SelftestParams {}
