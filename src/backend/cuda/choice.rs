@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::CudaBackend;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +33,23 @@ impl DeviceChoice {
                     ))),
                 }
             }
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The CUDA backend this choice asks for, or None for the CPU: `cpu` → None; `cuda:N` → that
+    /// GPU or the error saying why not; `auto` → GPU 0 when it opens, else None (the reason is
+    /// returned so a command can print it). Callers then run generic code on either backend:
+    /// `match choice.open_cuda()? { (Some(gpu), _) => run(gpu), (None, _) => run(CpuBackend) }`.
+    pub fn open_cuda(self) -> Result<(Option<CudaBackend>, Option<String>)> {
+        match self {
+            DeviceChoice::Cpu => Ok((None, None)),
+            DeviceChoice::Cuda(n) => Ok((Some(CudaBackend::new(n)?), None)),
+            DeviceChoice::Auto => match CudaBackend::new(0) {
+                Ok(b) => Ok((Some(b), None)),
+                Err(e) => Ok((None, Some(format!("--device auto: using the CPU ({e})")))),
+            },
         }
     }
 }
@@ -70,6 +88,15 @@ mod tests {
             let e = DeviceChoice::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--device"), "{bad:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn cpu_needs_no_gpu_and_auto_always_resolves() {
+        let (b, why) = DeviceChoice::Cpu.open_cuda().unwrap();
+        assert!(b.is_none() && why.is_none());
+        // With or without a GPU, `auto` picks something; without one it says why.
+        let (b, why) = DeviceChoice::Auto.open_cuda().unwrap();
+        assert!(b.is_some() != why.is_some());
     }
 
     #[test]
