@@ -274,6 +274,24 @@ fn conv_matches_cpu_deep_layer_and_64px() {
     );
 }
 
+#[test]
+fn conv_matches_cpu_with_several_gemm_tiles_per_dimension() {
+    // cout 80 and cin 72 span two 64-wide GEMM tiles with a partial second one in every pass,
+    // and K = 72·9 = 648 runs 41 k-stages with a partial last one (the ConvNet width-128 path).
+    check_conv(
+        ConvGeom {
+            students: 2,
+            batch: 2,
+            cin: 72,
+            cout: 80,
+            h: 8,
+            w: 8,
+            pad: 1,
+        },
+        6,
+    );
+}
+
 // ---- norm → ReLU → pool ----------------------------------------------------------------------
 
 struct NormOut {
