@@ -5,6 +5,7 @@
 //   forward   C(B·oh·ow, cout)  = A(B·oh·ow, cin·9) [input patches] · B(cin·9, cout) [Wᵀ]
 //   dx        C(B·h·w, cin)     = A(B·h·w, cout·9) [dy patches]    · B(cout·9, cin) [W, flipped]
 //   dW        C(cout, cin·9)    = A(cout, B·oh·ow) [dy]            · B(B·oh·ow, cin·9) [input patches]
+// Each pass runs in 3xTF32 (near fp32, the default) or plain TF32 (params.split_tf32).
 #include "conv_gemm.cuh"
 
 struct ConvParams {
@@ -16,7 +17,8 @@ struct ConvParams {
   u64 param_row;
   u64 w_off;  // weight (cout, cin, 3, 3) at params[s * param_row + w_off]
   u64 b_off;  // bias (cout)
-  u32 students, batch, cin, cout, h, w, oh, ow, pad, unused;
+  u32 students, batch, cin, cout, h, w, oh, ow, pad;
+  u32 split_tf32;  // 1: 3xTF32 (near fp32), 0: plain TF32 (see conv_gemm.cuh)
 };
 static_assert(sizeof(ConvParams) == 104, "ConvParams must match src/backend/cuda/params.rs");
 
@@ -37,7 +39,7 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_forward(const Co
   };
   const auto lb = [&](u64 k, u64 n) -> float { return wt[n * K + k]; };
   const auto sc = [&](u64 m, u64 n, float v) { ys[(m / ohw * p.cout + n) * ohw + m % ohw] = v + bias[n]; };
-  gemm_tile_tf32((u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * ohw, p.cout, K, la, lb, sc);
+  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * ohw, p.cout, K, la, lb, sc);
 }
 
 // dx[s,b,ci,y,x] = Σ_{co,ky,kx} dy[s,b,co,y−ky+pad,x−kx+pad] · W[co,ci,ky,kx].
@@ -57,7 +59,7 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_input(c
   };
   const auto lb = [&](u64 k, u64 n) -> float { return wt[((k / 9) * p.cin + n) * 9 + k % 9]; };
   const auto sc = [&](u64 m, u64 n, float v) { dxs[(m / hw * p.cin + n) * hw + m % hw] = v; };
-  gemm_tile_tf32((u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * hw, p.cin, (u64)p.cout * 9, la,
+  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * hw, p.cin, (u64)p.cout * 9, la,
                  lb, sc);
 }
 
@@ -69,17 +71,24 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_weight(
   const float* xs = p.x + s * p.batch * p.cin * hw;
   const float* dys = p.dy + s * p.batch * p.cout * ohw;
   float* gw = p.grads + s * p.param_row + p.w_off;
-  const auto la = [&](u64 m, u64 k) -> float { return dys[(k / ohw * p.cout + m) * ohw + k % ohw]; };
+  // 32-bit index math inside one student (B·oh·ow and cin·9 < 2^31, checked by the launcher):
+  // 64-bit divisions cost the registers the 3xTF32 fragments need.
+  const u32 ohw32 = p.oh * p.ow;
+  const auto la = [&](u64 m, u64 k) -> float {
+    const u32 kk = (u32)k;
+    return dys[((u64)(kk / ohw32) * p.cout + m) * ohw + kk % ohw32];
+  };
   const auto lb = [&](u64 k, u64 n) -> float {
-    const u64 b = k / ohw, pix = k % ohw;
-    const int iy = (int)(pix / p.ow) + (int)((n % 9) / 3) - (int)p.pad;
-    const int ix = (int)(pix % p.ow) + (int)(n % 3) - (int)p.pad;
+    const u32 kk = (u32)k, nn = (u32)n;
+    const u32 b = kk / ohw32, pix = kk % ohw32;
+    const int iy = (int)(pix / p.ow) + (int)((nn % 9) / 3) - (int)p.pad;
+    const int ix = (int)(pix % p.ow) + (int)(nn % 3) - (int)p.pad;
     if (iy < 0 || iy >= (int)p.h || ix < 0 || ix >= (int)p.w) return 0.0f;
-    return xs[(b * p.cin + n / 9) * hw + (u64)iy * p.w + ix];
+    return xs[((u64)b * p.cin + nn / 9) * hw + (u64)iy * p.w + ix];
   };
   const u64 K9 = (u64)p.cin * 9;
   const auto sc = [&](u64 m, u64 n, float v) { gw[m * K9 + n] = v; };
-  gemm_tile_tf32((u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.cout, K9, p.batch * ohw, la, lb, sc);
+  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.cout, K9, p.batch * ohw, la, lb, sc);
 }
 
 // db[co] = Σ_{b,oy,ox} dy[s,b,co,oy,ox] in fp32; blocks loop over the S·cout (s, co) pairs.

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use ddr_fast::backend::cpu::CpuBackend;
-use ddr_fast::backend::cuda::CudaBackend;
+use ddr_fast::backend::cuda::{ConvPrecision, CudaBackend};
 use ddr_fast::backend::{
     Backend, ConvGeom, LinearGeom, LossKind, Mode, NormGeom, NormKind, OptimizerCfg, OptimizerKind,
     ParamAt,
@@ -31,7 +31,7 @@ const SUM_RTOL: f32 = 1e-3;
 /// so its absolute error follows the largest term, not dy itself.
 const NORM_BWD_ATOL: f32 = 5e-4;
 
-/// TF32 tensor-core GEMMs (the conv kernels): each operand is rounded to 10 mantissa bits (relative
+/// Plain TF32 tensor-core GEMMs (the conv kernels in `ConvPrecision::Tf32`): each operand is rounded to 10 mantissa bits (relative
 /// error ≤ 2⁻¹¹ ≈ 4.9e-4), so a product is off by up to ~1e-3 relative; over a K-term sum those
 /// errors add like √K while the sum itself is ~√K·|term| for these random inputs, so the error
 /// measured against the largest output stays near 1e-3 whatever K is. Hence an absolute bound
@@ -191,20 +191,36 @@ fn check_conv(g: ConvGeom, seed: u64) {
         -1.0,
         1.0,
     );
-    let [y, dx, gr] = conv_case(&cuda(), &g, &x, &params, at, &dy);
     let [y0, dx0, gr0] = conv_case(&CpuBackend, &g, &x, &params, at, &dy);
-    let tag = format!("{g:?}");
-    assert_close_tf32(&format!("conv forward {tag}"), &y, &y0);
-    assert_close_tf32(&format!("conv dx {tag}"), &dx, &dx0);
-    // The weight gradient is a TF32 GEMM, the bias gradient a plain fp32 sum.
-    for s in 0..g.students {
-        let w = s * at.row + at.weight..s * at.row + at.weight + w_len;
-        let b = s * at.row + at.bias..s * at.row + at.bias + b_len;
-        let what = format!("conv weight grad s{s} {tag}");
-        assert_close_tf32(&what, &gr[w.clone()], &gr0[w]);
-        let what = format!("conv bias grad s{s} {tag}");
-        assert_close(&what, &gr[b.clone()], &gr0[b], SUM_ATOL, SUM_RTOL);
+    for precision in [ConvPrecision::Tf32x3, ConvPrecision::Tf32] {
+        let be = cuda().with_conv_precision(precision);
+        let [y, dx, gr] = conv_case(&be, &g, &x, &params, at, &dy);
+        let tag = format!("{precision:?} {g:?}");
+        // 3xTF32 is held to fp32-sum tolerances, plain TF32 to the TF32 ones.
+        let check = |what: &str, got: &[f32], want: &[f32]| match precision {
+            ConvPrecision::Tf32x3 => assert_close(what, got, want, SUM_ATOL, SUM_RTOL),
+            ConvPrecision::Tf32 => assert_close_tf32(what, got, want),
+        };
+        check(&format!("conv forward {tag}"), &y, &y0);
+        check(&format!("conv dx {tag}"), &dx, &dx0);
+        for s in 0..g.students {
+            let w = s * at.row + at.weight..s * at.row + at.weight + w_len;
+            let b = s * at.row + at.bias..s * at.row + at.bias + b_len;
+            check(
+                &format!("conv weight grad s{s} {tag}"),
+                &gr[w.clone()],
+                &gr0[w],
+            );
+            // The bias gradient is a plain fp32 sum in both modes.
+            let what = format!("conv bias grad s{s} {tag}");
+            assert_close(&what, &gr[b.clone()], &gr0[b], SUM_ATOL, SUM_RTOL);
+        }
+        check_untouched(&gr, at, b_len);
     }
+}
+
+/// Outside the layer's slots the gradient row stays as allocated (zero).
+fn check_untouched(gr: &[f32], at: ParamAt, b_len: usize) {
     // Outside the layer's slots the gradient row stays as allocated (zero).
     let outside = (0..gr.len()).filter(|i| i % at.row < at.weight || i % at.row >= at.bias + b_len);
     assert!(

@@ -5,7 +5,7 @@
 use super::params::{
     ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormParams, OptimParams,
 };
-use super::{CudaBackend, CudaBuf};
+use super::{ConvPrecision, CudaBackend, CudaBuf};
 use crate::backend::{
     Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, NormKind, OptimizerCfg,
     OptimizerKind, ParamAt,
@@ -544,6 +544,15 @@ impl CudaBackend {
                 g.h, g.w, g.pad
             )));
         }
+        // The conv kernels index inside one student's images in 32 bits.
+        let per_student = g.batch * g.h.max(g.out_h()) * g.w.max(g.out_w());
+        if per_student >= 1 << 31 || g.cin.max(g.cout) * 9 >= 1 << 31 {
+            return Err(Error::shape(format!(
+                "{op}: {} images of {}×{} per student exceed the kernels' 32-bit indexing; \
+                 use a smaller batch",
+                g.batch, g.h, g.w
+            )));
+        }
         let row = param_row(op, g.students, params.len, at)?;
         check_span(op, "conv weight", at.weight, g.cout * g.cin * 9, row)?;
         check_span(op, "conv bias", at.bias, g.cout, row)?;
@@ -563,6 +572,7 @@ impl CudaBackend {
             oh: u32_of(op, "out h", g.out_h())?,
             ow: u32_of(op, "out w", g.out_w())?,
             pad: u32_of(op, "pad", g.pad)?,
+            split_tf32: u32::from(self.conv_precision() == ConvPrecision::Tf32x3),
             ..ConvParams::default()
         })
     }

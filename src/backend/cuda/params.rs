@@ -40,7 +40,8 @@ pub struct ConvParams {
     pub oh: u32,
     pub ow: u32,
     pub pad: u32,
-    pub unused: u32,
+    /// 1: 3xTF32 (near fp32), 0: plain TF32; see `ConvPrecision`.
+    pub split_tf32: u32,
 }
 const _: () = assert!(size_of::<ConvParams>() == 104);
 
