@@ -747,8 +747,9 @@ fn count_correct_matches_cpu() {
 
 // ---- a short training ------------------------------------------------------------------------
 
-/// Several optimizer steps compound the TF32 rounding of every conv (~1e-3 relative per GEMM,
-/// DESIGN §7) through forward, backward and the update; per-step losses of the two trajectories
+/// The training runs in plain TF32 (`ConvPrecision::Tf32`, the looser mode; the default 3xTF32 is
+/// checked against the golden files in tests/cuda_golden.rs). Several optimizer steps compound the
+/// TF32 rounding of every conv (~1e-3 relative per GEMM) through forward, backward and the update; per-step losses of the two trajectories
 /// stay within 1% over a handful of steps at these learning rates.
 const TRAJECTORY_RTOL: f32 = 1e-2;
 const TRAJECTORY_ATOL: f32 = 1e-3;
@@ -811,7 +812,8 @@ fn check_trajectory(norm: NormKind, kind: OptimizerKind, loss: LossKind, seed: u
         eps: 1e-8,
         weight_decay: 5e-4,
     };
-    let (l, p) = train_cohort(cuda(), spec, opt, loss, &data, batch);
+    let tf32 = cuda().with_conv_precision(ConvPrecision::Tf32);
+    let (l, p) = train_cohort(tf32, spec, opt, loss, &data, batch);
     let (l0, p0) = train_cohort(CpuBackend, spec, opt, loss, &data, batch);
     let tag = format!("{norm:?} {kind:?} {loss:?}");
     assert_close(
