@@ -6,8 +6,7 @@
 //!
 //! `cargo test --release --test cuda_golden`
 
-// The golden-file reader shared with tests/golden.rs; this test uses part of it.
-#[allow(dead_code)]
+// The golden-file reader shared with tests/golden.rs.
 mod common;
 
 use std::io::Write;
