@@ -4,12 +4,14 @@
 # is set, else to stdout. Budget: under 8 minutes on an H100 (each step has its own timeout).
 #
 #   tools/gpu-check.sh                 build here with cargo (needs nvcc: see below), then check
-#   tools/gpu-check.sh --pack DIR      build on this machine (no GPU needed) and copy the three
-#                                      executables into DIR, for a GPU machine without cargo/nvcc
+#   tools/gpu-check.sh --pack DIR      build on this machine (no GPU needed) and copy the four
+#                                      executables into DIR (~8 MB stripped), for a GPU machine
+#                                      without cargo or nvcc
 #   DDR_PREBUILT=DIR tools/gpu-check.sh   check with executables from --pack, no build
 #
 # Steps: GPU and driver (nvidia-smi) → build → `ddr-fast info --json` (sm_90 embedded, GPU seen)
-# → cuda_parity on the GPU (DDR_REQUIRE_GPU=1: no silent emulation) → compute-sanitizer memcheck
+# → cuda_parity on the GPU (DDR_REQUIRE_GPU=1: no silent emulation) → the golden files through
+# the CUDA backend (DDR_GOLDEN_DIR or ../shared/golden) → compute-sanitizer memcheck
 # over cuda_parity → racecheck over the shared-memory kernels' tests → throughput benchmark.
 # compute-sanitizer comes from PATH, $DDR_SANITIZER, $CUDA_HOME/bin or /usr/local/cuda/bin;
 # without it those two suites are reported as skipped, not passed.
@@ -36,11 +38,13 @@ build_all() {
   # Build with visible diagnostics first, then ask cargo (a no-op rebuild) where each executable is.
   cargo build --release --bin ddr-fast >&2 || return 1
   cargo test --release --test cuda_parity --no-run >&2 || return 1
+  cargo test --release --test cuda_golden --no-run >&2 || return 1
   cargo bench --bench cuda_throughput --no-run >&2 || return 1
   cli_bin=$(cargo build --release --bin ddr-fast --message-format=json 2>/dev/null | exe_from_json)
   parity_bin=$(cargo test --release --test cuda_parity --no-run --message-format=json 2>/dev/null | exe_from_json)
+  golden_bin=$(cargo test --release --test cuda_golden --no-run --message-format=json 2>/dev/null | exe_from_json)
   bench_bin=$(cargo bench --bench cuda_throughput --no-run --message-format=json 2>/dev/null | exe_from_json)
-  [[ -x "$parity_bin" && -x "$bench_bin" && -x "$cli_bin" ]]
+  [[ -x "$parity_bin" && -x "$golden_bin" && -x "$bench_bin" && -x "$cli_bin" ]]
 }
 
 if [[ "${1:-}" == "--pack" ]]; then
@@ -50,11 +54,12 @@ if [[ "${1:-}" == "--pack" ]]; then
   cp "$cli_bin" "$dest/ddr-fast"
   cp "$parity_bin" "$dest/cuda_parity"
   cp "$bench_bin" "$dest/cuda_throughput"
+  cp "$golden_bin" "$dest/cuda_golden"
   # Debug info is most of their size; a stripped bundle travels more easily (a few MB each).
   if command -v strip >/dev/null 2>&1; then
-    strip --strip-debug "$dest/ddr-fast" "$dest/cuda_parity" "$dest/cuda_throughput"
+    strip --strip-debug "$dest/ddr-fast" "$dest/cuda_parity" "$dest/cuda_throughput" "$dest/cuda_golden"
   fi
-  echo "gpu-check: packed ddr-fast, cuda_parity, cuda_throughput into $dest" >&2
+  echo "gpu-check: packed ddr-fast, cuda_parity, cuda_golden, cuda_throughput into $dest" >&2
   exit 0
 fi
 
@@ -84,9 +89,13 @@ fi
 
 # ---- build (or take the packed executables) --------------------------------------------------
 if [[ -n "${DDR_PREBUILT:-}" ]]; then
-  cli_bin="$DDR_PREBUILT/ddr-fast"; parity_bin="$DDR_PREBUILT/cuda_parity"; bench_bin="$DDR_PREBUILT/cuda_throughput"
-  if [[ -x "$cli_bin" && -x "$parity_bin" && -x "$bench_bin" ]]; then record build "SKIP (prebuilt in $DDR_PREBUILT)"
-  else record build "FAIL (DDR_PREBUILT=$DDR_PREBUILT lacks ddr-fast, cuda_parity, cuda_throughput)"; fi
+  cli_bin="$DDR_PREBUILT/ddr-fast"; parity_bin="$DDR_PREBUILT/cuda_parity"
+  golden_bin="$DDR_PREBUILT/cuda_golden"; bench_bin="$DDR_PREBUILT/cuda_throughput"
+  if [[ -x "$cli_bin" && -x "$parity_bin" && -x "$golden_bin" && -x "$bench_bin" ]]; then
+    record build "SKIP (prebuilt in $DDR_PREBUILT)"
+  else
+    record build "FAIL (DDR_PREBUILT=$DDR_PREBUILT lacks ddr-fast, cuda_parity, cuda_golden, cuda_throughput)"
+  fi
 elif build_all >"$log_dir/build.log" 2>&1; then
   record build "PASS"
 else
@@ -94,7 +103,7 @@ else
 fi
 
 if [[ "${result[build]}" == FAIL* ]]; then
-  for s in info cuda_parity memcheck racecheck benchmark; do record "$s" "SKIP (no build)"; done
+  for s in info cuda_parity cuda_golden memcheck racecheck benchmark; do record "$s" "SKIP (no build)"; done
 else
   # ---- info: the kernels are embedded for sm_90 and the GPU is visible ------------------------
   if timeout 60 "$cli_bin" info --json >"$log_dir/info.json" 2>"$log_dir/info.log" \
@@ -108,6 +117,17 @@ else
   export DDR_REQUIRE_GPU=1
   run_suite cuda_parity 120 "$parity_bin" --test-threads=4
   grep -h "cuda_parity: running" "$log_dir/cuda_parity.log" | head -1 >"$log_dir/parity_device.txt" || true
+
+  # ---- the PyTorch golden files through the CUDA backend (3xTF32) ------------------------------
+  golden_dir="${DDR_GOLDEN_DIR:-}"
+  for d in "$repo/../shared/golden" "$repo/shared/golden" "$repo/../../shared/golden"; do
+    [[ -z "$golden_dir" && -d "$d" ]] && golden_dir="$d"
+  done
+  if [[ -n "$golden_dir" ]]; then
+    DDR_GOLDEN_DIR="$golden_dir" run_suite cuda_golden 90 "$golden_bin"
+  else
+    record cuda_golden "SKIP (no golden folder; set DDR_GOLDEN_DIR)"
+  fi
 
   # ---- compute-sanitizer ------------------------------------------------------------------------
   san="${DDR_SANITIZER:-}"
