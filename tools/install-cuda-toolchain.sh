@@ -89,5 +89,6 @@ if ! "$nvcc" -fatbin -arch=sm_80 -o "$tmp/t.fatbin" "$tmp/t.cu" >&2; then
   exit 1
 fi
 touch "$stamp"
+rm -rf "$dl"  # the wheels are unpacked; keeping them would double the cache's size
 echo "install-cuda-toolchain: ready ($(du -sh "$root" | cut -f1))" >&2
 echo "$nvcc"
