@@ -10,6 +10,9 @@
 //!   `golden` and `students` tests have generic bodies any backend can run.
 
 pub mod cpu;
+pub mod cuda;
+
+pub use cuda::DeviceChoice;
 
 use crate::error::Result;
 

@@ -1,0 +1,124 @@
+//! The emulated device: kernels compiled by the host C++ compiler against cuda/host_emu.h (see
+//! build.rs) and run on CPU threads, over plain host memory. It lets the whole CUDA backend, with
+//! its real launch code and params structs, run in CI and on machines without a GPU.
+
+use std::ffi::c_void;
+
+use crate::error::{Error, Result};
+
+/// `emu_<kernel>(grid[3], block[3], &params)`: the hand-written entry at the end of each .cu file.
+type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
+
+unsafe extern "C" {
+    fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_forward(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_norm_relu_pool_forward(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_norm_relu_pool_backward(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_norm_relu_pool_backward_params(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
+    fn emu_linear_forward(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_linear_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_linear_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_loss_forward_backward(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_count_correct(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_optimizer_step(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_selftest_primitives(grid: *const u32, block: *const u32, params: *const c_void);
+}
+
+/// The emulated entry point of a kernel, by its CUDA name.
+fn entry(kernel: &str) -> Option<EmuEntry> {
+    let f: EmuEntry = match kernel {
+        "gather_rows" => emu_gather_rows,
+        "conv3x3_forward" => emu_conv3x3_forward,
+        "conv3x3_backward_input" => emu_conv3x3_backward_input,
+        "conv3x3_backward_weight" => emu_conv3x3_backward_weight,
+        "conv3x3_backward_bias" => emu_conv3x3_backward_bias,
+        "norm_relu_pool_forward" => emu_norm_relu_pool_forward,
+        "norm_relu_pool_backward" => emu_norm_relu_pool_backward,
+        "norm_relu_pool_backward_params" => emu_norm_relu_pool_backward_params,
+        "linear_forward" => emu_linear_forward,
+        "linear_backward_input" => emu_linear_backward_input,
+        "linear_backward_weight" => emu_linear_backward_weight,
+        "loss_forward_backward" => emu_loss_forward_backward,
+        "count_correct" => emu_count_correct,
+        "optimizer_step" => emu_optimizer_step,
+        "selftest_primitives" => emu_selftest_primitives,
+        _ => return None,
+    };
+    Some(f)
+}
+
+/// Host memory standing in for device memory; u64 words so every element type is aligned.
+pub struct EmuMem {
+    words: Vec<u64>,
+}
+
+impl EmuMem {
+    pub fn zeroed(bytes: usize) -> Self {
+        EmuMem {
+            words: vec![0u64; bytes.div_ceil(8).max(1)],
+        }
+    }
+    pub fn addr(&self) -> u64 {
+        self.words.as_ptr() as u64
+    }
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: a u64 slice viewed as its bytes; same allocation, 8× the length.
+        unsafe {
+            std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.words.len() * 8)
+        }
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, with unique access through &mut self.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.words.len() * 8)
+        }
+    }
+}
+
+/// Runs one kernel on the emulated device; returns when it has finished.
+///
+/// # Safety
+/// `params` must be the params struct `kernel` expects, and every address in it must point to
+/// live `EmuMem` of the sizes the kernel reads and writes.
+pub unsafe fn launch<P>(kernel: &str, grid: [u32; 3], block: u32, params: &P) -> Result<()> {
+    let f = entry(kernel).ok_or_else(|| {
+        Error::device(format!(
+            "kernel `{kernel}` has no emulated entry (cuda/*.cu emu_{kernel})"
+        ))
+    })?;
+    let b = [block, 1, 1];
+    // SAFETY: forwarded from the caller; the entry copies the struct before running.
+    unsafe {
+        f(
+            grid.as_ptr(),
+            b.as_ptr(),
+            params as *const P as *const c_void,
+        )
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::embedded;
+
+    #[test]
+    fn every_kernel_has_an_emulated_entry() {
+        // Names come from the .cu sources (build.rs), with or without nvcc.
+        let names = embedded::kernel_names();
+        assert!(!names.is_empty(), "build.rs found no kernels in cuda/*.cu");
+        let missing: Vec<_> = names.iter().filter(|k| entry(k).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "kernels without an emu_ entry in emu.rs: {missing:?}"
+        );
+    }
+}

@@ -1,0 +1,654 @@
+//! `impl Backend for CudaBackend`: per op, check the buffer sizes against the geometry (so a
+//! kernel can never run past a buffer), fill the op's params struct, launch. The same code drives
+//! the real GPU and the emulated device.
+
+use super::params::{
+    ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormParams, OptimParams,
+};
+use super::{ConvPrecision, CudaBackend, CudaBuf};
+use crate::backend::{
+    Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, NormKind, OptimizerCfg,
+    OptimizerKind, ParamAt,
+};
+use crate::error::{Error, Result};
+
+fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::shape(format!(
+            "{op}: `{arg}` has {got} elements, expected {want}"
+        )))
+    }
+}
+
+fn check_span(op: &str, what: &str, at: usize, len: usize, row: usize) -> Result<()> {
+    if at.checked_add(len).is_some_and(|end| end <= row) {
+        Ok(())
+    } else {
+        Err(Error::shape(format!(
+            "{op}: {what} at offset {at} with {len} elements does not fit a row of {row}"
+        )))
+    }
+}
+
+/// The (S, P) parameter row length, checked against `at.row`.
+fn param_row(op: &str, students: usize, params_len: usize, at: ParamAt) -> Result<usize> {
+    if students == 0 {
+        return Err(Error::shape(format!("{op}: zero students")));
+    }
+    check_len(op, "params", params_len, students * at.row)?;
+    Ok(at.row)
+}
+
+fn u32_of(op: &str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| Error::shape(format!("{op}: {what} = {v} does not fit in 32 bits")))
+}
+
+impl Backend for CudaBackend {
+    type Buf<T: Elem> = CudaBuf<T>;
+
+    fn describe(&self) -> String {
+        self.describe_device()
+    }
+
+    fn alloc<T: Elem>(&self, len: usize) -> Result<CudaBuf<T>> {
+        self.alloc_elems(len)
+    }
+
+    fn upload<T: Elem>(&self, host: &[T]) -> Result<CudaBuf<T>> {
+        let mut b = self.alloc_elems::<T>(host.len())?;
+        self.upload_into(host, &mut b.mem)?;
+        Ok(b)
+    }
+
+    fn write<T: Elem>(&self, host: &[T], dst: &mut CudaBuf<T>) -> Result<()> {
+        check_len("write", "dst", dst.len, host.len())?;
+        self.upload_into(host, &mut dst.mem)
+    }
+
+    fn download<T: Elem>(&self, src: &CudaBuf<T>) -> Result<Vec<T>> {
+        self.download_elems(src)
+    }
+
+    fn len<T: Elem>(&self, buf: &CudaBuf<T>) -> usize {
+        buf.len
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.sync()
+    }
+
+    fn gather_rows(
+        &self,
+        src: &CudaBuf<f32>,
+        row_len: usize,
+        idx: &CudaBuf<u32>,
+        dst: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "gather_rows";
+        if row_len == 0 || src.len % row_len != 0 {
+            return Err(Error::shape(format!(
+                "{OP}: src of {} elements is not whole rows of {row_len}",
+                src.len
+            )));
+        }
+        check_len(OP, "dst", dst.len, idx.len * row_len)?;
+        let p = GatherParams {
+            src: self.addr(src)?,
+            idx: self.addr(idx)?,
+            dst: self.addr(dst)?,
+            rows: idx.len as u64,
+            row_len: row_len as u64,
+            src_rows: (src.len / row_len) as u64,
+        };
+        // SAFETY: dst holds rows·row_len, idx rows entries, and the kernel reads src only at rows
+        // below src_rows = src.len / row_len.
+        unsafe { self.launch("gather_rows", self.grid_for(p.rows * p.row_len), &p) }
+    }
+
+    fn conv3x3_forward(
+        &self,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        let p = self.conv_params("conv3x3_forward", g, x, params, at)?;
+        check_len(
+            "conv3x3_forward",
+            "y",
+            y.len,
+            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
+        )?;
+        let p = ConvParams {
+            out: self.addr(y)?,
+            ..p
+        };
+        let grid = gemm_grid(
+            "conv3x3_forward",
+            g.batch * g.out_h() * g.out_w(),
+            g.cout,
+            g.students,
+        )?;
+        // SAFETY: x, params, y sizes checked against the geometry above; the grid covers
+        // (B·oh·ow, cout) per student and the kernel bounds-checks the tile edges.
+        unsafe { self.launch_3d("conv3x3_forward", grid, &p) }
+    }
+
+    fn conv3x3_backward(
+        &self,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        dy: &CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_backward";
+        let p = self.conv_params(OP, g, x, params, at)?;
+        check_len(
+            OP,
+            "dy",
+            dy.len,
+            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
+        )?;
+        check_len(OP, "grads", grads.len, params.len)?;
+        let p = ConvParams {
+            dy: self.addr(dy)?,
+            grads: self.addr(grads)?,
+            ..p
+        };
+        let grid_w = gemm_grid(OP, g.cout, g.cin * 9, g.students)?;
+        let pairs = (g.students * g.cout) as u64;
+        // SAFETY: x, params, dy, grads sizes checked against the geometry; the weight kernel's
+        // grid covers (cout, cin·9) per student, the bias kernel loops over the S·cout pairs.
+        unsafe {
+            self.launch_3d("conv3x3_backward_weight", grid_w, &p)?;
+            self.launch("conv3x3_backward_bias", self.grid_for_groups(pairs), &p)?;
+        }
+        if let Some(dx) = dx {
+            check_len(OP, "dx", dx.len, x.len)?;
+            let p = ConvParams {
+                out: self.addr(dx)?,
+                ..p
+            };
+            let grid = gemm_grid(OP, g.batch * g.h * g.w, g.cin, g.students)?;
+            // SAFETY: dx has the size of x, checked above; the grid covers (B·h·w, cin).
+            unsafe { self.launch_3d("conv3x3_backward_input", grid, &p)? };
+        }
+        Ok(())
+    }
+
+    fn norm_relu_pool_forward(
+        &self,
+        g: &NormGeom,
+        mode: Mode,
+        y: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        running: &mut CudaBuf<f32>,
+        running_at: ParamAt,
+        stats: &mut CudaBuf<f32>,
+        out: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "norm_relu_pool_forward";
+        let p = self.norm_params(OP, g, y, params, at, stats)?;
+        check_len(
+            OP,
+            "out",
+            out.len,
+            g.students * g.batch * g.c * (g.h / 2) * (g.w / 2),
+        )?;
+        let mut p = NormParams {
+            out: self.addr(out)?,
+            train: u32::from(mode == Mode::Train),
+            ..p
+        };
+        if g.kind == NormKind::Batch {
+            check_len(OP, "running", running.len, g.students * running_at.row)?;
+            check_span(OP, "running mean", running_at.weight, g.c, running_at.row)?;
+            check_span(OP, "running var", running_at.bias, g.c, running_at.row)?;
+            p.running = self.addr(running)?;
+            p.running_row = running_at.row as u64;
+            p.rmean_off = running_at.weight as u64;
+            p.rvar_off = running_at.bias as u64;
+        }
+        let groups = norm_groups(g);
+        // SAFETY: y, params, stats, out and (batch norm) running sizes checked above.
+        unsafe { self.launch("norm_relu_pool_forward", self.grid_for_groups(groups), &p) }
+    }
+
+    fn norm_relu_pool_backward(
+        &self,
+        g: &NormGeom,
+        y: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+        dout: &CudaBuf<f32>,
+        dy: &mut CudaBuf<f32>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "norm_relu_pool_backward";
+        let p = self.norm_params(OP, g, y, params, at, stats)?;
+        check_len(
+            OP,
+            "dout",
+            dout.len,
+            g.students * g.batch * g.c * (g.h / 2) * (g.w / 2),
+        )?;
+        check_len(OP, "dy", dy.len, y.len)?;
+        check_len(OP, "grads", grads.len, params.len)?;
+        let p = NormParams {
+            dout: self.addr(dout)?,
+            out: self.addr(dy)?,
+            grads: self.addr(grads)?,
+            train: 1,
+            ..p
+        };
+        // SAFETY: y, params, stats, dout, dy, grads sizes checked above.
+        unsafe {
+            self.launch(
+                "norm_relu_pool_backward",
+                self.grid_for_groups(norm_groups(g)),
+                &p,
+            )?
+        };
+        if g.kind != NormKind::None {
+            let groups = (g.students * g.c) as u64;
+            // SAFETY: as above; this kernel writes only γ and β gradients inside grads.
+            unsafe {
+                self.launch(
+                    "norm_relu_pool_backward_params",
+                    self.grid_for_groups(groups),
+                    &p,
+                )?
+            };
+        }
+        Ok(())
+    }
+
+    fn linear_forward(
+        &self,
+        g: &LinearGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        out: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "linear_forward";
+        let p = self.linear_params(OP, g, x, params, at)?;
+        check_len(OP, "out", out.len, g.students * g.batch * g.fout)?;
+        let p = LinearParams {
+            out: self.addr(out)?,
+            ..p
+        };
+        // SAFETY: x, params, out sizes checked against the geometry.
+        unsafe { self.launch("linear_forward", self.grid_for(out.len as u64), &p) }
+    }
+
+    fn linear_backward(
+        &self,
+        g: &LinearGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        dout: &CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "linear_backward";
+        let p = self.linear_params(OP, g, x, params, at)?;
+        check_len(OP, "dout", dout.len, g.students * g.batch * g.fout)?;
+        check_len(OP, "grads", grads.len, params.len)?;
+        let p = LinearParams {
+            dout: self.addr(dout)?,
+            grads: self.addr(grads)?,
+            ..p
+        };
+        let n_w = (g.students * g.fout * (g.fin + 1)) as u64;
+        // SAFETY: x, params, dout, grads sizes checked against the geometry.
+        unsafe { self.launch("linear_backward_weight", self.grid_for(n_w), &p)? };
+        if let Some(dx) = dx {
+            check_len(OP, "dx", dx.len, x.len)?;
+            let p = LinearParams {
+                out: self.addr(dx)?,
+                ..p
+            };
+            // SAFETY: dx has the size of x.
+            unsafe { self.launch("linear_backward_input", self.grid_for(dx.len as u64), &p)? };
+        }
+        Ok(())
+    }
+
+    fn loss(
+        &self,
+        kind: LossKind,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &CudaBuf<f32>,
+        labels: &CudaBuf<u32>,
+        soft: Option<&CudaBuf<f32>>,
+        loss: &mut CudaBuf<f32>,
+        dlogits: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "loss";
+        if students == 0 || batch == 0 || classes == 0 {
+            return Err(Error::shape(format!(
+                "{OP}: empty shape S={students} B={batch} K={classes}"
+            )));
+        }
+        let n = students * batch * classes;
+        check_len(OP, "logits", logits.len, n)?;
+        check_len(OP, "labels", labels.len, students * batch)?;
+        check_len(OP, "loss", loss.len, students)?;
+        check_len(OP, "dlogits", dlogits.len, n)?;
+        let (code, temperature, scale, w_mse, w_ce, needs_soft) = match kind {
+            LossKind::CrossEntropy => (0, 1.0, 1.0, 0.0, 1.0, false),
+            LossKind::Kl {
+                temperature,
+                scale_loss,
+            } => (
+                1,
+                temperature,
+                if scale_loss {
+                    temperature * temperature
+                } else {
+                    1.0
+                },
+                0.0,
+                0.0,
+                true,
+            ),
+            LossKind::Sce {
+                temperature,
+                scale_loss,
+            } => (
+                2,
+                temperature,
+                if scale_loss {
+                    temperature * temperature
+                } else {
+                    1.0
+                },
+                0.0,
+                0.0,
+                true,
+            ),
+            LossKind::MseGt { w_mse, w_ce } => (3, 1.0, 1.0, w_mse, w_ce, true),
+        };
+        if temperature.is_nan() || temperature <= 0.0 {
+            return Err(Error::config(format!(
+                "{OP}: temperature must be positive, got {temperature}"
+            )));
+        }
+        let soft_addr = match (needs_soft, soft) {
+            (true, Some(s)) => {
+                check_len(OP, "soft", s.len, n)?;
+                self.addr(s)?
+            }
+            (true, None) => {
+                return Err(Error::config(format!(
+                    "{OP}: {kind:?} needs soft targets, none given"
+                )))
+            }
+            (false, _) => 0,
+        };
+        let p = LossParams {
+            logits: self.addr(logits)?,
+            labels: self.addr(labels)?,
+            soft: soft_addr,
+            loss: self.addr(loss)?,
+            dlogits: self.addr(dlogits)?,
+            students: u32_of(OP, "students", students)?,
+            batch: u32_of(OP, "batch", batch)?,
+            classes: u32_of(OP, "classes", classes)?,
+            kind: code,
+            temperature,
+            scale,
+            w_mse,
+            w_ce,
+        };
+        // SAFETY: all sizes checked above; one block per student (grid = S).
+        unsafe { self.launch("loss_forward_backward", p.students, &p) }
+    }
+
+    fn optimizer_step(
+        &self,
+        cfg: &OptimizerCfg,
+        step: u32,
+        lrs: &CudaBuf<f32>,
+        params: &mut CudaBuf<f32>,
+        grads: &CudaBuf<f32>,
+        state1: &mut CudaBuf<f32>,
+        state2: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "optimizer_step";
+        let students = lrs.len;
+        if students == 0 || params.len % students != 0 {
+            return Err(Error::shape(format!(
+                "{OP}: params of {} elements for {students} students",
+                params.len
+            )));
+        }
+        if step == 0 {
+            return Err(Error::config(format!("{OP}: steps are 1-based, got 0")));
+        }
+        check_len(OP, "grads", grads.len, params.len)?;
+        check_len(OP, "state1", state1.len, params.len)?;
+        let kind = match cfg.kind {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Adam => 1,
+            OptimizerKind::AdamW => 2,
+        };
+        if kind != 0 {
+            check_len(OP, "state2", state2.len, params.len)?;
+        }
+        let p = OptimParams {
+            params: self.addr(params)?,
+            grads: self.addr(grads)?,
+            state1: self.addr(state1)?,
+            state2: if kind != 0 { self.addr(state2)? } else { 0 },
+            lrs: self.addr(lrs)?,
+            n: params.len as u64,
+            row: (params.len / students) as u64,
+            step,
+            kind,
+            momentum: cfg.momentum,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            unused: 0.0,
+        };
+        if p.row == 0 {
+            return Ok(());
+        }
+        // SAFETY: params, grads, state1 (and state2 for Adam) hold n elements, lrs n / row.
+        unsafe { self.launch("optimizer_step", self.grid_for(p.n), &p) }
+    }
+
+    fn count_correct(
+        &self,
+        students: usize,
+        batch: usize,
+        classes: usize,
+        logits: &CudaBuf<f32>,
+        labels: &CudaBuf<u32>,
+        correct: &mut CudaBuf<u32>,
+    ) -> Result<()> {
+        const OP: &str = "count_correct";
+        if students == 0 || classes == 0 {
+            return Err(Error::shape(format!(
+                "{OP}: empty shape S={students} K={classes}"
+            )));
+        }
+        check_len(OP, "logits", logits.len, students * batch * classes)?;
+        check_len(OP, "labels", labels.len, students * batch)?;
+        check_len(OP, "correct", correct.len, students)?;
+        let p = CountParams {
+            logits: self.addr(logits)?,
+            labels: self.addr(labels)?,
+            correct: self.addr(correct)?,
+            students: u32_of(OP, "students", students)?,
+            batch: u32_of(OP, "batch", batch)?,
+            classes: u32_of(OP, "classes", classes)?,
+            unused: 0,
+        };
+        // SAFETY: sizes checked above; one block per student (grid = S).
+        unsafe { self.launch("count_correct", p.students, &p) }
+    }
+}
+
+/// Tile edge of the implicit-GEMM conv kernels (GEMM_BM = GEMM_BN in cuda/conv_gemm.cuh).
+const GEMM_TILE: usize = 64;
+/// CUDA's limit on grid y and z.
+const GRID_YZ_MAX: usize = 65_535;
+
+/// Grid (⌈m / 64⌉, ⌈n / 64⌉, students) of a conv GEMM, checked against CUDA's grid limits.
+fn gemm_grid(op: &str, m: usize, n: usize, students: usize) -> Result<[u32; 3]> {
+    let (x, y) = (m.div_ceil(GEMM_TILE).max(1), n.div_ceil(GEMM_TILE).max(1));
+    if y > GRID_YZ_MAX || students > GRID_YZ_MAX || x > u32::MAX as usize / 2 {
+        return Err(Error::shape(format!(
+            "{op}: GEMM of {m}×{n} for {students} students exceeds CUDA's grid limits"
+        )));
+    }
+    Ok([x as u32, y as u32, students as u32])
+}
+
+fn norm_groups(g: &NormGeom) -> u64 {
+    match g.kind {
+        NormKind::Batch => (g.students * g.c) as u64,
+        _ => (g.students * g.batch * g.c) as u64,
+    }
+}
+
+impl CudaBackend {
+    /// The parts of ConvParams every conv kernel shares, after checking x and params.
+    fn conv_params(
+        &self,
+        op: &str,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+    ) -> Result<ConvParams> {
+        if g.h + 2 * g.pad < 3 || g.w + 2 * g.pad < 3 {
+            return Err(Error::shape(format!(
+                "{op}: {}×{} input with padding {} is smaller than 3×3",
+                g.h, g.w, g.pad
+            )));
+        }
+        // The conv kernels index inside one student's images in 32 bits.
+        let per_student = g.batch * g.h.max(g.out_h()) * g.w.max(g.out_w());
+        if per_student >= 1 << 31 || g.cin.max(g.cout) * 9 >= 1 << 31 {
+            return Err(Error::shape(format!(
+                "{op}: {} images of {}×{} per student exceed the kernels' 32-bit indexing; \
+                 use a smaller batch",
+                g.batch, g.h, g.w
+            )));
+        }
+        let row = param_row(op, g.students, params.len, at)?;
+        check_span(op, "conv weight", at.weight, g.cout * g.cin * 9, row)?;
+        check_span(op, "conv bias", at.bias, g.cout, row)?;
+        check_len(op, "x", x.len, g.students * g.batch * g.cin * g.h * g.w)?;
+        Ok(ConvParams {
+            x: self.addr(x)?,
+            params: self.addr(params)?,
+            param_row: row as u64,
+            w_off: at.weight as u64,
+            b_off: at.bias as u64,
+            students: u32_of(op, "students", g.students)?,
+            batch: u32_of(op, "batch", g.batch)?,
+            cin: u32_of(op, "cin", g.cin)?,
+            cout: u32_of(op, "cout", g.cout)?,
+            h: u32_of(op, "h", g.h)?,
+            w: u32_of(op, "w", g.w)?,
+            oh: u32_of(op, "out h", g.out_h())?,
+            ow: u32_of(op, "out w", g.out_w())?,
+            pad: u32_of(op, "pad", g.pad)?,
+            split_tf32: u32::from(self.conv_precision() == ConvPrecision::Tf32x3),
+            ..ConvParams::default()
+        })
+    }
+
+    fn norm_params(
+        &self,
+        op: &str,
+        g: &NormGeom,
+        y: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+    ) -> Result<NormParams> {
+        check_len(op, "y", y.len, g.students * g.batch * g.c * g.h * g.w)?;
+        if g.h < 2 || g.w < 2 {
+            return Err(Error::shape(format!(
+                "{op}: {}×{} is too small for 2×2 pooling",
+                g.h, g.w
+            )));
+        }
+        let (kind, stats_len) = match g.kind {
+            NormKind::Instance => (0, g.students * g.batch * g.c * 2),
+            NormKind::Batch => (1, g.students * g.c * 2),
+            NormKind::None => (2, stats.len),
+        };
+        check_len(op, "stats", stats.len, stats_len)?;
+        let mut p = NormParams {
+            y: self.addr(y)?,
+            students: u32_of(op, "students", g.students)?,
+            batch: u32_of(op, "batch", g.batch)?,
+            c: u32_of(op, "c", g.c)?,
+            h: u32_of(op, "h", g.h)?,
+            w: u32_of(op, "w", g.w)?,
+            ph: u32_of(op, "h/2", g.h / 2)?,
+            pw: u32_of(op, "w/2", g.w / 2)?,
+            kind,
+            eps: g.eps,
+            momentum: g.momentum,
+            ..NormParams::default()
+        };
+        if g.kind != NormKind::None {
+            let row = param_row(op, g.students, params.len, at)?;
+            check_span(op, "norm weight", at.weight, g.c, row)?;
+            check_span(op, "norm bias", at.bias, g.c, row)?;
+            p.params = self.addr(params)?;
+            p.stats = self.addr(stats)?;
+            p.param_row = row as u64;
+            p.w_off = at.weight as u64;
+            p.b_off = at.bias as u64;
+        }
+        Ok(p)
+    }
+
+    fn linear_params(
+        &self,
+        op: &str,
+        g: &LinearGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+    ) -> Result<LinearParams> {
+        let row = param_row(op, g.students, params.len, at)?;
+        check_span(op, "linear weight", at.weight, g.fout * g.fin, row)?;
+        check_span(op, "linear bias", at.bias, g.fout, row)?;
+        check_len(op, "x", x.len, g.students * g.batch * g.fin)?;
+        Ok(LinearParams {
+            x: self.addr(x)?,
+            params: self.addr(params)?,
+            param_row: row as u64,
+            w_off: at.weight as u64,
+            b_off: at.bias as u64,
+            students: u32_of(op, "students", g.students)?,
+            batch: u32_of(op, "batch", g.batch)?,
+            fin: u32_of(op, "fin", g.fin)?,
+            fout: u32_of(op, "fout", g.fout)?,
+            ..LinearParams::default()
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! The `#[repr(C)]` parameter structs passed by value to the kernels, one per kernel family.
+//! Each is declared field for field identically in its cuda/*.cu file; the size asserts here and
+//! the `static_assert`s there keep the two in step (bindgen is not used: see README, CUDA backend).
+//! Pointer fields are device addresses (host addresses under emulation) as u64.
+
+use cudarc::driver::DeviceRepr;
+
+/// cuda/rows.cu `GatherParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GatherParams {
+    pub src: u64, // (N, row_len)
+    pub idx: u64, // (M) u32
+    pub dst: u64, // (M, row_len)
+    pub rows: u64,
+    pub row_len: u64,
+    /// N; an index ≥ N yields a zero row (the launcher rejects such indices where it can).
+    pub src_rows: u64,
+}
+const _: () = assert!(size_of::<GatherParams>() == 48);
+
+/// cuda/conv.cu `ConvParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvParams {
+    pub x: u64,      // (S, B, cin, h, w)
+    pub params: u64, // (S, param_row)
+    pub dy: u64,     // (S, B, cout, oh, ow)
+    pub out: u64,    // y (S, B, cout, oh, ow) or dx (S, B, cin, h, w)
+    pub grads: u64,  // (S, param_row)
+    pub param_row: u64,
+    pub w_off: u64,
+    pub b_off: u64,
+    pub students: u32,
+    pub batch: u32,
+    pub cin: u32,
+    pub cout: u32,
+    pub h: u32,
+    pub w: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub pad: u32,
+    /// 1: 3xTF32 (near fp32), 0: plain TF32; see `ConvPrecision`.
+    pub split_tf32: u32,
+}
+const _: () = assert!(size_of::<ConvParams>() == 104);
+
+/// cuda/norm.cu `NormParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormParams {
+    pub y: u64,       // (S, B, c, h, w)
+    pub params: u64,  // (S, param_row)
+    pub running: u64, // (S, running_row)
+    pub stats: u64,   // instance (S, B, c, 2), batch (S, c, 2)
+    pub dout: u64,    // (S, B, c, ph, pw)
+    pub out: u64,     // forward (S, B, c, ph, pw); backward dy (S, B, c, h, w)
+    pub grads: u64,   // (S, param_row)
+    pub param_row: u64,
+    pub w_off: u64,
+    pub b_off: u64,
+    pub running_row: u64,
+    pub rmean_off: u64,
+    pub rvar_off: u64,
+    pub students: u32,
+    pub batch: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub ph: u32,
+    pub pw: u32,
+    /// 0 instance, 1 batch, 2 none.
+    pub kind: u32,
+    /// 1 train mode, 0 eval mode.
+    pub train: u32,
+    pub unused: u32,
+    pub eps: f32,
+    pub momentum: f32,
+}
+const _: () = assert!(size_of::<NormParams>() == 152);
+
+/// cuda/linear.cu `LinearParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinearParams {
+    pub x: u64,      // (S, B, fin)
+    pub params: u64, // (S, param_row)
+    pub dout: u64,   // (S, B, fout)
+    pub out: u64,    // y (S, B, fout) or dx (S, B, fin)
+    pub grads: u64,  // (S, param_row)
+    pub param_row: u64,
+    pub w_off: u64,
+    pub b_off: u64,
+    pub students: u32,
+    pub batch: u32,
+    pub fin: u32,
+    pub fout: u32,
+}
+const _: () = assert!(size_of::<LinearParams>() == 80);
+
+/// cuda/loss.cu `LossParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossParams {
+    pub logits: u64,  // (S, B, K)
+    pub labels: u64,  // (S, B) u32
+    pub soft: u64,    // (S, B, K)
+    pub loss: u64,    // (S)
+    pub dlogits: u64, // (S, B, K)
+    pub students: u32,
+    pub batch: u32,
+    pub classes: u32,
+    /// 0 CE, 1 KL, 2 SCE, 3 MSE-GT.
+    pub kind: u32,
+    pub temperature: f32,
+    pub scale: f32,
+    pub w_mse: f32,
+    pub w_ce: f32,
+}
+const _: () = assert!(size_of::<LossParams>() == 72);
+
+/// cuda/loss.cu `CountParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CountParams {
+    pub logits: u64,  // (S, B, K)
+    pub labels: u64,  // (S, B) u32
+    pub correct: u64, // (S) u32
+    pub students: u32,
+    pub batch: u32,
+    pub classes: u32,
+    pub unused: u32,
+}
+const _: () = assert!(size_of::<CountParams>() == 40);
+
+/// cuda/optim.cu `OptimParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptimParams {
+    pub params: u64, // (S, P)
+    pub grads: u64,  // (S, P)
+    pub state1: u64, // (S, P)
+    pub state2: u64, // (S, P)
+    pub lrs: u64,    // (S)
+    pub n: u64,
+    pub row: u64,
+    pub step: u32,
+    /// 0 SGD, 1 Adam, 2 AdamW.
+    pub kind: u32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub unused: f32,
+}
+const _: () = assert!(size_of::<OptimParams>() == 88);
+
+/// cuda/selftest.cu `SelftestParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SelftestParams {
+    pub shfl: u64,      // (64) u32
+    pub shfl_down: u64, // (64) u32
+    pub shfl_xor: u64,  // (64) u32
+    pub counters: u64,  // (2) u32
+    pub fsum: u64,      // (1) f32
+    pub a: u64,         // (16·8) column-major
+    pub b: u64,         // (8·16) column-major
+    pub d: u64,         // (16·16) row-major
+}
+const _: () = assert!(size_of::<SelftestParams>() == 64);
+
+/// A params struct a kernel takes by value: plain old data with no padding surprises.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, `Copy`, and laid out exactly as the CUDA struct of the same name.
+pub unsafe trait KernelParams: DeviceRepr + Copy {}
+
+// SAFETY (all below): #[repr(C)] structs of u64/u32/f32 fields mirroring the CUDA structs, with the
+// sizes asserted on both sides; u64 fields carry device addresses.
+unsafe impl DeviceRepr for GatherParams {}
+unsafe impl DeviceRepr for ConvParams {}
+unsafe impl DeviceRepr for NormParams {}
+unsafe impl DeviceRepr for LinearParams {}
+unsafe impl DeviceRepr for LossParams {}
+unsafe impl DeviceRepr for CountParams {}
+unsafe impl DeviceRepr for OptimParams {}
+unsafe impl DeviceRepr for SelftestParams {}
+unsafe impl KernelParams for GatherParams {}
+unsafe impl KernelParams for ConvParams {}
+unsafe impl KernelParams for NormParams {}
+unsafe impl KernelParams for LinearParams {}
+unsafe impl KernelParams for LossParams {}
+unsafe impl KernelParams for CountParams {}
+unsafe impl KernelParams for OptimParams {}
+unsafe impl KernelParams for SelftestParams {}

@@ -1,0 +1,210 @@
+//! The real device: one CUDA context through cudarc's dynamically loaded driver API, the embedded
+//! fatbins loaded once as modules, every kernel function looked up once and cached by name.
+//! cudarc's per-launch event tracking is disabled: work goes to one stream in order and the
+//! backend synchronises explicitly (downloads and `Backend::synchronize`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUresult;
+use cudarc::driver::{
+    result as cu, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
+    LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::embedded::{self, HOW_TO_GET_KERNELS};
+use super::params::KernelParams;
+use crate::error::{Error, Result};
+
+/// The CUDA version the embedded kernels were compiled with (13.0) as the driver reports it.
+const NEEDED_DRIVER_API: i32 = 13000;
+
+pub struct RealDevice {
+    /// Holds the context (and so every buffer and module of it) alive.
+    pub stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    pub name: String,
+    pub ordinal: usize,
+    pub sm_count: u32,
+    pub capability: (i32, i32),
+}
+
+/// Turns a driver error into a message a user can act on.
+pub fn driver_error(what: &str, e: DriverError) -> Error {
+    let hint = match e.0 {
+        CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+            "; out of GPU memory: use fewer students per cohort or a smaller batch"
+        }
+        CUresult::CUDA_ERROR_NO_DEVICE => "; no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES)",
+        CUresult::CUDA_ERROR_INVALID_DEVICE => "; no such GPU ordinal",
+        CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU | CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
+            "; the embedded kernels do not fit this GPU/driver (sm_80+ and a CUDA 13 driver needed)"
+        }
+        _ => "",
+    };
+    Error::device(format!("{what}: {e}{hint}"))
+}
+
+/// Whether the CUDA driver library can be loaded on this machine.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda; no CUDA call is made.
+    unsafe { sys::is_culib_present() }
+}
+
+/// The driver's CUDA API version (e.g. 13000 for 13.0), after loading and initialising it.
+pub fn driver_version() -> Result<i32> {
+    if !driver_present() {
+        return Err(Error::device(
+            "no CUDA driver: libcuda.so could not be loaded (install the NVIDIA driver, or use --device cpu)",
+        ));
+    }
+    cu::init().map_err(|e| driver_error("initialising the CUDA driver", e))?;
+    let mut v = 0;
+    // SAFETY: the driver is loaded and initialised; `v` is a valid out pointer.
+    unsafe { sys::cuDriverGetVersion(&mut v) }
+        .result()
+        .map_err(|e| driver_error("asking the driver version", e))?;
+    Ok(v)
+}
+
+/// Names of the GPUs the driver sees (empty when there is no driver).
+pub fn list_gpus() -> Result<Vec<String>> {
+    driver_version()?;
+    let n = cu::device::get_count().map_err(|e| driver_error("counting GPUs", e))?;
+    (0..n)
+        .map(|i| {
+            let dev = cu::device::get(i).map_err(|e| driver_error("opening a GPU", e))?;
+            cu::device::get_name(dev).map_err(|e| driver_error("reading a GPU name", e))
+        })
+        .collect()
+}
+
+impl RealDevice {
+    pub fn open(ordinal: usize) -> Result<Self> {
+        if !embedded::BUILT_WITH_NVCC {
+            return Err(Error::device(HOW_TO_GET_KERNELS));
+        }
+        let version = driver_version()?;
+        if version < NEEDED_DRIVER_API {
+            return Err(Error::device(format!(
+                "the NVIDIA driver supports CUDA {}.{}, but the kernels were built with CUDA 13.0: \
+                 update the driver to 580 or newer (or use --device cpu)",
+                version / 1000,
+                (version % 1000) / 10
+            )));
+        }
+        let count = cu::device::get_count().map_err(|e| driver_error("counting GPUs", e))?;
+        if count == 0 {
+            return Err(Error::device(
+                "the CUDA driver is installed but sees no GPU (use --device cpu)",
+            ));
+        }
+        if ordinal >= count as usize {
+            return Err(Error::device(format!(
+                "cuda:{ordinal} asked for, but only {count} GPU(s) are visible"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| driver_error(&format!("creating a context on cuda:{ordinal}"), e))?;
+        // SAFETY: called before any buffer or stream of this context exists; all work then goes to
+        // one stream in order, with explicit synchronisation.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let name = ctx
+            .name()
+            .map_err(|e| driver_error("reading the GPU name", e))?;
+        let capability = ctx
+            .compute_capability()
+            .map_err(|e| driver_error("reading the compute capability", e))?;
+        if capability.0 < 8 {
+            return Err(Error::device(format!(
+                "{name} has compute capability {}.{}; the kernels need 8.0 or newer (TF32 tensor cores)",
+                capability.0, capability.1
+            )));
+        }
+        let sm_count = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| driver_error("reading the multiprocessor count", e))?
+            as u32;
+        let mut functions = HashMap::new();
+        for m in embedded::MODULES {
+            let module = ctx
+                .load_module(Ptx::from_binary(m.fatbin.to_vec()))
+                .map_err(|e| driver_error(&format!("loading the kernels of {}", m.file), e))?;
+            for &k in m.kernels {
+                let f = module
+                    .load_function(k)
+                    .map_err(|e| driver_error(&format!("finding kernel {k}"), e))?;
+                functions.insert(k, f);
+            }
+        }
+        Ok(RealDevice {
+            stream,
+            functions,
+            name,
+            ordinal,
+            sm_count,
+            capability,
+        })
+    }
+
+    pub fn alloc_zeroed(&self, bytes: usize) -> Result<CudaSlice<u8>> {
+        self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| {
+            driver_error(
+                &format!("allocating {bytes} bytes on cuda:{}", self.ordinal),
+                e,
+            )
+        })
+    }
+
+    pub fn addr(&self, mem: &CudaSlice<u8>) -> u64 {
+        let (ptr, _sync) = mem.device_ptr(&self.stream);
+        ptr
+    }
+
+    pub fn upload(&self, host: &[u8], dst: &mut CudaSlice<u8>) -> Result<()> {
+        self.stream
+            .memcpy_htod(host, dst)
+            .map_err(|e| driver_error("copying to the GPU", e))
+    }
+
+    pub fn download(&self, src: &CudaSlice<u8>, host: &mut [u8]) -> Result<()> {
+        let view = src.slice(0..host.len());
+        self.stream
+            .memcpy_dtoh(&view, host)
+            .map_err(|e| driver_error("copying from the GPU", e))?;
+        self.synchronize()
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error("waiting for the GPU", e))
+    }
+
+    /// # Safety
+    /// `params` must be the struct `kernel` takes, with addresses of live buffers of the sizes the
+    /// kernel touches.
+    pub unsafe fn launch<P: KernelParams>(
+        &self,
+        kernel: &str,
+        grid: [u32; 3],
+        block: u32,
+        params: &P,
+    ) -> Result<()> {
+        let f = self.functions.get(kernel).ok_or_else(|| {
+            Error::device(format!("kernel `{kernel}` is not in the embedded modules"))
+        })?;
+        let cfg = LaunchConfig {
+            grid_dim: (grid[0], grid[1], grid[2]),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(f);
+        b.arg(params);
+        // SAFETY: forwarded from the caller.
+        unsafe { b.launch(cfg) }.map_err(|e| driver_error(&format!("launching {kernel}"), e))?;
+        Ok(())
+    }
+}

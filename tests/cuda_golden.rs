@@ -1,0 +1,148 @@
+//! The PyTorch golden files (../shared/golden, README §2) through the CUDA backend: for every
+//! `golden_kind = model` file, the train-mode logits, the eval-mode logits after the train-mode
+//! forward (batch norm: updated running statistics) and every cross-entropy parameter gradient,
+//! with the default (3xTF32) conv precision. Runs on the GPU when one opens, else emulated (it says which). The
+//! CPU backend's fp32-tight check of the same files is tests/golden.rs.
+//!
+//! `cargo test --release --test cuda_golden`
+
+// The golden-file reader shared with tests/golden.rs.
+mod common;
+
+use std::io::Write;
+
+use common::{golden_files, Golden};
+use ddr_fast::backend::cuda::CudaBackend;
+use ddr_fast::backend::{Backend, LossKind, Mode, NormKind};
+use ddr_fast::model::{ConvNet, ConvNetSpec, Entry};
+
+/// The backend's default conv precision is 3xTF32 (near fp32), so the only differences from
+/// PyTorch's fp32 values are summation orders, as for the CPU backend (tests/golden.rs uses 1e-5
+/// on activations and 1e-4 on gradients); through three convs, norms and their backward, with
+/// tensor-core sums in another order again, 1e-3 of the largest element leaves headroom.
+/// Plain TF32 (`ConvPrecision::Tf32`) would not pass: first-layer gradients move by up to ~10%.
+const ATOL_OF_MAX: f32 = 1e-3;
+const RTOL: f32 = 1e-3;
+
+/// Gradients whose true value is 0 (conv biases before a norm): an fp32 sum over B·H·W of
+/// values that cancel, so noise of ~√(B·H·W)·2⁻²⁴·|dy| — far below this bound; a wrong bias
+/// gradient would be the size of the other gradients (~1e-2 and up).
+const ZERO_GRAD_BOUND: f32 = 1e-4;
+
+type Res<T> = Result<T, String>;
+
+fn check(what: &str, got: &[f32], want: &[f32]) -> Res<()> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    let atol = ATOL_OF_MAX * want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + RTOL * w.abs());
+        if (excess > 0.0 || excess.is_nan()) && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+            worst = Some((i, excess));
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some((i, _)) => Err(format!(
+            "{what}: worst at {i}: got {} want {} (atol {atol}, rtol {RTOL})",
+            got[i], want[i]
+        )),
+    }
+}
+
+fn spec_of(g: &Golden) -> Res<ConvNetSpec> {
+    let norm = match g.meta("norm")? {
+        "instancenorm" => NormKind::Instance,
+        "batchnorm" => NormKind::Batch,
+        "none" => NormKind::None,
+        other => return Err(format!("unknown norm `{other}`")),
+    };
+    let m = |k: &str| g.meta_usize(k);
+    ConvNetSpec::new(m("depth")?, m("width")?, norm, m("channels")?, m("im")?, m("classes")?)
+        .map_err(|e| e.to_string())
+}
+
+/// `<prefix><name>` of every entry, packed into one row of `len`.
+fn row(g: &Golden, entries: &[Entry], prefix: &str, len: usize) -> Res<Vec<f32>> {
+    let mut row = vec![0f32; len];
+    for e in entries {
+        row[e.range()].copy_from_slice(&g.f32_shaped(&format!("{prefix}{}", e.name), &e.shape)?);
+    }
+    Ok(row)
+}
+
+fn check_file(be: &CudaBackend, g: &Golden) -> Res<()> {
+    let net = ConvNet::new(spec_of(g)?);
+    let s = net.spec;
+    let batch = g.meta_usize("batch")?;
+    let e = |r: ddr_fast::Result<()>| r.map_err(|e| e.to_string());
+    let x = g.f32_shaped("input", &[batch, s.channels, s.im_size, s.im_size])?;
+    let labels: Vec<u32> = g.i64("labels")?.0.iter().map(|&y| y as u32).collect();
+    let params = row(g, &net.layout.params, "param.", net.param_len())?;
+    let running = row(g, &net.layout.buffers, "buffer.", net.buffer_len())?;
+    let up = |v: &[f32]| be.upload(v).map_err(|e| e.to_string());
+    let (xb, pb) = (up(&x)?, up(&params)?);
+    let mut rb = up(&running)?;
+    let yb = be.upload(&labels).map_err(|e| e.to_string())?;
+    let mut ws = net.workspace(be, 1, batch, true).map_err(|e| e.to_string())?;
+
+    e(net.forward(be, &mut ws, &xb, &pb, &mut rb, Mode::Train))?;
+    let logits = be.download(ws.logits()).map_err(|e| e.to_string())?;
+    check("logits", &logits, &g.f32_shaped("logits", &[batch, s.classes])?)?;
+
+    e(net.loss(be, &mut ws, LossKind::CrossEntropy, &yb, None))?;
+    let mut grads = be.alloc::<f32>(net.param_len()).map_err(|e| e.to_string())?;
+    e(net.backward(be, &mut ws, &xb, &pb, &mut grads))?;
+    let grads = be.download(&grads).map_err(|e| e.to_string())?;
+    let zero_grad: Vec<String> =
+        serde_json::from_value(g.meta_json("zero_grad_params")?).map_err(|e| e.to_string())?;
+    for entry in &net.layout.params {
+        let got = &grads[entry.range()];
+        if zero_grad.contains(&entry.name) {
+            // A conv bias in front of a norm has a true gradient of 0 (README §4.3): both sides
+            // are rounding noise, so only its size is checked.
+            let worst = got.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if worst.is_nan() || worst > ZERO_GRAD_BOUND {
+                return Err(format!("grad_ce.{}: |{worst}| > {ZERO_GRAD_BOUND}", entry.name));
+            }
+            continue;
+        }
+        let want = g.f32_shaped(&format!("grad_ce.{}", entry.name), &entry.shape)?;
+        check(&format!("grad_ce.{}", entry.name), got, &want)?;
+    }
+
+    // Eval mode after the one train-mode forward: batch norm now uses the updated statistics.
+    let mut eval_ws = net.workspace(be, 1, batch, false).map_err(|e| e.to_string())?;
+    e(net.forward(be, &mut eval_ws, &xb, &pb, &mut rb, Mode::Eval))?;
+    let logits_eval = be.download(eval_ws.logits()).map_err(|e| e.to_string())?;
+    check("logits_eval", &logits_eval, &g.f32_shaped("logits_eval", &[batch, s.classes])?)
+}
+
+#[test]
+fn golden_files_pass_through_the_cuda_backend() {
+    let (be, why) = CudaBackend::real_or_emulated(0);
+    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
+        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
+    }
+    let device = match &why {
+        None => be.describe(),
+        Some(_) => "EMULATION (no usable GPU)".to_string(),
+    };
+    let _ = writeln!(std::io::stderr(), "cuda_golden: running on {device}");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for path in golden_files().unwrap_or_else(|e| panic!("{e}")) {
+        let g = Golden::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        if g.meta("golden_kind").ok() != Some("model") {
+            continue;
+        }
+        checked += 1;
+        if let Err(err) = check_file(&be, &g) {
+            failures.push(format!("{}: {err}", g.name));
+        }
+    }
+    assert!(checked > 0, "no model golden files found");
+    assert!(failures.is_empty(), "golden through CUDA:\n{}", failures.join("\n"));
+}
