@@ -93,13 +93,13 @@ fn main() {
         time_steps(CudaBackend::emulated(), &s)
     } else {
         match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE") {
-            DeviceChoice::Cpu => time_steps(CpuBackend, &s),
+            DeviceChoice::Cpu => time_steps(CpuBackend::new(), &s),
             DeviceChoice::Cuda(n) => time_steps(CudaBackend::new(n).expect("open the GPU"), &s),
             DeviceChoice::Auto => match CudaBackend::new(0) {
                 Ok(b) => time_steps(b, &s),
                 Err(e) => {
                     eprintln!("no GPU ({e}); timing the CPU backend");
-                    time_steps(CpuBackend, &s)
+                    time_steps(CpuBackend::new(), &s)
                 }
             },
         }

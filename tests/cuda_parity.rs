@@ -140,7 +140,7 @@ fn gather_rows_matches_cpu() {
     let src = r.vec(n * row, -1.0, 1.0);
     let idx: Vec<u32> = (0..29).map(|_| (r.next_u64() % n as u64) as u32).collect();
     let got = gather_case(&cuda(), &src, row, &idx);
-    let want = gather_case(&CpuBackend, &src, row, &idx);
+    let want = gather_case(&CpuBackend::reference(), &src, row, &idx);
     // A gather copies: bit-exact.
     assert_close("gather_rows", &got, &want, 0.0, 0.0);
 }
@@ -191,7 +191,7 @@ fn check_conv(g: ConvGeom, seed: u64) {
         -1.0,
         1.0,
     );
-    let [y0, dx0, gr0] = conv_case(&CpuBackend, &g, &x, &params, at, &dy);
+    let [y0, dx0, gr0] = conv_case(&CpuBackend::reference(), &g, &x, &params, at, &dy);
     for precision in [ConvPrecision::Tf32x3, ConvPrecision::Tf32] {
         let be = cuda().with_conv_precision(precision);
         let [y, dx, gr] = conv_case(&be, &g, &x, &params, at, &dy);
@@ -428,7 +428,7 @@ fn check_norm(
         &dout,
     );
     let want = norm_case(
-        &CpuBackend,
+        &CpuBackend::reference(),
         &g,
         mode,
         &y,
@@ -534,7 +534,7 @@ fn check_linear(g: LinearGeom, seed: u64) {
     let x = r.vec(g.students * g.batch * g.fin, 0.0, 1.0); // post-ReLU features are ≥ 0
     let dout = r.vec(g.students * g.batch * g.fout, -0.2, 0.2);
     let [y, dx, gr] = linear_case(&cuda(), &g, &x, &params, at, &dout);
-    let [y0, dx0, gr0] = linear_case(&CpuBackend, &g, &x, &params, at, &dout);
+    let [y0, dx0, gr0] = linear_case(&CpuBackend::reference(), &g, &x, &params, at, &dout);
     let tag = format!("{g:?}");
     assert_close(
         &format!("linear forward {tag}"),
@@ -634,7 +634,7 @@ fn losses_match_cpu() {
         let y = r.labels(s * bt, k);
         for kind in kinds {
             let [l, d] = loss_case(&cuda(), kind, s, bt, k, &z, &y, &t);
-            let [l0, d0] = loss_case(&CpuBackend, kind, s, bt, k, &z, &y, &t);
+            let [l0, d0] = loss_case(&CpuBackend::reference(), kind, s, bt, k, &z, &y, &t);
             let tag = format!("{kind:?} S{s} B{bt} K{k}");
             assert_close(&format!("loss {tag}"), &l, &l0, F32_ATOL, F32_RTOL);
             assert_close(&format!("dlogits {tag}"), &d, &d0, F32_ATOL, F32_RTOL);
@@ -697,7 +697,7 @@ fn optimizers_match_cpu() {
             ..base
         };
         let [p, s1, s2] = optim_case(&cuda(), &cfg, &lrs, &p0, &grads);
-        let [q, t1, t2] = optim_case(&CpuBackend, &cfg, &lrs, &p0, &grads);
+        let [q, t1, t2] = optim_case(&CpuBackend::reference(), &cfg, &lrs, &p0, &grads);
         assert_close(&format!("{kind:?} params"), &p, &q, F32_ATOL, F32_RTOL);
         assert_close(&format!("{kind:?} state1"), &s1, &t1, F32_ATOL, F32_RTOL);
         if kind != OptimizerKind::Sgd {
@@ -740,7 +740,7 @@ fn count_correct_matches_cpu() {
         }
         let start: Vec<u32> = (0..s as u32).map(|i| 10 * i).collect();
         let got = count_case(&cuda(), s, bt, k, &z, &y, &start);
-        let want = count_case(&CpuBackend, s, bt, k, &z, &y, &start);
+        let want = count_case(&CpuBackend::reference(), s, bt, k, &z, &y, &start);
         assert_eq!(got, want, "count_correct S{s} B{bt} K{k}");
     }
 }
@@ -814,7 +814,7 @@ fn check_trajectory(norm: NormKind, kind: OptimizerKind, loss: LossKind, seed: u
     };
     let tf32 = cuda().with_conv_precision(ConvPrecision::Tf32);
     let (l, p) = train_cohort(tf32, spec, opt, loss, &data, batch);
-    let (l0, p0) = train_cohort(CpuBackend, spec, opt, loss, &data, batch);
+    let (l0, p0) = train_cohort(CpuBackend::reference(), spec, opt, loss, &data, batch);
     let tag = format!("{norm:?} {kind:?} {loss:?}");
     assert_close(
         &format!("training losses {tag}"),

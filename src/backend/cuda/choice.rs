@@ -41,7 +41,7 @@ impl DeviceChoice {
     /// The CUDA backend this choice asks for, or None for the CPU: `cpu` → None; `cuda:N` → that
     /// GPU or the error saying why not; `auto` → GPU 0 when it opens, else None (the reason is
     /// returned so a command can print it). Callers then run generic code on either backend:
-    /// `match choice.open_cuda()? { (Some(gpu), _) => run(gpu), (None, _) => run(CpuBackend) }`.
+    /// `match choice.open_cuda()? { (Some(gpu), _) => run(gpu), (None, _) => run(CpuBackend::new()) }`.
     pub fn open_cuda(self) -> Result<(Option<CudaBackend>, Option<String>)> {
         match self {
             DeviceChoice::Cpu => Ok((None, None)),
