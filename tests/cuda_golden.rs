@@ -33,13 +33,19 @@ type Res<T> = Result<T, String>;
 
 fn check(what: &str, got: &[f32], want: &[f32]) -> Res<()> {
     if got.len() != want.len() {
-        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: {} values, expected {}",
+            got.len(),
+            want.len()
+        ));
     }
     let atol = ATOL_OF_MAX * want.iter().fold(0f32, |m, v| m.max(v.abs()));
     let mut worst: Option<(usize, f32)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let excess = (g - w).abs() - (atol + RTOL * w.abs());
-        if (excess > 0.0 || excess.is_nan()) && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+        if (excess > 0.0 || excess.is_nan())
+            && worst.is_none_or(|(_, e)| excess > e || excess.is_nan())
+        {
             worst = Some((i, excess));
         }
     }
@@ -60,8 +66,15 @@ fn spec_of(g: &Golden) -> Res<ConvNetSpec> {
         other => return Err(format!("unknown norm `{other}`")),
     };
     let m = |k: &str| g.meta_usize(k);
-    ConvNetSpec::new(m("depth")?, m("width")?, norm, m("channels")?, m("im")?, m("classes")?)
-        .map_err(|e| e.to_string())
+    ConvNetSpec::new(
+        m("depth")?,
+        m("width")?,
+        norm,
+        m("channels")?,
+        m("im")?,
+        m("classes")?,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `<prefix><name>` of every entry, packed into one row of `len`.
@@ -86,14 +99,22 @@ fn check_file(be: &CudaBackend, g: &Golden) -> Res<()> {
     let (xb, pb) = (up(&x)?, up(&params)?);
     let mut rb = up(&running)?;
     let yb = be.upload(&labels).map_err(|e| e.to_string())?;
-    let mut ws = net.workspace(be, 1, batch, true).map_err(|e| e.to_string())?;
+    let mut ws = net
+        .workspace(be, 1, batch, true)
+        .map_err(|e| e.to_string())?;
 
     e(net.forward(be, &mut ws, &xb, &pb, &mut rb, Mode::Train))?;
     let logits = be.download(ws.logits()).map_err(|e| e.to_string())?;
-    check("logits", &logits, &g.f32_shaped("logits", &[batch, s.classes])?)?;
+    check(
+        "logits",
+        &logits,
+        &g.f32_shaped("logits", &[batch, s.classes])?,
+    )?;
 
     e(net.loss(be, &mut ws, LossKind::CrossEntropy, &yb, None))?;
-    let mut grads = be.alloc::<f32>(net.param_len()).map_err(|e| e.to_string())?;
+    let mut grads = be
+        .alloc::<f32>(net.param_len())
+        .map_err(|e| e.to_string())?;
     e(net.backward(be, &mut ws, &xb, &pb, &mut grads))?;
     let grads = be.download(&grads).map_err(|e| e.to_string())?;
     let zero_grad: Vec<String> =
@@ -105,7 +126,10 @@ fn check_file(be: &CudaBackend, g: &Golden) -> Res<()> {
             // are rounding noise, so only its size is checked.
             let worst = got.iter().fold(0f32, |m, v| m.max(v.abs()));
             if worst.is_nan() || worst > ZERO_GRAD_BOUND {
-                return Err(format!("grad_ce.{}: |{worst}| > {ZERO_GRAD_BOUND}", entry.name));
+                return Err(format!(
+                    "grad_ce.{}: |{worst}| > {ZERO_GRAD_BOUND}",
+                    entry.name
+                ));
             }
             continue;
         }
@@ -114,10 +138,16 @@ fn check_file(be: &CudaBackend, g: &Golden) -> Res<()> {
     }
 
     // Eval mode after the one train-mode forward: batch norm now uses the updated statistics.
-    let mut eval_ws = net.workspace(be, 1, batch, false).map_err(|e| e.to_string())?;
+    let mut eval_ws = net
+        .workspace(be, 1, batch, false)
+        .map_err(|e| e.to_string())?;
     e(net.forward(be, &mut eval_ws, &xb, &pb, &mut rb, Mode::Eval))?;
     let logits_eval = be.download(eval_ws.logits()).map_err(|e| e.to_string())?;
-    check("logits_eval", &logits_eval, &g.f32_shaped("logits_eval", &[batch, s.classes])?)
+    check(
+        "logits_eval",
+        &logits_eval,
+        &g.f32_shaped("logits_eval", &[batch, s.classes])?,
+    )
 }
 
 #[test]
@@ -144,5 +174,9 @@ fn golden_files_pass_through_the_cuda_backend() {
         }
     }
     assert!(checked > 0, "no model golden files found");
-    assert!(failures.is_empty(), "golden through CUDA:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden through CUDA:\n{}",
+        failures.join("\n")
+    );
 }
