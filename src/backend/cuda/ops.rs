@@ -353,33 +353,24 @@ impl Backend for CudaBackend {
             LossKind::Kl {
                 temperature,
                 scale_loss,
-            } => (
-                1,
-                temperature,
-                if scale_loss {
-                    temperature * temperature
-                } else {
-                    1.0
-                },
-                0.0,
-                0.0,
-                true,
-            ),
-            LossKind::Sce {
+            }
+            | LossKind::Sce {
                 temperature,
                 scale_loss,
-            } => (
-                2,
-                temperature,
-                if scale_loss {
+            } => {
+                // The kernel tells KL (1) from SCE (2); both share the T² scaling rule.
+                let code = if matches!(kind, LossKind::Kl { .. }) {
+                    1
+                } else {
+                    2
+                };
+                let scale = if scale_loss {
                     temperature * temperature
                 } else {
                     1.0
-                },
-                0.0,
-                0.0,
-                true,
-            ),
+                };
+                (code, temperature, scale, 0.0, 0.0, true)
+            }
             LossKind::MseGt { w_mse, w_ce } => (3, 1.0, 1.0, w_mse, w_ce, true),
         };
         if temperature.is_nan() || temperature <= 0.0 {
