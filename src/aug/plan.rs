@@ -3,12 +3,7 @@
 //! application to the cohort's batch x (S, B, C, H, W). A backend's `augment` is a thin call to
 //! [`apply`] (CPU) or a kernel reading the same [`BatchDraws`] (CUDA).
 //!
-//! The backend method this is written for (proposed for `trait Backend`):
-//! ```text
-//! /// Augment x (S, B, C, H, W) in place with one step's host-sampled draws.
-//! fn augment(&self, plan: &AugPlan, draws: &BatchDraws, dims: BatchDims,
-//!            x: &mut Self::Buf<f32>) -> Result<()>;
-//! ```
+//! The backend method this is written for is `Backend::augment(plan, draws, dims, x)`.
 //! CPU: `aug::apply(plan, draws, dims, x)`. CUDA: upload `draws.students` (S × 28 bytes) and
 //! `draws.images` (S·B × 52 bytes), both `#[repr(C)]` with 4-byte fields, and run one kernel per
 //! op bit in the order of [`apply_student`].

@@ -3,6 +3,7 @@
 //! CPU path for one op is swapped in by changing one call here.
 
 use super::{Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, OptimizerCfg, ParamAt};
+use crate::aug::{self, AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
 use crate::ops;
 
@@ -212,6 +213,16 @@ impl Backend for CpuBackend {
         state2: &mut Vec<f32>,
     ) -> Result<()> {
         ops::optim::cpu::step(cfg, step, lrs, params, grads, state1, state2)
+    }
+
+    fn augment(
+        &self,
+        plan: &AugPlan,
+        draws: &BatchDraws,
+        dims: BatchDims,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
+        aug::apply(plan, draws, dims, x)
     }
 
     fn count_correct(

@@ -14,6 +14,7 @@ pub mod cuda;
 
 pub use cuda::DeviceChoice;
 
+use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
 
 /// Element types a device buffer can hold.
@@ -257,6 +258,17 @@ pub trait Backend: Send + Sync {
         grads: &Self::Buf<f32>,
         state1: &mut Self::Buf<f32>,
         state2: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// Augments x (S, B, C, H, W) in place with one step's draws, sampled on the host from each
+    /// student's key by `crate::aug::sample` (so every device augments with the same numbers).
+    /// Reference: `crate::aug::apply`.
+    fn augment(
+        &self,
+        plan: &AugPlan,
+        draws: &BatchDraws,
+        dims: BatchDims,
+        x: &mut Self::Buf<f32>,
     ) -> Result<()>;
 
     /// Adds to correct (S) the number of rows whose arg-max logit (first on ties) equals the label.

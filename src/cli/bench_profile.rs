@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::bench::process_cpu_seconds;
+use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::backend::{
     Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, OptimizerCfg, ParamAt,
 };
@@ -261,6 +262,19 @@ impl<B: Backend> Backend for Timed<'_, B> {
                 self.inner
                     .optimizer_step(cfg, step, lrs, params, grads, state1, state2)
             },
+        )
+    }
+
+    fn augment(
+        &self,
+        plan: &AugPlan,
+        draws: &BatchDraws,
+        dims: BatchDims,
+        x: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || "augment".into(),
+            || self.inner.augment(plan, draws, dims, x),
         )
     }
 

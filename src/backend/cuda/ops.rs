@@ -6,6 +6,7 @@ use super::params::{
     ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormParams, OptimParams,
 };
 use super::{ConvPrecision, CudaBackend, CudaBuf};
+use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::backend::{
     Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, NormKind, OptimizerCfg,
     OptimizerKind, ParamAt,
@@ -462,6 +463,20 @@ impl Backend for CudaBackend {
         }
         // SAFETY: params, grads, state1 (and state2 for Adam) hold n elements, lrs n / row.
         unsafe { self.launch("optimizer_step", self.grid_for(p.n), &p) }
+    }
+
+    fn augment(
+        &self,
+        plan: &AugPlan,
+        draws: &BatchDraws,
+        dims: BatchDims,
+        x: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        // Interim: through the host until the augmentation kernels land (issue 14, item 3).
+        check_len("augment", "x", x.len, dims.len())?;
+        let mut host = self.download_elems(x)?;
+        crate::aug::apply(plan, draws, dims, &mut host)?;
+        self.write(&host, x)
     }
 
     fn count_correct(
