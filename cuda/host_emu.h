@@ -3,23 +3,33 @@
 // on machines without a GPU. Included first by build.rs's emulator translation units, which also
 // define DDR_HOST_EMU; nvcc never sees this file.
 //
-// Model: a launch runs the grid's blocks one after another; the threads of a block are persistent
-// OS threads from one pool (a 128-thread block would otherwise spawn 128 threads per launch).
-// Because blocks never overlap, `__shared__` arrays can be function statics. `__syncthreads` is a
-// block-wide barrier, warp shuffles go through a per-warp exchange buffer between two warp
-// barriers, atomics are std::atomic_ref, and wmma fragments hold the whole tile in every lane.
+// Model (see host_emu_fiber.h for the scheduler itself):
+// - A launch spreads its blocks over persistent worker OS threads, one per host core (the calling
+//   thread is one of them; DDR_EMU_THREADS=N overrides the count). Blocks run concurrently, as on
+//   a GPU, in no defined order.
+// - A worker runs one block at a time, to completion. The block's CUDA threads are fibers on that
+//   worker (own stacks, switched by a few instructions of hand-written assembly on x86_64, by
+//   ucontext elsewhere): a fiber runs until it waits at a barrier, then hands the core to the next
+//   fiber of its block. `__syncthreads` is a block barrier, warp shuffles a warp barrier over a
+//   double-buffered exchange slot, so no OS thread ever blocks inside a launch.
+// - `__shared__` arrays are `static thread_local`: every fiber of a block runs on its worker's OS
+//   thread and sees the same array, and concurrently running blocks (on other workers) do not.
+//   A worker finishes a block before it starts the next, so reuse is safe, as on a GPU.
+// - atomics are std::atomic_ref (blocks on different workers really race); wmma fragments hold
+//   the whole tile in every lane.
 //
-// Rules for kernels (the emulator deadlocks or lies otherwise; the GPU would misbehave too):
-// every thread of a block reaches every __syncthreads (no early return before one); shuffles and
-// wmma calls are made by all 32 lanes of a full warp; block sizes are multiples of 32; no inline PTX.
+// Rules for kernels (the emulator reports a deadlock and aborts, or lies, otherwise; the GPU would
+// misbehave too): every thread of a block reaches every __syncthreads (no early return before one);
+// shuffles, __syncwarp and wmma calls are made by all 32 lanes of a full warp; block sizes are
+// multiples of 32; `__shared__` only inside functions, never `extern __shared__` (dynamic shared
+// memory); no inline PTX; no assumption about the order in which blocks run.
 //
 // The pool and the launch lock are process-wide on purpose: they are the one emulated device, and
-// the function-static `__shared__` arrays make two overlapping launches unsafe.
+// a launch returns only when all its blocks have finished (a synchronous stream).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -36,7 +46,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static thread_local
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
@@ -46,118 +56,16 @@ struct dim3 {
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
-// The CUDA built-in index registers: each emulated CUDA thread is one OS thread.
+// The CUDA built-in index registers, per OS thread: the scheduler rewrites threadIdx at every
+// fiber switch and the other three when its worker starts a block.
 inline thread_local dim3 threadIdx;
 inline thread_local dim3 blockIdx;
 inline thread_local dim3 blockDim;
 inline thread_local dim3 gridDim;
 
+#include "host_emu_fiber.h"
+
 namespace ddr_emu {
-
-constexpr unsigned kWarp = 32;
-
-// One warp's shuffle mailbox: every lane writes its value, all wait, every lane reads one, all wait.
-struct Warp {
-  std::barrier<> bar;
-  uint64_t slot[kWarp];
-  explicit Warp(unsigned lanes) : bar(lanes), slot{} {}
-};
-
-// What a launch shares between the threads of the current block.
-struct Launch {
-  dim3 grid, block;
-  unsigned threads = 0;
-  std::function<void()> body;
-  std::unique_ptr<std::barrier<>> block_bar;
-  std::vector<std::unique_ptr<Warp>> warps;
-};
-
-struct ThreadState {
-  Launch* launch = nullptr;
-  Warp* warp = nullptr;
-  unsigned lane = 0;
-};
-inline thread_local ThreadState tls;
-
-inline void run_thread(Launch& L, unsigned id) {
-  blockDim = L.block;
-  gridDim = L.grid;
-  threadIdx = dim3(id % L.block.x, (id / L.block.x) % L.block.y, id / (L.block.x * L.block.y));
-  tls.launch = &L;
-  tls.warp = L.warps[id / kWarp].get();
-  tls.lane = id % kWarp;
-  for (unsigned bz = 0; bz < L.grid.z; ++bz)
-    for (unsigned by = 0; by < L.grid.y; ++by)
-      for (unsigned bx = 0; bx < L.grid.x; ++bx) {
-        blockIdx = dim3(bx, by, bz);
-        L.body();
-        // The next block reuses the function-static shared arrays: nobody may start it early.
-        L.block_bar->arrive_and_wait();
-      }
-  tls = ThreadState{};
-}
-
-// Persistent workers: worker i plays CUDA thread i of every block of every launch.
-class Pool {
- public:
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-
-  void run(Launch& L) {
-    std::lock_guard<std::mutex> one_launch_at_a_time(launch_m_);
-    std::unique_lock<std::mutex> lk(m_);
-    while (workers_.size() < L.threads) {
-      unsigned id = static_cast<unsigned>(workers_.size());
-      workers_.emplace_back([this, id] { worker(id); });
-    }
-    job_ = &L;
-    remaining_ = static_cast<unsigned>(workers_.size());
-    ++generation_;
-    cv_.notify_all();
-    done_cv_.wait(lk, [this] { return remaining_ == 0; });
-    job_ = nullptr;
-  }
-
- private:
-  void worker(unsigned id) {
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      seen = generation_ - (job_ != nullptr ? 1 : 0);
-    }
-    for (;;) {
-      std::unique_lock<std::mutex> lk(m_);
-      cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      Launch* L = job_;
-      lk.unlock();
-      if (id < L->threads) run_thread(*L, id);
-      lk.lock();
-      if (--remaining_ == 0) done_cv_.notify_one();
-    }
-  }
-
-  std::mutex launch_m_;
-  std::mutex m_;
-  std::condition_variable cv_, done_cv_;
-  std::vector<std::thread> workers_;
-  Launch* job_ = nullptr;
-  uint64_t generation_ = 0;
-  unsigned remaining_ = 0;
-  bool stop_ = false;
-};
-
-inline Pool& pool() {
-  static Pool p;
-  return p;
-}
 
 // Runs kernel `k` over grid × block with its params struct copied from `params`, as the GPU would
 // (the kernel receives the struct by value). grid and block are 3 unsigned each (x, y, z).
@@ -169,49 +77,56 @@ void launch(void (*k)(P), const unsigned* grid, const unsigned* block, const voi
   L.grid = dim3(grid[0], grid[1], grid[2]);
   L.block = dim3(block[0], block[1], block[2]);
   L.threads = block[0] * block[1] * block[2];
-  if (L.threads == 0 || L.threads % kWarp != 0 || L.grid.x * L.grid.y * L.grid.z == 0) {
-    std::fprintf(stderr, "host_emu: block of %u threads (need a positive multiple of 32)\n", L.threads);
+  L.blocks = static_cast<uint64_t>(grid[0]) * grid[1] * grid[2];
+  if (L.threads == 0 || L.threads % kWarp != 0 || L.blocks == 0) {
+    std::fprintf(stderr, "host_emu: grid (%u, %u, %u) × block (%u, %u, %u): need a non-empty grid and a "
+                 "block of a positive multiple of 32 threads\n", grid[0], grid[1], grid[2], block[0],
+                 block[1], block[2]);
     std::abort();
   }
   L.body = [&p, k] { k(p); };
-  L.block_bar = std::make_unique<std::barrier<>>(L.threads);
-  for (unsigned w = 0; w < L.threads / kWarp; ++w) L.warps.push_back(std::make_unique<Warp>(kWarp));
   pool().run(L);
 }
 
 template <class T>
 T shfl_from(T v, unsigned src_lane) {
   static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
-  Warp& w = *tls.warp;
+  Fiber& me = *tls.cur;
+  WarpState& w = tls.block->warps[me.id / kWarp];
+  // Two slot sets, alternated per shuffle: a lane that races ahead to its next shuffle writes the
+  // other set, and cannot reach a third before every lane has passed the barrier of the second,
+  // i.e. has read the first. One barrier per shuffle instead of two.
+  const unsigned set = me.shuffles++ & 1u;
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
-  w.slot[tls.lane] = bits;
-  w.bar.arrive_and_wait();
-  uint64_t got = w.slot[src_lane];
-  w.bar.arrive_and_wait();  // nobody overwrites a slot before every lane has read it
+  w.slot[set][me.lane] = bits;
+  arrive(w.bar);
+  const uint64_t got = w.slot[set][src_lane];
   T out;
   std::memcpy(&out, &got, sizeof(T));
   return out;
 }
 
-inline unsigned lane_id() { return tls.lane; }
+inline unsigned lane_id() { return tls.cur->lane; }
 
 }  // namespace ddr_emu
 
 // ---- synchronisation ------------------------------------------------------------------------
-inline void __syncthreads() { ddr_emu::tls.launch->block_bar->arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { ddr_emu::tls.warp->bar.arrive_and_wait(); }
+inline void __syncthreads() { ddr_emu::arrive(ddr_emu::tls.block->block_bar); }
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  ddr_emu::arrive(ddr_emu::tls.block->warps[ddr_emu::tls.cur->id / ddr_emu::kWarp].bar);
+}
 
 // ---- warp shuffles (full warps only; `width` a power of two ≤ 32) ----------------------------
 template <class T>
 T __shfl_sync(unsigned, T v, int src, int width = 32) {
-  unsigned lane = ddr_emu::tls.lane;
+  unsigned lane = ddr_emu::lane_id();
   unsigned base = lane & ~static_cast<unsigned>(width - 1);
   return ddr_emu::shfl_from(v, base + (static_cast<unsigned>(src) & static_cast<unsigned>(width - 1)));
 }
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
-  unsigned lane = ddr_emu::tls.lane;
+  unsigned lane = ddr_emu::lane_id();
   unsigned src = lane ^ static_cast<unsigned>(mask);
   // A source outside the caller's width-segment returns the caller's own value, as on the GPU.
   if ((src & ~static_cast<unsigned>(width - 1)) != (lane & ~static_cast<unsigned>(width - 1))) src = lane;
@@ -219,7 +134,7 @@ T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
 }
 template <class T>
 T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-  unsigned lane = ddr_emu::tls.lane;
+  unsigned lane = ddr_emu::lane_id();
   unsigned seg_end = (lane & ~static_cast<unsigned>(width - 1)) + static_cast<unsigned>(width);
   unsigned src = lane + delta < seg_end ? lane + delta : lane;
   return ddr_emu::shfl_from(v, src);

@@ -25,9 +25,10 @@ use real::RealDevice;
 const BLOCK: u32 = 128;
 /// Blocks per multiprocessor the grid-stride kernels are sized for on a GPU.
 const BLOCKS_PER_SM: u32 = 8;
-/// Blocks of a grid-stride launch under emulation: blocks run one after another there, and every
-/// block costs a barrier round over all its threads, so few blocks keep the emulated suite fast.
-const EMU_BLOCKS: u32 = 2;
+/// Blocks of a grid-stride launch under emulation: the emulator spreads blocks over one worker per
+/// host core (cuda/host_emu.h), so enough blocks to keep up to 16 cores busy; a block costs little
+/// beyond its work (its 128 threads are fibers), so more would only add scheduling.
+const EMU_BLOCKS: u32 = 16;
 
 enum Device {
     Real(Box<RealDevice>),
