@@ -193,6 +193,7 @@ impl CudaBackend {
         block: u32,
         params: &P,
     ) -> Result<()> {
+        check_geometry(kernel, grid, block, params)?;
         match &self.dev {
             // SAFETY: forwarded from the caller.
             Device::Real(d) => unsafe { d.launch(kernel, grid, block, params) },
@@ -261,7 +262,45 @@ impl CudaBackend {
     }
 }
 
+/// Refuses a launch the GPU would reject (or the emulator abort on), naming the kernel, its
+/// geometry and its params, so a launcher bug reads as one rather than as a driver error code.
+fn check_geometry<P: KernelParams>(
+    kernel: &str,
+    grid: [u32; 3],
+    block: u32,
+    params: &P,
+) -> Result<()> {
+    let block_ok = block > 0 && block % 32 == 0 && block <= 1024;
+    let grid_ok = !grid.contains(&0) && grid[1] <= 65_535 && grid[2] <= 65_535;
+    if block_ok && grid_ok {
+        return Ok(());
+    }
+    Err(Error::device(format!(
+        "kernel {kernel}: invalid launch geometry grid {grid:?} × block {block} (a block is 32 to \
+         1024 threads in steps of 32; no grid dimension is 0, y and z are at most 65535); params {params:?}"
+    )))
+}
+
 /// Names of the GPUs the driver sees, or why none can be seen.
 pub fn visible_gpus() -> Result<Vec<String>> {
     real::list_gpus()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use params::OptimParams;
+
+    #[test]
+    fn a_bad_launch_geometry_names_the_kernel_and_its_sizes() {
+        let be = CudaBackend::emulated();
+        // SAFETY: the geometry check refuses this launch before any memory is touched.
+        let err =
+            unsafe { be.launch_block("optimizer_step", [3, 1, 1], 100, &OptimParams::default()) }
+                .expect_err("a 100-thread block is not a whole number of warps");
+        let msg = err.to_string();
+        for part in ["optimizer_step", "[3, 1, 1]", "block 100", "OptimParams"] {
+            assert!(msg.contains(part), "`{part}` missing from: {msg}");
+        }
+    }
 }

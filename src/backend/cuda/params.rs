@@ -171,11 +171,12 @@ pub struct SelftestParams {
 }
 const _: () = assert!(size_of::<SelftestParams>() == 64);
 
-/// A params struct a kernel takes by value: plain old data with no padding surprises.
+/// A params struct a kernel takes by value: plain old data with no padding surprises. `Debug`
+/// so a failing launch can print the sizes it was given.
 ///
 /// # Safety
 /// Implementors are `#[repr(C)]`, `Copy`, and laid out exactly as the CUDA struct of the same name.
-pub unsafe trait KernelParams: DeviceRepr + Copy {}
+pub unsafe trait KernelParams: DeviceRepr + Copy + std::fmt::Debug {}
 
 // SAFETY (all below): #[repr(C)] structs of u64/u32/f32 fields mirroring the CUDA structs, with the
 // sizes asserted on both sides; u64 fields carry device addresses.

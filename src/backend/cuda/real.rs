@@ -4,7 +4,7 @@
 //! backend synchronises explicitly (downloads and `Backend::synchronize`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUresult;
 use cudarc::driver::{
@@ -28,6 +28,9 @@ pub struct RealDevice {
     pub ordinal: usize,
     pub sm_count: u32,
     pub capability: (i32, i32),
+    /// The most recent launch (kernel, grid, block): a kernel's fault surfaces at the next
+    /// synchronisation, and the message then names the likeliest culprit.
+    last_launch: Mutex<Option<(&'static str, [u32; 3], u32)>>,
 }
 
 /// Turns a driver error into a message a user can act on.
@@ -39,7 +42,7 @@ pub fn driver_error(what: &str, e: DriverError) -> Error {
         CUresult::CUDA_ERROR_NO_DEVICE => "; no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES)",
         CUresult::CUDA_ERROR_INVALID_DEVICE => "; no such GPU ordinal",
         CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU | CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
-            "; the embedded kernels do not fit this GPU/driver (sm_80+ and a CUDA 13 driver needed)"
+            "; the embedded kernels do not fit this GPU or driver (they need compute capability 8.0 or newer and an NVIDIA driver 580 or newer, i.e. CUDA 13.0)"
         }
         _ => "",
     };
@@ -146,6 +149,7 @@ impl RealDevice {
             ordinal,
             sm_count,
             capability,
+            last_launch: Mutex::new(None),
         })
     }
 
@@ -173,14 +177,26 @@ impl RealDevice {
         let view = src.slice(0..host.len());
         self.stream
             .memcpy_dtoh(&view, host)
-            .map_err(|e| driver_error("copying from the GPU", e))?;
+            .map_err(|e| driver_error(&self.after_launches("copying from the GPU"), e))?;
         self.synchronize()
     }
 
     pub fn synchronize(&self) -> Result<()> {
         self.stream
             .synchronize()
-            .map_err(|e| driver_error("waiting for the GPU", e))
+            .map_err(|e| driver_error(&self.after_launches("waiting for the GPU"), e))
+    }
+
+    /// `what`, plus the last kernel launched when there was one: a kernel's fault is reported by
+    /// whatever waits for the GPU next, so that kernel (or one shortly before it) is the suspect.
+    fn after_launches(&self, what: &str) -> String {
+        match *self.last_launch.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((kernel, grid, block)) => format!(
+                "{what} (last kernel launched: {kernel}, grid {grid:?} × block {block}; faults are \
+                 reported late, rerun with CUDA_LAUNCH_BLOCKING=1 to pin one to its kernel)"
+            ),
+            None => what.to_string(),
+        }
     }
 
     /// # Safety
@@ -193,7 +209,7 @@ impl RealDevice {
         block: u32,
         params: &P,
     ) -> Result<()> {
-        let f = self.functions.get(kernel).ok_or_else(|| {
+        let (&name, f) = self.functions.get_key_value(kernel).ok_or_else(|| {
             Error::device(format!("kernel `{kernel}` is not in the embedded modules"))
         })?;
         let cfg = LaunchConfig {
@@ -203,8 +219,13 @@ impl RealDevice {
         };
         let mut b = self.stream.launch_builder(f);
         b.arg(params);
+        *self.last_launch.lock().unwrap_or_else(|e| e.into_inner()) = Some((name, grid, block));
         // SAFETY: forwarded from the caller.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_error(&format!("launching {kernel}"), e))?;
+        unsafe { b.launch(cfg) }.map_err(|e| {
+            let what =
+                format!("launching {kernel} (grid {grid:?} × block {block}, params {params:?})");
+            driver_error(&what, e)
+        })?;
         Ok(())
     }
 }
