@@ -318,6 +318,7 @@ summary=$(
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- GPU: $gpu; driver: $driver"
   echo "- wall time: ${elapsed}s (build ${build_s}s)"
+  echo "- parity ran: $(grep -h -m1 'cuda_parity: running' "$log_dir/cuda_parity.log" 2>/dev/null || echo unknown)"
   echo "- plan: $config, $EPOCHS epochs, test every $TEST_INTERVAL, $GPU_RUNS GPU runs, full data $FULL_EPOCHS epochs"
   echo
   echo "| step | result |"
