@@ -163,16 +163,22 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) aug_flip(const AugParams
 
 // ---- color: brightness, saturation, contrast in place (src/aug/color.rs) -------------------------
 
-// Sum over a block of DDR_BLOCK threads in f64; every thread gets the total. scratch: DDR_BLOCK/32.
-__device__ __forceinline__ double block_sum_f64(double v, double* scratch) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = v;
+// Sum over the block in f64; every thread gets the total. The partials meet in shared memory and
+// thread 0 adds them in thread order: two barriers and no shuffles, so the sum is deterministic and
+// cheap under the emulator (where every barrier and shuffle is a round of OS-thread waits), while
+// on the GPU the 128 additions are nothing next to the image's loads. partial: DDR_BLOCK values.
+__device__ __forceinline__ double block_sum_f64(double v, double* partial, double* total) {
+  partial[threadIdx.x] = v;
   __syncthreads();
-  double t = 0.0;
-  for (u32 k = 0; k < DDR_BLOCK / 32; ++k) t += scratch[k];
-  __syncthreads();  // scratch may be reused right after
-  return t;
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (u32 k = 0; k < blockDim.x; ++k) t += partial[k];
+    *total = t;
+  }
+  __syncthreads();
+  // No third barrier: thread 0 rewrites `total` only after the next call's first barrier, which
+  // every thread reaches after reading it here; `partial` was fully read before the second one.
+  return *total;
 }
 
 // Brightness then saturation of channel `ch` of one pixel `pix` of an image (C, H, W), given the
@@ -193,7 +199,8 @@ __device__ __forceinline__ float channel_mean(const float* img, u64 plane, u32 c
 // One block per image (grid-stride over S·B images): pass 1 sums the brightened, saturated image in
 // f64 for the contrast mean; pass 2 recomputes each value and writes the contrast result.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) aug_color(const AugParams p) {
-  __shared__ double scratch[DDR_BLOCK / 32];
+  __shared__ double partial[DDR_BLOCK];
+  __shared__ double total;
   const u64 plane = (u64)p.h * p.w, image = plane * p.c;
   const u64 images = (u64)p.students_n * p.batch;
   for (u64 img = blockIdx.x; img < images; img += gridDim.x) {
@@ -209,7 +216,7 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) aug_color(const AugParam
       const float m = channel_mean(x, plane, p.c, pix, shift);
       for (u32 ch = 0; ch < p.c; ++ch) part += (double)bright_saturated(x, plane, ch, pix, shift, m, sat);
     }
-    const float mean = (float)(block_sum_f64(part, scratch) / (double)image);
+    const float mean = (float)(block_sum_f64(part, partial, &total) / (double)image);
     for (u64 pix = threadIdx.x; pix < plane; pix += blockDim.x) {
       const float m = channel_mean(x, plane, p.c, pix, shift);
       // Channel ch reads only x[ch], and the pixel's mean m is already taken: write as we go.

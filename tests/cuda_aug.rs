@@ -373,6 +373,25 @@ fn bad_draws_and_shapes_are_errors_on_cuda() {
     assert!(be.augment(&plan, &few, dims, &mut xb).is_err());
 }
 
+/// No student augmented (`AugPlan::None`, or no keys): x unchanged, shapes still checked.
+#[test]
+fn a_step_without_augmentation_leaves_x_alone() {
+    let be = cuda();
+    let dims = SHAPES[2];
+    let x = batch(dims, 5);
+    for (plan, keys) in [
+        (AugPlan::None, keys(dims, 0)),
+        (dsa(DsaMode::All), vec![None; dims.students]),
+    ] {
+        let d = aug::sample(&plan, &keys, dims).unwrap();
+        let mut xb = be.upload(&x).unwrap();
+        be.augment(&plan, &d, dims, &mut xb).unwrap();
+        assert_eq!(be.download(&xb).unwrap(), x, "{plan:?}");
+        let mut short = be.upload(&x[1..]).unwrap();
+        assert!(be.augment(&plan, &d, dims, &mut short).is_err());
+    }
+}
+
 /// `Backend::augment` (fresh workspace per call) gives what `augment_with` gives.
 #[test]
 fn backend_augment_equals_the_workspace_path() {

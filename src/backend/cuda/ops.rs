@@ -473,6 +473,11 @@ impl Backend for CudaBackend {
         x: &mut CudaBuf<f32>,
     ) -> Result<()> {
         // A fresh workspace per call; the trainer's hot path can keep one (`augment_with`).
+        // Nothing to allocate when no student is augmented this step (e.g. `AugPlan::None`).
+        check_len("augment", "x", x.len, dims.len())?;
+        if draws.students.iter().all(|s| s.ops == 0) {
+            return crate::aug::check_draws(draws, dims);
+        }
         let mut ws = self.aug_workspace(dims)?;
         self.write_draws(draws, &mut ws)?;
         self.augment_with(plan, &mut ws, x)
