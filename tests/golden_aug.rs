@@ -6,47 +6,13 @@
 
 mod aug_common;
 
-use aug_common::{compare, golden_dir, golden_files, max_abs, to_f64, Golden, Tol};
+use aug_common::tolerances::*;
+use aug_common::{compare, golden_dir, golden_files, max_abs, read_draws, to_f64, Golden, Tol};
 use ddr_fast::aug::draws::{cutmix_box, cutmix_sides, mix_weights, DSA_OPS, OP_CUTMIX, OP_MIXUP};
 use ddr_fast::aug::geometric::{affine_grid, rotate_theta, scale_theta};
 use ddr_fast::aug::plan::apply_student;
 use ddr_fast::aug::shift::cutout_mask;
 use ddr_fast::aug::{color, geometric, shift, DsaParams, ImageDims, ImageDraws, StudentDraws, Zca};
-
-// ---- tolerances (README §4.5) -------------------------------------------------------------------
-/// flip, crop, cutout (and its mask), CutMix, every integer draw: pure copies and zero fills.
-const COPY_TOL: Tol = Tol::EXACT;
-/// Mixup computed as f32(λ)·x + f32(1 − λ)·x[perm] in f32 is PyTorch's own arithmetic.
-const MIXUP_TOL: Tol = Tol::EXACT;
-/// brightness, saturation, contrast: one mean and one multiply-add on N(0,1) data (measured
-/// float64 replay gap ≤ 5.9e-7).
-const COLOR_OP_TOL: Tol = Tol::abs(2e-6);
-/// color and its intermediates: three chained ops (measured ≤ 1.0e-6).
-const COLOR_TOL: Tol = Tol::abs(4e-6);
-/// scale / rotate outputs: the f32 source coordinate is rounded (~2e-6 px at 32 px) and N(0,1)
-/// pixels change by up to ~5 per pixel (float64 replay ≤ 1.6e-5 at 32 px, 2.6e-5 at 64 px).
-const WARP_TOL: Tol = Tol::abs(5e-5);
-/// affine grids: three f32 products summed in another order than PyTorch's bmm.
-const GRID_TOL: Tol = Tol {
-    atol: 1e-6,
-    rtol: 1e-6,
-};
-/// θ: f32 cos/sin of our libm vs PyTorch's vectorised ones may differ by one ulp (≤ 1.2e-7).
-const THETA_TOL: Tol = Tol {
-    atol: 1e-6,
-    rtol: 1e-6,
-};
-/// dsa_m.output from the input through all six stages: two grid_samples and the colour ops (up
-/// to ×2 saturation, ×1.5 contrast) amplify the rounding.
-const DSA_M_END_TOL: Tol = Tol::abs(2e-4);
-/// zca.mean: a float32 mean of 64 values.
-const ZCA_MEAN_TOL: Tol = Tol::abs(1e-6);
-/// zca.transform, relative to its largest value: kornia's float32 covariance + eigensolver vs a
-/// float64 one differ by ≤ 3.6e-6 on values up to ~2.6.
-const ZCA_TRANSFORM_REL_MAX: f64 = 1e-5;
-/// zca outputs, relative to their largest value: a 192-long float32 dot product after the
-/// transform (measured ≤ 1.9e-5).
-const ZCA_OUTPUT_REL_MAX: f64 = 1e-4;
 
 #[test]
 fn golden_aug() {
@@ -151,62 +117,6 @@ fn cmp_as(
 
 fn draws_of(n: usize) -> Vec<ImageDraws> {
     vec![ImageDraws::default(); n]
-}
-
-/// The per-image draws of all six DSA ops stored under `prefix` (`"dsa_m."` for mode M).
-fn read_draws(
-    g: &Golden,
-    prefix: &str,
-    n: usize,
-    p: &DsaParams,
-) -> Result<Vec<ImageDraws>, String> {
-    let mut d = draws_of(n);
-    let get = |k: &str| g.f32s(&format!("{prefix}{k}"));
-    let geti = |k: &str| g.i64s(&format!("{prefix}{k}"));
-    let (sx, sy, angle, randf) = (
-        get("scale.sx")?,
-        get("scale.sy")?,
-        get("rotate.angle")?,
-        get("flip.randf")?,
-    );
-    let (rb, rs, rc) = (
-        get("color.randb")?,
-        get("color.rands")?,
-        get("color.randc")?,
-    );
-    let (tx, ty) = (geti("crop.translation_x")?, geti("crop.translation_y")?);
-    let (ox, oy) = (geti("cutout.offset_x")?, geti("cutout.offset_y")?);
-    for (name, len) in [
-        ("scale.sx", sx.len()),
-        ("rotate.angle", angle.len()),
-        ("crop.translation_x", tx.len()),
-    ] {
-        if len != n {
-            return Err(format!(
-                "{}: {prefix}{name} has {len} values for {n} images",
-                g.name
-            ));
-        }
-    }
-    for i in 0..n {
-        let (sin, cos) = angle[i].sin_cos();
-        d[i] = ImageDraws {
-            scale_x: sx[i],
-            scale_y: sy[i],
-            rot_cos: cos,
-            rot_sin: sin,
-            flip: ((randf[i] as f64) < p.flip) as u32,
-            brightness: rb[i],
-            saturation: rs[i],
-            contrast: rc[i],
-            crop_x: tx[i] as i32,
-            crop_y: ty[i] as i32,
-            cutout_x: ox[i] as i32,
-            cutout_y: oy[i] as i32,
-            partner: i as u32,
-        };
-    }
-    Ok(d)
 }
 
 /// The stored integer draws lie in the ranges our sampler uses (same formulas as DSA).

@@ -19,7 +19,7 @@ pub mod shift;
 pub mod zca;
 
 pub use draws::{BatchDraws, DsaParams, ImageDraws, StudentDraws};
-pub use plan::{apply, sample, AugPlan, BatchDims, DsaMode};
+pub use plan::{apply, check_draws, dsa_params, sample, AugPlan, BatchDims, DsaMode};
 pub use rng::{DrawKey, Purpose};
 pub use zca::Zca;
 

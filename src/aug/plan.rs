@@ -120,6 +120,56 @@ fn set_partners(images: &mut [ImageDraws], perm: &[u32]) {
     }
 }
 
+/// The draws of a step fit a batch of `dims`: one entry per student and per image, only known op
+/// bits, mix partners inside their student's batch, CutMix boxes inside the image. Every backend
+/// checks this before augmenting, so bad draws are one error on every device.
+pub fn check_draws(draws: &BatchDraws, dims: BatchDims) -> Result<()> {
+    if draws.students.len() != dims.students || draws.images.len() != dims.students * dims.batch {
+        return Err(Error::shape(format!(
+            "augment: draws for {} students and {} images, the batch has {} × {}",
+            draws.students.len(),
+            draws.images.len(),
+            dims.students,
+            dims.batch
+        )));
+    }
+    let known = DSA_OPS
+        .iter()
+        .fold(OP_MIXUP | OP_CUTMIX, |acc, op| acc | op);
+    for (s, st) in draws.students.iter().enumerate() {
+        if st.ops & !known != 0 {
+            return Err(Error::shape(format!(
+                "augment: student {s} has unknown op bits {:#x}",
+                st.ops & !known
+            )));
+        }
+        if st.ops & (OP_MIXUP | OP_CUTMIX) == 0 {
+            continue;
+        }
+        let images = &draws.images[s * dims.batch..(s + 1) * dims.batch];
+        if let Some((b, d)) = images
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.partner as usize >= dims.batch)
+        {
+            return Err(Error::shape(format!(
+                "augment: mix partner of student {s} image {b} is {} but the batch has {} images",
+                d.partner, dims.batch
+            )));
+        }
+        let in_range = |lo: i32, hi: i32, len: usize| 0 <= lo && lo <= hi && hi as usize <= len;
+        if st.ops & OP_CUTMIX != 0
+            && !(in_range(st.box_r0, st.box_r1, dims.h) && in_range(st.box_c0, st.box_c1, dims.w))
+        {
+            return Err(Error::shape(format!(
+                "augment: cutmix box of student {s} rows {}..{} columns {}..{} outside a {}×{} image",
+                st.box_r0, st.box_r1, st.box_c0, st.box_c1, dims.h, dims.w
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Apply the draws to x (S, B, C, H, W) in place. Each student's batch runs its `ops` in the
 /// order scale, rotate, flip, color, crop, cutout, mixup, cutmix.
 pub fn apply(plan: &AugPlan, draws: &BatchDraws, dims: BatchDims, x: &mut [f32]) -> Result<()> {
@@ -131,19 +181,8 @@ pub fn apply(plan: &AugPlan, draws: &BatchDraws, dims: BatchDims, x: &mut [f32])
             dims.len()
         )));
     }
-    if draws.students.len() != dims.students || draws.images.len() != dims.students * dims.batch {
-        return Err(Error::shape(format!(
-            "augment: draws for {} students and {} images, the batch has {} × {}",
-            draws.students.len(),
-            draws.images.len(),
-            dims.students,
-            dims.batch
-        )));
-    }
-    let params = match plan {
-        AugPlan::Dsa { params, .. } => *params,
-        _ => DsaParams::ddranking(),
-    };
+    check_draws(draws, dims)?;
+    let params = dsa_params(plan);
     let sd = dims.student();
     let per_student = sd.len();
     if per_student == 0 {
@@ -153,6 +192,14 @@ pub fn apply(plan: &AugPlan, draws: &BatchDraws, dims: BatchDims, x: &mut [f32])
         .zip(draws.students.par_iter())
         .zip(draws.images.par_chunks(dims.batch.max(1)))
         .try_for_each(|((xs, st), imgs)| apply_student(&params, st, imgs, sd, xs))
+}
+
+/// The DSA strengths the ops read: the plan's for DSA, else DD-Ranking's defaults (unused then).
+pub fn dsa_params(plan: &AugPlan) -> DsaParams {
+    match plan {
+        AugPlan::Dsa { params, .. } => *params,
+        _ => DsaParams::ddranking(),
+    }
 }
 
 /// An op reading a copy of the batch (first argument) and writing the batch (second).
@@ -378,5 +425,32 @@ mod tests {
         let d = sample(&AugPlan::None, &[None, None], dims).unwrap();
         let mut x = vec![0.0; dims.len() - 1];
         assert!(apply(&AugPlan::None, &d, dims, &mut x).is_err());
+    }
+
+    #[test]
+    fn bad_draws_are_one_error_before_any_op_runs() {
+        let dims = BatchDims {
+            students: 2,
+            batch: 3,
+            c: 1,
+            h: 4,
+            w: 5,
+        };
+        let keys = [Some(key(0, 1)), Some(key(1, 1))];
+        let plan = AugPlan::Cutmix { beta: 1.0 };
+        let good = sample(&plan, &keys, dims).unwrap();
+        assert!(check_draws(&good, dims).is_ok());
+        let mut partner = good.clone();
+        partner.images[4].partner = 3;
+        let mut boxed = good.clone();
+        boxed.students[1].box_c1 = 6;
+        let mut unknown = good.clone();
+        unknown.students[0].ops |= 1 << 9;
+        for (what, bad) in [("partner", partner), ("box", boxed), ("op bits", unknown)] {
+            let mut x = batch(dims);
+            let before = x.clone();
+            assert!(apply(&plan, &bad, dims, &mut x).is_err(), "{what}");
+            assert_eq!(x, before, "{what}: nothing may change");
+        }
     }
 }

@@ -91,50 +91,62 @@ impl Zca {
 
     /// x (N, D) → out (N, D) = (x − μ)·W, in f32.
     pub fn apply(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let d = self.dim;
-        if x.len() % d != 0 || out.len() != x.len() {
-            return Err(Error::shape(format!(
-                "ZCA apply: {} input and {} output values for rows of {d}",
-                x.len(),
-                out.len()
-            )));
-        }
-        // (N, D): centred input.
-        let mut xc: Vec<f32> = x.to_vec();
-        xc.par_chunks_mut(d).for_each(|row| {
-            row.iter_mut().zip(&self.mean).for_each(|(v, m)| *v -= m);
-        });
-        // Rows at a time so the f32 gemm sees big blocks without a second copy of all of X.
-        for (chunk_in, chunk_out) in xc.chunks(4096 * d).zip(out.chunks_mut(4096 * d)) {
-            let rows = chunk_in.len() / d;
-            // SAFETY: chunk_in (rows, d), transform (d, d), chunk_out (rows, d), row-major,
-            // lengths checked above; gemm writes only chunk_out.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    d,
-                    d,
-                    chunk_out.as_mut_ptr(),
-                    1,
-                    d as isize,
-                    false,
-                    chunk_in.as_ptr(),
-                    1,
-                    d as isize,
-                    self.transform.as_ptr(),
-                    1,
-                    d as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
-            }
-        }
-        Ok(())
+        whiten(self.dim, &self.mean, &self.transform, x, out)
     }
+}
+
+/// out (N, D) = (x (N, D) − mean (D)) · transform (D, D), in f32: the CPU reference of
+/// `Backend::zca_whiten`, and what [`Zca::apply`] runs.
+pub fn whiten(d: usize, mean: &[f32], transform: &[f32], x: &[f32], out: &mut [f32]) -> Result<()> {
+    if d == 0 || mean.len() != d || transform.len() != d * d {
+        return Err(Error::shape(format!(
+            "ZCA apply: a mean of {} and a transform of {} values for rows of {d}",
+            mean.len(),
+            transform.len()
+        )));
+    }
+    if x.len() % d != 0 || out.len() != x.len() {
+        return Err(Error::shape(format!(
+            "ZCA apply: {} input and {} output values for rows of {d}",
+            x.len(),
+            out.len()
+        )));
+    }
+    // (N, D): centred input.
+    let mut xc: Vec<f32> = x.to_vec();
+    xc.par_chunks_mut(d).for_each(|row| {
+        row.iter_mut().zip(mean).for_each(|(v, m)| *v -= m);
+    });
+    // Rows at a time so the f32 gemm sees big blocks without a second copy of all of X.
+    for (chunk_in, chunk_out) in xc.chunks(4096 * d).zip(out.chunks_mut(4096 * d)) {
+        let rows = chunk_in.len() / d;
+        // SAFETY: chunk_in (rows, d), transform (d, d), chunk_out (rows, d), row-major,
+        // lengths checked above; gemm writes only chunk_out.
+        unsafe {
+            gemm::gemm(
+                rows,
+                d,
+                d,
+                chunk_out.as_mut_ptr(),
+                1,
+                d as isize,
+                false,
+                chunk_in.as_ptr(),
+                1,
+                d as isize,
+                transform.as_ptr(),
+                1,
+                d as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Mean of each column of x (N, D), in f64.

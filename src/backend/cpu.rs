@@ -225,6 +225,17 @@ impl Backend for CpuBackend {
         aug::apply(plan, draws, dims, x)
     }
 
+    fn zca_whiten(
+        &self,
+        dim: usize,
+        mean: &Vec<f32>,
+        transform: &Vec<f32>,
+        x: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        aug::zca::whiten(dim, mean, transform, x, out)
+    }
+
     fn count_correct(
         &self,
         students: usize,

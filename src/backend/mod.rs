@@ -271,6 +271,18 @@ pub trait Backend: Send + Sync {
         x: &mut Self::Buf<f32>,
     ) -> Result<()>;
 
+    /// ZCA whitening: out (N, D) = (x (N, D) − mean (D)) · transform (D, D), with the whitening
+    /// fitted on the host by `crate::aug::Zca::fit` and its mean and transform uploaded once.
+    /// Reference: `crate::aug::zca::whiten`.
+    fn zca_whiten(
+        &self,
+        dim: usize,
+        mean: &Self::Buf<f32>,
+        transform: &Self::Buf<f32>,
+        x: &Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
     /// Adds to correct (S) the number of rows whose arg-max logit (first on ties) equals the label.
     /// logits (S, B, K), labels (S, B).
     fn count_correct(

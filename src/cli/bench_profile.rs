@@ -278,6 +278,20 @@ impl<B: Backend> Backend for Timed<'_, B> {
         )
     }
 
+    fn zca_whiten(
+        &self,
+        dim: usize,
+        mean: &Self::Buf<f32>,
+        transform: &Self::Buf<f32>,
+        x: &Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || "zca_whiten".into(),
+            || self.inner.zca_whiten(dim, mean, transform, x, out),
+        )
+    }
+
     fn count_correct(
         &self,
         students: usize,

@@ -29,6 +29,15 @@ unsafe extern "C" {
     fn emu_count_correct(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_optimizer_step(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_selftest_primitives(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_warp(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_flip(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_color(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_crop(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_cutout(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_mixup(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_cutmix(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_copy_back(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_zca_whiten(grid: *const u32, block: *const u32, params: *const c_void);
 }
 
 /// The emulated entry point of a kernel, by its CUDA name.
@@ -49,6 +58,15 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "count_correct" => emu_count_correct,
         "optimizer_step" => emu_optimizer_step,
         "selftest_primitives" => emu_selftest_primitives,
+        "aug_warp" => emu_aug_warp,
+        "aug_flip" => emu_aug_flip,
+        "aug_color" => emu_aug_color,
+        "aug_crop" => emu_aug_crop,
+        "aug_cutout" => emu_aug_cutout,
+        "aug_mixup" => emu_aug_mixup,
+        "aug_cutmix" => emu_aug_cutmix,
+        "aug_copy_back" => emu_aug_copy_back,
+        "zca_whiten" => emu_zca_whiten,
         _ => return None,
     };
     Some(f)

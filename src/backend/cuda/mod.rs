@@ -3,6 +3,7 @@
 //! run on CPU threads). Both go through the same launch code in `ops.rs` and the same
 //! `#[repr(C)]` params structs, so the emulated parity tests exercise everything but the silicon.
 
+mod aug;
 pub mod choice;
 pub mod embedded;
 mod emu;
@@ -17,6 +18,7 @@ use cudarc::driver::CudaSlice;
 
 use crate::backend::Elem;
 use crate::error::{Error, Result};
+pub use aug::AugWorkspace;
 pub use choice::DeviceChoice;
 use params::KernelParams;
 use real::RealDevice;

@@ -13,7 +13,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 
-fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
+pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
     } else {
@@ -42,7 +42,7 @@ fn param_row(op: &str, students: usize, params_len: usize, at: ParamAt) -> Resul
     Ok(at.row)
 }
 
-fn u32_of(op: &str, what: &str, v: usize) -> Result<u32> {
+pub(super) fn u32_of(op: &str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v)
         .map_err(|_| Error::shape(format!("{op}: {what} = {v} does not fit in 32 bits")))
 }
@@ -472,11 +472,26 @@ impl Backend for CudaBackend {
         dims: BatchDims,
         x: &mut CudaBuf<f32>,
     ) -> Result<()> {
-        // Interim: through the host until the augmentation kernels land (issue 14, item 3).
+        // A fresh workspace per call; the trainer's hot path can keep one (`augment_with`).
+        // Nothing to allocate when no student is augmented this step (e.g. `AugPlan::None`).
         check_len("augment", "x", x.len, dims.len())?;
-        let mut host = self.download_elems(x)?;
-        crate::aug::apply(plan, draws, dims, &mut host)?;
-        self.write(&host, x)
+        if draws.students.iter().all(|s| s.ops == 0) {
+            return crate::aug::check_draws(draws, dims);
+        }
+        let mut ws = self.aug_workspace(dims)?;
+        self.write_draws(draws, &mut ws)?;
+        self.augment_with(plan, &mut ws, x)
+    }
+
+    fn zca_whiten(
+        &self,
+        dim: usize,
+        mean: &CudaBuf<f32>,
+        transform: &CudaBuf<f32>,
+        x: &CudaBuf<f32>,
+        out: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.zca_whiten_kernel(dim, mean, transform, x, out)
     }
 
     fn count_correct(

@@ -171,6 +171,45 @@ pub struct SelftestParams {
 }
 const _: () = assert!(size_of::<SelftestParams>() == 64);
 
+/// cuda/aug.cu `AugParams`: one augmentation op over a cohort batch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AugParams {
+    pub x: u64,        // (S, B, C, H, W), augmented in place
+    pub scratch: u64,  // (S, B, C, H, W), the other buffer of the out-of-place ops
+    pub students: u64, // (S) StudentDraws
+    pub images: u64,   // (S, B) ImageDraws
+    pub students_n: u32,
+    pub batch: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    /// aug_warp: OP_SCALE or OP_ROTATE.
+    pub op: u32,
+    /// DSA strengths rounded to f32, as the CPU reference rounds them.
+    pub brightness: f32,
+    pub saturation: f32,
+    pub contrast: f32,
+    /// Cutout sides along rows and columns: int(len·ratio + 0.5).
+    pub cutout_h: i32,
+    pub cutout_w: i32,
+    pub unused: u32,
+}
+const _: () = assert!(size_of::<AugParams>() == 80);
+
+/// cuda/zca.cu `ZcaParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ZcaParams {
+    pub x: u64,         // (N, D)
+    pub mean: u64,      // (D)
+    pub transform: u64, // (D, D)
+    pub out: u64,       // (N, D)
+    pub rows: u64,
+    pub dim: u64,
+}
+const _: () = assert!(size_of::<ZcaParams>() == 48);
+
 /// A params struct a kernel takes by value: plain old data with no padding surprises. `Debug`
 /// so a failing launch can print the sizes it was given.
 ///
@@ -188,6 +227,8 @@ unsafe impl DeviceRepr for LossParams {}
 unsafe impl DeviceRepr for CountParams {}
 unsafe impl DeviceRepr for OptimParams {}
 unsafe impl DeviceRepr for SelftestParams {}
+unsafe impl DeviceRepr for AugParams {}
+unsafe impl DeviceRepr for ZcaParams {}
 unsafe impl KernelParams for GatherParams {}
 unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
@@ -196,3 +237,5 @@ unsafe impl KernelParams for LossParams {}
 unsafe impl KernelParams for CountParams {}
 unsafe impl KernelParams for OptimParams {}
 unsafe impl KernelParams for SelftestParams {}
+unsafe impl KernelParams for AugParams {}
+unsafe impl KernelParams for ZcaParams {}
