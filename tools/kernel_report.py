@@ -161,7 +161,7 @@ def main(argv):
     if len(argv) < 3:
         sys.stderr.write(__doc__)
         return 2
-    bindir, rules, fatbins = argv[0], thresholds(argv[1]), argv[2:]
+    bindir, rules, fatbins = os.path.abspath(argv[0]), thresholds(argv[1]), argv[2:]
     cuobjdump, nvdisasm = os.path.join(bindir, "cuobjdump"), os.path.join(bindir, "nvdisasm")
     rows, failures = [], []
     for fatbin in fatbins:
