@@ -12,7 +12,8 @@ other instructions per HMMA and the loops hiding inside it. Exit status 1 on loc
 thresholds file; 2 on a tool failure.
 
 Loops are found the way nvcc lays them out: a backward branch `BRA target` at offset b with
-target t ≤ b closes the loop [t, b]. A main loop is such a range that contains an HMMA and no
+target t ≤ b closes the loop [t, b]; a CALL is a subroutine (64-bit division and the like),
+except a `CALL.REL.NOINC` to a label of the same function, an sm_8x loop-exit idiom. A main loop is such a range that contains an HMMA and no
 smaller HMMA-holding range; any other backward branch or CALL inside it is a hidden inner loop
 (its body would run many times per pass, so a static count would understate the cost).
 Counts are static: each instruction in the range once. NOPs (alignment padding) are not counted.
@@ -92,6 +93,11 @@ def loops_of(instrs, labels):
             if m and m.group(1) in labels and labels[m.group(1)] <= off:
                 loops.append((labels[m.group(1)], off))
         elif op.startswith("CALL"):
+            m = BRANCH_TARGET.search(text)
+            # `@P CALL.REL.NOINC` to a label of this same function is how nvcc leaves a loop on
+            # sm_8x (a jump past the back edge, no subroutine); real calls go to other sections.
+            if m and m.group(1) in labels:
+                continue
             calls.append(off)
     return loops, calls
 
