@@ -190,7 +190,9 @@ fn golden_files_pass_through_the_cuda_backend() {
         ];
         for (precision, tol) in modes {
             // The same device as announced above (the GPU when one opened), in this precision.
-            let be = CudaBackend::real_or_emulated(0).0.with_conv_precision(precision);
+            let be = CudaBackend::real_or_emulated(0)
+                .0
+                .with_conv_precision(precision);
             if let Err(err) = check_file(&be, tol, &g) {
                 failures.push(format!("{} ({precision:?}): {err}", g.name));
             }
