@@ -25,9 +25,12 @@ const PTX_ARCH: &str = "compute_90";
 
 /// Kernels that dominate training time: a register spill in one of these fails the build.
 const HOT_KERNELS: &[&str] = &[
-    "conv3x3_forward",
-    "conv3x3_backward_input",
-    "conv3x3_backward_weight",
+    "conv3x3_forward_tf32x3",
+    "conv3x3_forward_tf32",
+    "conv3x3_backward_input_tf32x3",
+    "conv3x3_backward_input_tf32",
+    "conv3x3_backward_weight_tf32x3",
+    "conv3x3_backward_weight_tf32",
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",

@@ -18,6 +18,23 @@ typedef unsigned int u32;
 __device__ __forceinline__ u64 grid_start() { return (u64)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ u64 grid_step() { return (u64)gridDim.x * blockDim.x; }
 
+__device__ __forceinline__ u32 mulhi_u32(u32 a, u32 b) { return (u32)(((u64)a * b) >> 32); }
+
+// x / d for x < 2³¹ by a multiply and a shift (the round-up method; CUTLASS's FastDivmod does the
+// same): set up once per thread, used where a division would sit in an inner loop or a gather.
+struct FastDiv {
+  u32 d, mul, shift;
+  __device__ __forceinline__ explicit FastDiv(u32 d_) : d(d_), mul(0), shift(0) {
+    if (d > 1) {
+      u32 l = 0;
+      while ((1u << l) < d) ++l;  // ⌈log₂ d⌉
+      mul = (u32)(((1ull << (31 + l)) + d - 1) / d);
+      shift = l - 1;
+    }
+  }
+  __device__ __forceinline__ u32 div(u32 x) const { return d == 1 ? x : mulhi_u32(x, mul) >> shift; }
+};
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

@@ -1,15 +1,18 @@
 // conv.cu: 3×3 convolution (stride 1, zero padding, bias), batched over students: forward, input
 // gradient, weight gradient, bias gradient. Weights are PyTorch's (cout, cin, 3, 3) inside each
-// student's parameter row. The three big passes are implicit GEMMs on TF32 tensor cores
-// (conv_gemm.cuh), one student per grid z; im2col happens in the loaders, never in memory:
+// student's parameter row. The three big passes are implicit GEMMs (conv_gemm.cuh), one student
+// per grid z; im2col happens in the gathers, never in memory:
 //   forward   C(B·oh·ow, cout)  = A(B·oh·ow, cin·9) [input patches] · B(cin·9, cout) [Wᵀ]
 //   dx        C(B·h·w, cin)     = A(B·h·w, cout·9) [dy patches]    · B(cout·9, cin) [W, flipped]
 //   dW        C(cout, cin·9)    = A(cout, B·oh·ow) [dy]            · B(B·oh·ow, cin·9) [input patches]
-// Each pass runs in 3xTF32 (near fp32, the default) or plain TF32 (params.split_tf32).
+// Each pass exists per precision, named <pass>_tf32x3 (3xTF32, near fp32) and <pass>_tf32 (plain
+// TF32); the launcher (src/backend/cuda/ops.rs) picks one from ConvPrecision and uses the tile
+// sizes below. The weight gradient splits K (B·oh·ow, up to 10⁵) over grid z and adds the partial
+// tiles with atomics into a slot cleared by conv3x3_backward_weight_clear.
 #include "conv_gemm.cuh"
 
 struct ConvParams {
-  const float* x;       // (S, B, cin, h, w)
+  const float* x;       // (S, B, cin, h, w), or (B, cin, h, w) shared by all students (x_shared)
   const float* params;  // (S, param_row)
   const float* dy;      // (S, B, cout, oh, ow), backward only
   float* out;           // forward: y (S, B, cout, oh, ow); backward_input: dx (S, B, cin, h, w)
@@ -18,77 +21,184 @@ struct ConvParams {
   u64 w_off;  // weight (cout, cin, 3, 3) at params[s * param_row + w_off]
   u64 b_off;  // bias (cout)
   u32 students, batch, cin, cout, h, w, oh, ow, pad;
-  u32 split_tf32;  // 1: 3xTF32 (near fp32), 0: plain TF32 (see conv_gemm.cuh)
+  u32 k_splits;  // backward_weight: K chunks per student (grid z = students · k_splits)
+  u32 x_shared;  // forward: 1 when every student reads the same x (a test pass's first layer)
+  u32 unused;
 };
-static_assert(sizeof(ConvParams) == 104, "ConvParams must match src/backend/cuda/params.rs");
+static_assert(sizeof(ConvParams) == 112, "ConvParams must match src/backend/cuda/params.rs");
 
-// Grid: (⌈B·oh·ow / 64⌉, ⌈cout / 64⌉, S).
-extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_forward(const ConvParams p) {
-  const u64 s = blockIdx.z;
-  const u64 hw = (u64)p.h * p.w, ohw = (u64)p.oh * p.ow, K = (u64)p.cin * 9;
-  const float* xs = p.x + s * p.batch * p.cin * hw;
-  const float* wt = p.params + s * p.param_row + p.w_off;
-  const float* bias = p.params + s * p.param_row + p.b_off;
-  float* ys = p.out + s * p.batch * p.cout * ohw;
-  const auto la = [&](u64 m, u64 k) -> float {
-    const u64 b = m / ohw, pix = m % ohw;
-    const int iy = (int)(pix / p.ow) + (int)((k % 9) / 3) - (int)p.pad;
-    const int ix = (int)(pix % p.ow) + (int)(k % 3) - (int)p.pad;
-    if (iy < 0 || iy >= (int)p.h || ix < 0 || ix >= (int)p.w) return 0.0f;
-    return xs[(b * p.cin + k / 9) * hw + (u64)iy * p.w + ix];
-  };
-  const auto lb = [&](u64 k, u64 n) -> float { return wt[n * K + k]; };
-  const auto sc = [&](u64 m, u64 n, float v) { ys[(m / ohw * p.cout + n) * ohw + m % ohw] = v + bias[n]; };
-  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * ohw, p.cout, K, la, lb, sc);
+// Tiles per precision (src/backend/cuda/ops.rs `ConvTile` mirrors these). TF32: 256 × 128 per
+// block of 8 warps (4 × 2), 64 × 64 per warp (128 accumulator registers): the most MMA work per
+// gathered element that fits the registers, which is what keeps the main loop near the tensor
+// cores' pace (tools/kernel-report.sh). 3xTF32 needs registers for the operand tails: 128 × 64
+// per block of 4 warps (2 × 2), 64 × 32 per warp.
+#define CONV_TF32_TILE 256, 128, 4, 2
+// The weight gradient's M is cout (≤ 128 in ConvNet) and its N cin·9 (1152): the same tile, turned.
+#define CONV_TF32_DW_TILE 128, 256, 2, 4
+#define CONV_TF32X3_TILE 128, 64, 2, 2
+#define CONV_TF32_THREADS 256
+#define CONV_TF32X3_THREADS 128
+
+// Bit ky·3 + kx set when input row iy0 + ky and column ix0 + kx lie inside h × w.
+__device__ __forceinline__ u32 taps_inside(int iy0, int ix0, u32 h, u32 w) {
+  u32 rows = 0, cols = 0;
+  DDR_UNROLL for (int t = 0; t < 3; ++t) {
+    if ((u32)(iy0 + t) < h) rows |= 7u << (3 * t);
+    if ((u32)(ix0 + t) < w) cols |= 0x49u << t;  // bits t, 3 + t, 6 + t
+  }
+  return rows & cols;
 }
 
-// dx[s,b,ci,y,x] = Σ_{co,ky,kx} dy[s,b,co,y−ky+pad,x−kx+pad] · W[co,ci,ky,kx].
-// Grid: (⌈B·h·w / 64⌉, ⌈cin / 64⌉, S).
-extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_input(const ConvParams p) {
+// ---- forward: A = input patches (gathered), B = Wᵀ ----------------------------------------
+struct FwdPass {
+  const float* a_base;  // x of this student (B, cin, h, w)
+  const float* b_base;  // W of this student (cout, cin·9)
+  const float* bias;    // (cout)
+  float* y;             // (B, cout, oh, ow)
+  u32 M, N, K, h, w, ow, ohw, hw, pad, cout, cin_hw;
+  FastDiv d_ohw, d_ow;
+  __device__ XSlot a_x(u32 m) const {
+    if (m >= M) return {0, 0};
+    const u32 b = d_ohw.div(m), pix = m - b * ohw, oy = d_ow.div(pix), ox = pix - oy * ow;
+    const int iy0 = (int)oy - (int)pad, ix0 = (int)ox - (int)pad;  // input of tap (0, 0)
+    return {(int)(b * cin_hw) + iy0 * (int)w + ix0, taps_inside(iy0, ix0, h, w)};
+  }
+  __device__ XSlot b_x(u32 n) const { return n < N ? XSlot{(int)(n * K), ~0u} : XSlot{0, 0}; }
+  __device__ KRow k_row(u32 k) const {
+    const u32 on = k < K ? ~0u : 0u;  // branch-free: the row is computed either way, then masked
+    const u32 ci = k / 9, r = k - 9 * ci, ky = r / 3, kx = r - 3 * ky;
+    return {(int)(ci * hw + ky * w + kx), (1u << r) & on, (int)k, on};
+  }
+  __device__ void store(u32 m, u32 n, float v) const {
+    const u32 b = d_ohw.div(m), pix = m - b * ohw;
+    y[((u64)b * cout + n) * ohw + pix] = v + bias[n];
+  }
+};
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
+__device__ __forceinline__ void conv_forward(const ConvParams& p) {
   const u64 s = blockIdx.z;
-  const u64 hw = (u64)p.h * p.w, ohw = (u64)p.oh * p.ow;
-  const float* dys = p.dy + s * p.batch * p.cout * ohw;
-  const float* wt = p.params + s * p.param_row + p.w_off;
-  float* dxs = p.out + s * p.batch * p.cin * hw;
-  const auto la = [&](u64 m, u64 k) -> float {
-    const u64 b = m / hw, pix = m % hw;
-    const int oy = (int)(pix / p.w) - (int)((k % 9) / 3) + (int)p.pad;
-    const int ox = (int)(pix % p.w) - (int)(k % 3) + (int)p.pad;
-    if (oy < 0 || oy >= (int)p.oh || ox < 0 || ox >= (int)p.ow) return 0.0f;
-    return dys[(b * p.cout + k / 9) * ohw + (u64)oy * p.ow + ox];
-  };
-  const auto lb = [&](u64 k, u64 n) -> float { return wt[((k / 9) * p.cin + n) * 9 + k % 9]; };
-  const auto sc = [&](u64 m, u64 n, float v) { dxs[(m / hw * p.cin + n) * hw + m % hw] = v; };
-  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.batch * hw, p.cin, (u64)p.cout * 9, la,
-                 lb, sc);
+  const u32 hw = p.h * p.w, ohw = p.oh * p.ow, K = p.cin * 9;
+  // A shared input is one copy for all students: the S grid slices then read the same images,
+  // which stay in L2 instead of S copies streaming from memory.
+  const FwdPass pass{p.x + (p.x_shared ? 0 : s * p.batch * p.cin * hw),
+                     p.params + s * p.param_row + p.w_off,
+                     p.params + s * p.param_row + p.b_off,
+                     p.out + s * p.batch * p.cout * ohw,
+                     p.batch * ohw, p.cout, K, p.h, p.w, p.ow, ohw, hw, p.pad, p.cout, p.cin * hw,
+                     FastDiv(ohw), FastDiv(p.ow)};
+  conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, 0,
+                                 (K + GEMM_BK - 1) / GEMM_BK);
 }
 
-// dW[co, ci·9 + r] = Σ_{b,oy,ox} dy[s,b,co,oy,ox] · x[s,b,ci,oy+ky−pad,ox+kx−pad].
-// Grid: (⌈cout / 64⌉, ⌈cin·9 / 64⌉, S). One block reduces the whole B·oh·ow (no split-K yet).
-extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_weight(const ConvParams p) {
+// Grid: (⌈B·oh·ow / BM⌉, ⌈cout / BN⌉, S).
+extern "C" __global__ void __launch_bounds__(CONV_TF32X3_THREADS) conv3x3_forward_tf32x3(const ConvParams p) {
+  conv_forward<CONV_TF32X3_TILE, true>(p);
+}
+extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_forward_tf32(const ConvParams p) {
+  conv_forward<CONV_TF32_TILE, false>(p);
+}
+
+// ---- input gradient: dx[b,ci,y,x] = Σ_{co,ky,kx} dy[b,co,y−ky+pad,x−kx+pad] · W[co,ci,ky,kx] ---
+struct DxPass {
+  const float* a_base;  // dy of this student (B, cout, oh, ow)
+  const float* b_base;  // W of this student (cout, cin, 9)
+  float* dx;            // (B, cin, h, w)
+  u32 M, N, K, w, oh, ow, ohw, hw, pad, cin, cout;
+  FastDiv d_hw, d_w;
+  __device__ XSlot a_x(u32 m) const {
+    if (m >= M) return {0, 0};
+    const u32 b = d_hw.div(m), pix = m - b * hw, y = d_w.div(pix), x = pix - y * w;
+    const int oy0 = (int)(y + pad), ox0 = (int)(x + pad);  // dy of tap (0, 0); tap (ky, kx) is −ky, −kx
+    // taps_inside on the mirrored window: tap t valid when oy0 − t ∈ [0, oh), i.e. (oy0 − 2) + (2 − t).
+    const u32 mirrored = taps_inside(oy0 - 2, ox0 - 2, oh, ow);
+    u32 bits = 0;
+    DDR_UNROLL for (int r = 0; r < 9; ++r) bits |= ((mirrored >> (8 - r)) & 1u) << r;
+    return {(int)(b * cout * ohw) + oy0 * (int)ow + ox0, bits};
+  }
+  __device__ XSlot b_x(u32 n) const { return n < N ? XSlot{(int)(n * 9), ~0u} : XSlot{0, 0}; }
+  __device__ KRow k_row(u32 k) const {
+    const u32 on = k < K ? ~0u : 0u;
+    const u32 co = k / 9, r = k - 9 * co, ky = r / 3, kx = r - 3 * ky;
+    return {(int)(co * ohw) - (int)(ky * ow + kx), (1u << r) & on, (int)(co * cin * 9 + r), on};
+  }
+  __device__ void store(u32 m, u32 n, float v) const {
+    const u32 b = d_hw.div(m), pix = m - b * hw;
+    dx[((u64)b * cin + n) * hw + pix] = v;
+  }
+};
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
+__device__ __forceinline__ void conv_backward_input(const ConvParams& p) {
   const u64 s = blockIdx.z;
-  const u64 hw = (u64)p.h * p.w, ohw = (u64)p.oh * p.ow;
-  const float* xs = p.x + s * p.batch * p.cin * hw;
-  const float* dys = p.dy + s * p.batch * p.cout * ohw;
-  float* gw = p.grads + s * p.param_row + p.w_off;
-  // 32-bit index math inside one student (B·oh·ow and cin·9 < 2^31, checked by the launcher):
-  // 64-bit divisions cost the registers the 3xTF32 fragments need.
-  const u32 ohw32 = p.oh * p.ow;
-  const auto la = [&](u64 m, u64 k) -> float {
-    const u32 kk = (u32)k;
-    return dys[((u64)(kk / ohw32) * p.cout + m) * ohw + kk % ohw32];
-  };
-  const auto lb = [&](u64 k, u64 n) -> float {
-    const u32 kk = (u32)k, nn = (u32)n;
-    const u32 b = kk / ohw32, pix = kk % ohw32;
-    const int iy = (int)(pix / p.ow) + (int)((nn % 9) / 3) - (int)p.pad;
-    const int ix = (int)(pix % p.ow) + (int)(nn % 3) - (int)p.pad;
-    if (iy < 0 || iy >= (int)p.h || ix < 0 || ix >= (int)p.w) return 0.0f;
-    return xs[((u64)b * p.cin + nn / 9) * hw + (u64)iy * p.w + ix];
-  };
-  const u64 K9 = (u64)p.cin * 9;
-  const auto sc = [&](u64 m, u64 n, float v) { gw[m * K9 + n] = v; };
-  gemm_tile_tf32(p.split_tf32 != 0, (u64)blockIdx.x * GEMM_BM, (u64)blockIdx.y * GEMM_BN, p.cout, K9, p.batch * ohw, la, lb, sc);
+  const u32 hw = p.h * p.w, ohw = p.oh * p.ow, K = p.cout * 9;
+  const DxPass pass{p.dy + s * p.batch * p.cout * ohw,
+                    p.params + s * p.param_row + p.w_off,
+                    p.out + s * p.batch * p.cin * hw,
+                    p.batch * hw, p.cin, K, p.w, p.oh, p.ow, ohw, hw, p.pad, p.cin, p.cout,
+                    FastDiv(hw), FastDiv(p.w)};
+  conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, 0,
+                                 (K + GEMM_BK - 1) / GEMM_BK);
+}
+
+// Grid: (⌈B·h·w / BM⌉, ⌈cin / BN⌉, S).
+extern "C" __global__ void __launch_bounds__(CONV_TF32X3_THREADS) conv3x3_backward_input_tf32x3(const ConvParams p) {
+  conv_backward_input<CONV_TF32X3_TILE, true>(p);
+}
+extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_backward_input_tf32(const ConvParams p) {
+  conv_backward_input<CONV_TF32_TILE, false>(p);
+}
+
+// ---- weight gradient: dW[co, ci·9 + r] = Σ_{b,oy,ox} dy[b,co,oy,ox] · x[b,ci,oy+ky−pad,ox+kx−pad] --
+struct DwPass {
+  const float* a_base;  // dy of this student (B, cout, oh, ow)
+  const float* b_base;  // x of this student (B, cin, h, w)
+  float* gw;            // (cout, cin·9), cleared before the launch
+  u32 M, N, K, h, w, ow, ohw, hw, pad, cin_hw, cout_ohw;
+  FastDiv d_ohw, d_ow;
+  __device__ XSlot a_x(u32 m) const { return m < M ? XSlot{(int)(m * ohw), ~0u} : XSlot{0, 0}; }
+  __device__ XSlot b_x(u32 n) const {
+    if (n >= N) return {0, 0};
+    const u32 ci = n / 9, r = n - 9 * ci, ky = r / 3, kx = r - 3 * ky;
+    return {(int)(ci * hw) + ((int)ky - (int)pad) * (int)w + (int)kx - (int)pad, 1u << r};
+  }
+  __device__ KRow k_row(u32 k) const {
+    const u32 on = k < K ? ~0u : 0u;
+    const u32 b = d_ohw.div(k), pix = k - b * ohw, oy = d_ow.div(pix), ox = pix - oy * ow;
+    return {(int)(b * cout_ohw + pix), on, (int)(b * cin_hw + oy * w + ox),
+            taps_inside((int)oy - (int)pad, (int)ox - (int)pad, h, w) & on};
+  }
+  __device__ void store(u32 m, u32 n, float v) const { atomicAdd(gw + (u64)m * N + n, v); }
+};
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
+__device__ __forceinline__ void conv_backward_weight(const ConvParams& p) {
+  const u64 s = blockIdx.z / p.k_splits;
+  const u32 split = blockIdx.z % p.k_splits;
+  const u32 hw = p.h * p.w, ohw = p.oh * p.ow, K = p.batch * ohw;
+  const DwPass pass{p.dy + s * p.batch * p.cout * ohw,
+                    p.x + s * p.batch * p.cin * hw,
+                    p.grads + s * p.param_row + p.w_off,
+                    p.cout, p.cin * 9, K, p.h, p.w, p.ow, ohw, hw, p.pad, p.cin * hw, p.cout * ohw,
+                    FastDiv(ohw), FastDiv(p.ow)};
+  const u32 tiles = (K + GEMM_BK - 1) / GEMM_BK, chunk = (tiles + p.k_splits - 1) / p.k_splits;
+  const u32 kt0 = split * chunk, kt1 = kt0 + chunk < tiles ? kt0 + chunk : tiles;
+  conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, kt0,
+                                 kt0 < kt1 ? kt1 : kt0);
+}
+
+// Grid: (⌈cout / BM⌉, ⌈cin·9 / BN⌉, S · k_splits).
+extern "C" __global__ void __launch_bounds__(CONV_TF32X3_THREADS) conv3x3_backward_weight_tf32x3(const ConvParams p) {
+  conv_backward_weight<CONV_TF32X3_TILE, true>(p);
+}
+extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_backward_weight_tf32(const ConvParams p) {
+  conv_backward_weight<CONV_TF32_DW_TILE, false>(p);
+}
+
+// Zeroes each student's weight-gradient slot (cout·cin·9) before the split-K atomics.
+extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_weight_clear(const ConvParams p) {
+  const u64 slot = (u64)p.cout * p.cin * 9, n = (u64)p.students * slot;
+  for (u64 i = grid_start(); i < n; i += grid_step()) p.grads[(i / slot) * p.param_row + p.w_off + i % slot] = 0.0f;
 }
 
 // db[co] = Σ_{b,oy,ox} dy[s,b,co,oy,ox] in fp32; blocks loop over the S·cout (s, co) pairs.
@@ -109,14 +219,26 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_bias(co
 }
 
 #ifdef DDR_HOST_EMU
-extern "C" void emu_conv3x3_forward(const unsigned* grid, const unsigned* block, const void* params) {
-  ddr_emu::launch(conv3x3_forward, grid, block, params);
+extern "C" void emu_conv3x3_forward_tf32x3(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_forward_tf32x3, grid, block, params);
 }
-extern "C" void emu_conv3x3_backward_input(const unsigned* grid, const unsigned* block, const void* params) {
-  ddr_emu::launch(conv3x3_backward_input, grid, block, params);
+extern "C" void emu_conv3x3_forward_tf32(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_forward_tf32, grid, block, params);
 }
-extern "C" void emu_conv3x3_backward_weight(const unsigned* grid, const unsigned* block, const void* params) {
-  ddr_emu::launch(conv3x3_backward_weight, grid, block, params);
+extern "C" void emu_conv3x3_backward_input_tf32x3(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_backward_input_tf32x3, grid, block, params);
+}
+extern "C" void emu_conv3x3_backward_input_tf32(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_backward_input_tf32, grid, block, params);
+}
+extern "C" void emu_conv3x3_backward_weight_tf32x3(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_backward_weight_tf32x3, grid, block, params);
+}
+extern "C" void emu_conv3x3_backward_weight_tf32(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_backward_weight_tf32, grid, block, params);
+}
+extern "C" void emu_conv3x3_backward_weight_clear(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_backward_weight_clear, grid, block, params);
 }
 extern "C" void emu_conv3x3_backward_bias(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(conv3x3_backward_bias, grid, block, params);

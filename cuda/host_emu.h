@@ -283,3 +283,5 @@ void mma_sync(fragment<accumulator, 16, 16, 8, float, void>& d,
 }
 }  // namespace wmma
 }  // namespace nvcuda
+
+#include "host_emu_pipeline.h"  // cp.async primitives (cuda_pipeline.h), owned by the conv kernels

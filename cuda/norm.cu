@@ -1,8 +1,10 @@
 // norm.cu: the fused block tail of ConvNet: norm (instance, batch or none) → ReLU → 2×2 average
 // pool, forward and backward, batched over students. Instance norm normalises each (s, b, c) plane
 // over H×W; batch norm each (s, c) over (B, H, W) with running statistics (momentum, unbiased
-// running variance, eval mode uses them). One block per normalisation group; statistics by two-pass
-// block sums (mean first, then the centred variance) so large activations do not cancel.
+// running variance, eval mode uses them). One block per normalisation group, walking it plane by
+// plane (no division per element: pooled and pixel coordinates come from precomputed divisors);
+// statistics in one pass, shifted per-thread sums merged by Chan's formula (see Moments), so large
+// activations do not cancel.
 #include "common.cuh"
 
 struct NormParams {
@@ -51,30 +53,48 @@ __device__ __forceinline__ Group group_of(const NormParams& p, u64 g) {
   return gr;
 }
 
-// Offset in (S, B, c, h, w) of the group's element e.
-__device__ __forceinline__ u64 elem_at(const NormParams& p, const Group& gr, u64 e) {
-  const u64 hw = (u64)p.h * p.w;
-  const u64 b = gr.b0 + e / hw;
-  return ((gr.s * p.batch + b) * p.c + gr.ch) * hw + e % hw;
-}
-
-// Offset in (S, B, c, ph, pw) of the pooled output that element e feeds, or ~0 when the 2×2
-// pooling window drops it (odd h or w).
-__device__ __forceinline__ u64 pooled_at(const NormParams& p, const Group& gr, u64 e) {
-  const u64 hw = (u64)p.h * p.w;
-  const u64 b = gr.b0 + e / hw;
-  const u32 yy = (u32)((e % hw) / p.w), xx = (u32)(e % p.w);
-  const u32 py = yy / 2, px = xx / 2;
-  if (py >= p.ph || px >= p.pw) return ~0ull;
-  return (((gr.s * p.batch + b) * p.c + gr.ch) * p.ph + py) * p.pw + px;
-}
+// Index of the (s, b, ch) plane in (S, B, c, ·, ·) tensors.
+__device__ __forceinline__ u64 plane_of(const NormParams& p, u64 s, u32 b, u32 ch) { return (s * p.batch + b) * p.c + ch; }
 
 __device__ __forceinline__ u64 stats_at(const NormParams& p, const Group& gr) {
   return p.kind == 1 ? (gr.s * p.c + gr.ch) * 2 : ((gr.s * p.batch + gr.b0) * p.c + gr.ch) * 2;
 }
 
+// Count, mean and sum of squared deviations of a set of values; two sets combine exactly by Chan
+// et al.'s formula, so per-thread partials merge without a raw sum of squares.
+struct Moments {
+  float n, mean, m2;
+};
+
+__device__ __forceinline__ Moments chan(const Moments& a, const Moments& b) {
+  const float n = a.n + b.n;
+  if (n == 0.0f) return a;
+  // __fdividef: a couple of ulp, and no IEEE-division subroutine call (whose stack frame ptxas
+  // counts as a spill in this hot kernel).
+  const float d = b.mean - a.mean, fb = __fdividef(b.n, n);
+  return {n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb};
+}
+
+// The moments of a block's values, every thread getting the same result. `scratch` is a
+// __shared__ Moments[DDR_BLOCK / 32] owned by the caller.
+__device__ __forceinline__ Moments block_moments(Moments v, Moments* scratch) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const Moments other{__shfl_xor_sync(0xffffffffu, v.n, o), __shfl_xor_sync(0xffffffffu, v.mean, o),
+                        __shfl_xor_sync(0xffffffffu, v.m2, o)};
+    v = chan(v, other);
+  }
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  Moments t{0.0f, 0.0f, 0.0f};
+  for (u32 w = 0; w < DDR_BLOCK / 32; ++w) t = chan(t, scratch[w]);
+  __syncthreads();  // scratch may be reused right after
+  return t;
+}
+
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(const NormParams p) {
-  __shared__ float scratch[DDR_BLOCK / 32];
+  __shared__ Moments scratch[DDR_BLOCK / 32];
+  const u32 hw = p.h * p.w, phw = p.ph * p.pw;
+  const FastDiv d_pw(p.pw);
   const u64 groups = group_count(p);
   for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
     const Group gr = group_of(p, g);
@@ -86,15 +106,25 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(c
         mean = p.running[gr.s * p.running_row + p.rmean_off + gr.ch];
         rstd = 1.0f / sqrtf(p.running[gr.s * p.running_row + p.rvar_off + gr.ch] + p.eps);
       } else {
-        float sum = 0.0f;
-        for (u64 e = threadIdx.x; e < gr.n; e += blockDim.x) sum += p.y[elem_at(p, gr, e)];
-        mean = block_sum(sum, scratch) / (float)gr.n;
-        float sq = 0.0f;
-        for (u64 e = threadIdx.x; e < gr.n; e += blockDim.x) {
-          const float d = p.y[elem_at(p, gr, e)] - mean;
-          sq += d * d;
+        // One pass over the group, plane by plane: per-thread sums of (v − shift) and its square
+        // (shift = one of the values, so the sums do not cancel however large the mean is),
+        // turned into per-thread moments and combined over the block by Chan's formula.
+        const float shift = p.y[plane_of(p, gr.s, gr.b0, gr.ch) * hw];
+        float n = 0.0f, s1 = 0.0f, s2 = 0.0f;
+        for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
+          const float* yp = p.y + plane_of(p, gr.s, b, gr.ch) * hw;
+          for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
+            const float d = yp[e] - shift;
+            s1 += d;
+            s2 += d * d;
+            n += 1.0f;
+          }
         }
-        const float var = block_sum(sq, scratch) / (float)gr.n;
+        const float local_mean = n > 0.0f ? s1 / n : 0.0f;
+        Moments m{n, shift + local_mean, fmaxf(s2 - s1 * local_mean, 0.0f)};
+        m = block_moments(m, scratch);
+        mean = m.mean;
+        const float var = m.m2 / m.n;
         rstd = 1.0f / sqrtf(var + p.eps);
         if (threadIdx.x == 0) {
           p.stats[stats_at(p, gr)] = mean;
@@ -102,44 +132,50 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(c
           if (p.kind == 1) {
             float* rm = p.running + gr.s * p.running_row + p.rmean_off + gr.ch;
             float* rv = p.running + gr.s * p.running_row + p.rvar_off + gr.ch;
-            const float unbiased = gr.n > 1 ? var * (float)gr.n / (float)(gr.n - 1) : var;
+            const float unbiased = m.n > 1.0f ? m.m2 / (m.n - 1.0f) : var;
             *rm = (1.0f - p.momentum) * *rm + p.momentum * mean;
             *rv = (1.0f - p.momentum) * *rv + p.momentum * unbiased;
           }
         }
       }
     }
-    // One thread per pooled output of the group: average of the four ReLU'd normalised inputs.
-    const u64 pooled = (u64)gr.nb * p.ph * p.pw;
-    for (u64 q = threadIdx.x; q < pooled; q += blockDim.x) {
-      const u64 b = gr.b0 + q / ((u64)p.ph * p.pw);
-      const u32 py = (u32)((q / p.pw) % p.ph), px = (u32)(q % p.pw);
-      const float* plane = p.y + ((gr.s * p.batch + b) * p.c + gr.ch) * p.h * p.w;
-      float acc = 0.0f;
-      for (u32 dy = 0; dy < 2; ++dy)
-        for (u32 dx = 0; dx < 2; ++dx) {
-          const float v = plane[(2 * py + dy) * p.w + 2 * px + dx];
-          const float z = p.kind == 2 ? v : gamma * (v - mean) * rstd + beta;
-          acc += z > 0.0f ? z : 0.0f;
-        }
-      p.out[(((gr.s * p.batch + b) * p.c + gr.ch) * p.ph + py) * p.pw + px] = 0.25f * acc;
+    // One thread per pooled output: average of the four ReLU'd normalised inputs.
+    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
+      const u64 plane = plane_of(p, gr.s, b, gr.ch);
+      const float* yp = p.y + plane * hw;
+      float* op = p.out + plane * phw;
+      for (u32 q = threadIdx.x; q < phw; q += blockDim.x) {
+        const u32 py = d_pw.div(q), px = q - py * p.pw;
+        const float* v = yp + 2 * py * p.w + 2 * px;
+        float acc = 0.0f;
+        for (u32 dy = 0; dy < 2; ++dy)
+          for (u32 dx = 0; dx < 2; ++dx) {
+            const float z = p.kind == 2 ? v[dy * p.w + dx] : gamma * (v[dy * p.w + dx] - mean) * rstd + beta;
+            acc += z > 0.0f ? z : 0.0f;
+          }
+        op[q] = 0.25f * acc;
+      }
     }
   }
 }
 
-// d loss / d z for element e (z the pre-ReLU normalised value), and its x̂.
-__device__ __forceinline__ float dz_of(const NormParams& p, const Group& gr, u64 e, float mean, float rstd,
-                                       float gamma, float beta, float* xhat) {
-  const float v = p.y[elem_at(p, gr, e)];
+// d loss / d z of element e of a plane (z the pre-ReLU normalised value), and its x̂. yp is the
+// (h, w) input plane, dp the (ph, pw) pooled-gradient plane; d_w divides by w.
+__device__ __forceinline__ float dz_of(const NormParams& p, const float* yp, const float* dp, const FastDiv& d_w, u32 e,
+                                       float mean, float rstd, float gamma, float beta, float* xhat) {
+  const float v = yp[e];
   *xhat = (v - mean) * rstd;
   const float z = p.kind == 2 ? v : gamma * *xhat + beta;
-  const u64 o = pooled_at(p, gr, e);
-  return (z > 0.0f && o != ~0ull) ? 0.25f * p.dout[o] : 0.0f;
+  const u32 yy = d_w.div(e), xx = e - yy * p.w, py = yy / 2, px = xx / 2;
+  // Rows and columns past 2·ph, 2·pw (odd h or w) feed no pooled output.
+  return (z > 0.0f && py < p.ph && px < p.pw) ? 0.25f * dp[py * p.pw + px] : 0.0f;
 }
 
 // dy = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)) with dx̂ = γ · dz, per normalisation group.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward(const NormParams p) {
   __shared__ float scratch[DDR_BLOCK / 32];
+  const u32 hw = p.h * p.w, phw = p.ph * p.pw;
+  const FastDiv d_w(p.w);
   const u64 groups = group_count(p);
   for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
     const Group gr = group_of(p, g);
@@ -152,19 +188,28 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward(
     }
     float sum_d = 0.0f, sum_dx = 0.0f;
     if (p.kind != 2) {
-      for (u64 e = threadIdx.x; e < gr.n; e += blockDim.x) {
-        float xh;
-        const float d = gamma * dz_of(p, gr, e, mean, rstd, gamma, beta, &xh);
-        sum_d += d;
-        sum_dx += d * xh;
+      for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
+        const u64 plane = plane_of(p, gr.s, b, gr.ch);
+        const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
+        for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
+          float xh;
+          const float d = gamma * dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
+          sum_d += d;
+          sum_dx += d * xh;
+        }
       }
       sum_d = block_sum(sum_d, scratch) / (float)gr.n;
       sum_dx = block_sum(sum_dx, scratch) / (float)gr.n;
     }
-    for (u64 e = threadIdx.x; e < gr.n; e += blockDim.x) {
-      float xh;
-      const float dz = dz_of(p, gr, e, mean, rstd, gamma, beta, &xh);
-      p.out[elem_at(p, gr, e)] = p.kind == 2 ? dz : rstd * (gamma * dz - sum_d - xh * sum_dx);
+    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
+      const u64 plane = plane_of(p, gr.s, b, gr.ch);
+      const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
+      float* dyp = p.out + plane * hw;
+      for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
+        float xh;
+        const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
+        dyp[e] = p.kind == 2 ? dz : rstd * (gamma * dz - sum_d - xh * sum_dx);
+      }
     }
   }
 }
@@ -172,6 +217,8 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward(
 // dγ[c] = Σ_{b,h,w} dz · x̂, dβ[c] = Σ dz, one block per (s, c); not launched for kind none.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward_params(const NormParams p) {
   __shared__ float scratch[DDR_BLOCK / 32];
+  const u32 hw = p.h * p.w, phw = p.ph * p.pw;
+  const FastDiv d_w(p.w);
   const u64 groups = (u64)p.students * p.c;
   for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
     const u64 s = g / p.c;
@@ -185,13 +232,13 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward_
       gr.ch = ch;
       gr.b0 = p.kind == 1 ? 0 : b;
       gr.nb = p.kind == 1 ? p.batch : 1;
-      gr.n = (u64)gr.nb * p.h * p.w;
+      gr.n = (u64)gr.nb * hw;
       const float mean = p.stats[stats_at(p, gr)], rstd = p.stats[stats_at(p, gr) + 1];
-      const u64 hw = (u64)p.h * p.w;
-      const u64 first = p.kind == 1 ? (u64)b * hw : 0;  // batch groups span all images
-      for (u64 k = threadIdx.x; k < hw; k += blockDim.x) {
+      const u64 plane = plane_of(p, s, b, ch);
+      const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
+      for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
         float xh;
-        const float dz = dz_of(p, gr, first + k, mean, rstd, gamma, beta, &xh);
+        const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
         dg += dz * xh;
         db += dz;
       }

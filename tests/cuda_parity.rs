@@ -31,8 +31,10 @@ const SUM_RTOL: f32 = 1e-3;
 /// so its absolute error follows the largest term, not dy itself.
 const NORM_BWD_ATOL: f32 = 5e-4;
 
-/// Plain TF32 tensor-core GEMMs (the conv kernels in `ConvPrecision::Tf32`): each operand is rounded to 10 mantissa bits (relative
-/// error ≤ 2⁻¹¹ ≈ 4.9e-4), so a product is off by up to ~1e-3 relative; over a K-term sum those
+/// Plain TF32 tensor-core GEMMs (the conv kernels in `ConvPrecision::Tf32`): the tensor cores read
+/// each fp32 operand truncated to 10 mantissa bits (relative error < 2⁻¹⁰ ≈ 9.8e-4, toward zero,
+/// so of random sign over products of random-signed operands), so a product is off by up to
+/// ~2e-3 relative; over a K-term sum those
 /// errors add like √K while the sum itself is ~√K·|term| for these random inputs, so the error
 /// measured against the largest output stays near 1e-3 whatever K is. Hence an absolute bound
 /// proportional to max|want| plus a relative one.
@@ -219,6 +221,69 @@ fn check_conv(g: ConvGeom, seed: u64) {
     }
 }
 
+/// y of the shared-input forward: one copy of x for all students.
+fn conv_shared_case<B: Backend>(
+    b: &B,
+    g: &ConvGeom,
+    x: &[f32],
+    params: &[f32],
+    at: ParamAt,
+) -> Vec<f32> {
+    let xb = b.upload(x).unwrap();
+    let pb = b.upload(params).unwrap();
+    let mut y = b
+        .alloc::<f32>(g.students * g.batch * g.cout * g.out_h() * g.out_w())
+        .unwrap();
+    b.conv3x3_forward_shared_input(g, &xb, &pb, at, &mut y)
+        .unwrap();
+    b.download(&y).unwrap()
+}
+
+#[test]
+fn conv_forward_with_a_shared_input_matches_cpu() {
+    // Test passes: S students, one copy of the test images (odd sizes, three students).
+    let g = ConvGeom {
+        students: 3,
+        batch: 2,
+        cin: 3,
+        cout: 10,
+        h: 9,
+        w: 7,
+        pad: 1,
+    };
+    let mut r = Rng(9);
+    let (w_len, b_len) = (g.cout * g.cin * 9, g.cout);
+    let at = ParamAt {
+        weight: 2,
+        bias: 2 + w_len,
+        row: 2 + w_len + b_len,
+    };
+    let params = r.vec(g.students * at.row, -0.3, 0.3);
+    let x = r.vec(g.batch * g.cin * g.h * g.w, -1.0, 1.0);
+    // The reference is the trait's default: the ordinary forward on S broadcast copies.
+    let want = conv_shared_case(&CpuBackend::reference(), &g, &x, &params, at);
+    for precision in [ConvPrecision::Tf32x3, ConvPrecision::Tf32] {
+        let be = cuda().with_conv_precision(precision);
+        let got = conv_shared_case(&be, &g, &x, &params, at);
+        let what = format!("shared-input conv forward {precision:?}");
+        match precision {
+            ConvPrecision::Tf32x3 => assert_close(&what, &got, &want, SUM_ATOL, SUM_RTOL),
+            ConvPrecision::Tf32 => assert_close_tf32(&what, &got, &want),
+        }
+    }
+    // A wrong-sized input is an error naming the op, not a read past the buffer.
+    let be = cuda();
+    let xb = be.upload(&x[1..]).unwrap();
+    let pb = be.upload(&params).unwrap();
+    let mut y = be
+        .alloc::<f32>(g.students * g.batch * g.cout * g.out_h() * g.out_w())
+        .unwrap();
+    let err = be
+        .conv3x3_forward_shared_input(&g, &xb, &pb, at, &mut y)
+        .unwrap_err();
+    assert!(err.to_string().contains("conv3x3_forward"), "{err}");
+}
+
 /// Outside the layer's slots the gradient row stays as allocated (zero).
 fn check_untouched(gr: &[f32], at: ParamAt, b_len: usize) {
     // Outside the layer's slots the gradient row stays as allocated (zero).
@@ -291,9 +356,40 @@ fn conv_matches_cpu_deep_layer_and_64px() {
 }
 
 #[test]
+fn conv_matches_cpu_on_sizes_that_are_not_powers_of_two() {
+    // The gathers divide pixel indices by h·w, w, oh·ow and ow with precomputed multipliers
+    // (cuda/conv.cu FastDiv): odd sizes, both paddings, cin and cout off every tile edge.
+    check_conv(
+        ConvGeom {
+            students: 2,
+            batch: 3,
+            cin: 5,
+            cout: 9,
+            h: 7,
+            w: 6,
+            pad: 1,
+        },
+        7,
+    );
+    check_conv(
+        ConvGeom {
+            students: 1,
+            batch: 2,
+            cin: 3,
+            cout: 5,
+            h: 9,
+            w: 11,
+            pad: 0,
+        },
+        8,
+    );
+}
+
+#[test]
 fn conv_matches_cpu_with_several_gemm_tiles_per_dimension() {
-    // cout 80 and cin 72 span two 64-wide GEMM tiles with a partial second one in every pass,
-    // and K = 72·9 = 648 runs 41 k-stages with a partial last one (the ConvNet width-128 path).
+    // cout 80 and cin 72 span two 64-wide GEMM tiles (3xTF32) with a partial second one, and
+    // K = 72·9 = 648 runs 81 k-stages through the pipeline's ring of stages (the ConvNet
+    // width-128 path).
     check_conv(
         ConvGeom {
             students: 2,

@@ -15,7 +15,7 @@ pub mod cuda;
 pub use cuda::DeviceChoice;
 
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Element types a device buffer can hold.
 pub trait Elem: Copy + Default + Send + Sync + 'static {}
@@ -155,6 +155,36 @@ pub trait Backend: Send + Sync {
         at: ParamAt,
         y: &mut Self::Buf<f32>,
     ) -> Result<()>;
+
+    /// The forward of a first layer whose input all S students share: x (B, cin, h, w), params
+    /// (S, P) → y (S, B, cout, oh, ow) (`g.students` = S). For test passes, where every student
+    /// sees the same test images: the CUDA backend reads one copy of them for all students instead
+    /// of S gathered copies. Reference (this default): `conv3x3_forward` on S broadcast copies of x.
+    fn conv3x3_forward_shared_input(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let want = g.batch * g.cin * g.h * g.w;
+        if self.len(x) != want {
+            return Err(Error::shape(format!(
+                "conv3x3_forward_shared_input: `x` has {} elements, expected {want} (one copy of \
+                 {} images of {}×{}×{})",
+                self.len(x),
+                g.batch,
+                g.cin,
+                g.h,
+                g.w
+            )));
+        }
+        let one = self.download(x)?;
+        let all: Vec<f32> = (0..g.students).flat_map(|_| one.iter().copied()).collect();
+        let xs = self.upload(&all)?; // (S, B, cin, h, w)
+        self.conv3x3_forward(g, &xs, params, at, y)
+    }
 
     /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked, and the weight and bias
     /// gradients written into grads (S, P) at `at`.

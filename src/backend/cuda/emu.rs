@@ -11,9 +11,25 @@ type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
-    fn emu_conv3x3_forward(grid: *const u32, block: *const u32, params: *const c_void);
-    fn emu_conv3x3_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
-    fn emu_conv3x3_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_forward_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_forward_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_input_tf32x3(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
+    fn emu_conv3x3_backward_input_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_weight_tf32x3(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
+    fn emu_conv3x3_backward_weight_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_backward_weight_clear(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
     fn emu_conv3x3_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_backward(grid: *const u32, block: *const u32, params: *const c_void);
@@ -44,9 +60,13 @@ unsafe extern "C" {
 fn entry(kernel: &str) -> Option<EmuEntry> {
     let f: EmuEntry = match kernel {
         "gather_rows" => emu_gather_rows,
-        "conv3x3_forward" => emu_conv3x3_forward,
-        "conv3x3_backward_input" => emu_conv3x3_backward_input,
-        "conv3x3_backward_weight" => emu_conv3x3_backward_weight,
+        "conv3x3_forward_tf32x3" => emu_conv3x3_forward_tf32x3,
+        "conv3x3_forward_tf32" => emu_conv3x3_forward_tf32,
+        "conv3x3_backward_input_tf32x3" => emu_conv3x3_backward_input_tf32x3,
+        "conv3x3_backward_input_tf32" => emu_conv3x3_backward_input_tf32,
+        "conv3x3_backward_weight_tf32x3" => emu_conv3x3_backward_weight_tf32x3,
+        "conv3x3_backward_weight_tf32" => emu_conv3x3_backward_weight_tf32,
+        "conv3x3_backward_weight_clear" => emu_conv3x3_backward_weight_clear,
         "conv3x3_backward_bias" => emu_conv3x3_backward_bias,
         "norm_relu_pool_forward" => emu_norm_relu_pool_forward,
         "norm_relu_pool_backward" => emu_norm_relu_pool_backward,

@@ -58,15 +58,18 @@ impl<T> CudaBuf<T> {
     }
 }
 
-/// How the conv kernels use the TF32 tensor cores.
+/// How the conv kernels use the TF32 tensor cores. Each mode has its own kernels
+/// (`conv3x3_<pass>_tf32x3`, `conv3x3_<pass>_tf32` in cuda/conv.cu), so the kernel report
+/// (tools/kernel-report.sh) sees each main loop separately.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvPrecision {
     /// 3xTF32: operands split into TF32 head + tail, three MMAs per step; close to fp32 (matches
     /// the CPU reference and PyTorch's fp32 golden values) for 3× the tensor-core work.
     #[default]
     Tf32x3,
-    /// Plain TF32 (PyTorch's cuDNN default on Ampere and newer): ~1e-3 relative error per conv,
-    /// which flips ReLU masks near zero and moves first-layer gradients visibly.
+    /// Plain TF32 (PyTorch's cuDNN default on Ampere and newer; the tensor cores read the fp32
+    /// operands truncated to TF32): ~1e-3 relative error per conv, which flips ReLU masks near
+    /// zero and moves first-layer gradients visibly.
     Tf32,
 }
 

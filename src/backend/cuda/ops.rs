@@ -117,26 +117,18 @@ impl Backend for CudaBackend {
         at: ParamAt,
         y: &mut CudaBuf<f32>,
     ) -> Result<()> {
-        let p = self.conv_params("conv3x3_forward", g, x, params, at)?;
-        check_len(
-            "conv3x3_forward",
-            "y",
-            y.len,
-            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
-        )?;
-        let p = ConvParams {
-            out: self.addr(y)?,
-            ..p
-        };
-        let grid = gemm_grid(
-            "conv3x3_forward",
-            g.batch * g.out_h() * g.out_w(),
-            g.cout,
-            g.students,
-        )?;
-        // SAFETY: x, params, y sizes checked against the geometry above; the grid covers
-        // (B·oh·ow, cout) per student and the kernel bounds-checks the tile edges.
-        unsafe { self.launch_3d("conv3x3_forward", grid, &p) }
+        self.conv_forward(g, x, false, params, at, y)
+    }
+
+    fn conv3x3_forward_shared_input(
+        &self,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv_forward(g, x, true, params, at, y)
     }
 
     fn conv3x3_backward(
@@ -150,7 +142,7 @@ impl Backend for CudaBackend {
         grads: &mut CudaBuf<f32>,
     ) -> Result<()> {
         const OP: &str = "conv3x3_backward";
-        let p = self.conv_params(OP, g, x, params, at)?;
+        let p = self.conv_params(OP, g, x, params, at, false)?;
         check_len(
             OP,
             "dy",
@@ -163,23 +155,45 @@ impl Backend for CudaBackend {
             grads: self.addr(grads)?,
             ..p
         };
-        let grid_w = gemm_grid(OP, g.cout, g.cin * 9, g.students)?;
+        let (dw_kernel, dx_kernel, dw_tile, dx_tile) = match self.conv_precision() {
+            ConvPrecision::Tf32x3 => (
+                "conv3x3_backward_weight_tf32x3",
+                "conv3x3_backward_input_tf32x3",
+                TILE_TF32X3,
+                TILE_TF32X3,
+            ),
+            ConvPrecision::Tf32 => (
+                "conv3x3_backward_weight_tf32",
+                "conv3x3_backward_input_tf32",
+                TILE_TF32_DW,
+                TILE_TF32,
+            ),
+        };
+        let k_splits = weight_grad_splits(g);
+        let p = ConvParams { k_splits, ..p };
+        let mut grid_w = gemm_grid(OP, dw_tile, g.cout, g.cin * 9, g.students)?;
+        grid_w[2] *= k_splits; // k_splits · S ≤ GRID_YZ_MAX by weight_grad_splits
+        let slots = (g.students * g.cout * g.cin * 9) as u64;
         let pairs = (g.students * g.cout) as u64;
-        // SAFETY: x, params, dy, grads sizes checked against the geometry; the weight kernel's
-        // grid covers (cout, cin·9) per student, the bias kernel loops over the S·cout pairs.
+        // SAFETY: x, params, dy, grads sizes checked against the geometry; the clear kernel
+        // zeroes the S weight slots (cout·cin·9 at w_off), the weight kernel's grid covers
+        // (cout, cin·9) per student and K chunk and adds into those slots, the bias kernel loops
+        // over the S·cout pairs.
         unsafe {
-            self.launch_3d("conv3x3_backward_weight", grid_w, &p)?;
+            self.launch("conv3x3_backward_weight_clear", self.grid_for(slots), &p)?;
+            self.launch_block(dw_kernel, grid_w, dw_tile.threads, &p)?;
             self.launch("conv3x3_backward_bias", self.grid_for_groups(pairs), &p)?;
         }
         if let Some(dx) = dx {
             check_len(OP, "dx", dx.len, x.len)?;
             let p = ConvParams {
                 out: self.addr(dx)?,
+                k_splits: 1,
                 ..p
             };
-            let grid = gemm_grid(OP, g.batch * g.h * g.w, g.cin, g.students)?;
+            let grid = gemm_grid(OP, dx_tile, g.batch * g.h * g.w, g.cin, g.students)?;
             // SAFETY: dx has the size of x, checked above; the grid covers (B·h·w, cin).
-            unsafe { self.launch_3d("conv3x3_backward_input", grid, &p)? };
+            unsafe { self.launch_block(dx_kernel, grid, dx_tile.threads, &p)? };
         }
         Ok(())
     }
@@ -526,14 +540,53 @@ impl Backend for CudaBackend {
     }
 }
 
-/// Tile edge of the implicit-GEMM conv kernels (GEMM_BM = GEMM_BN in cuda/conv_gemm.cuh).
-const GEMM_TILE: usize = 64;
+/// The block tile (M × N) and block size of a conv GEMM kernel: cuda/conv.cu's CONV_*_TILE and
+/// CONV_*_THREADS, which these must match.
+#[derive(Clone, Copy)]
+struct ConvTile {
+    bm: usize,
+    bn: usize,
+    threads: u32,
+}
+/// TF32 forward and input gradient: 256 × 128 over 8 warps.
+const TILE_TF32: ConvTile = ConvTile {
+    bm: 256,
+    bn: 128,
+    threads: 256,
+};
+/// TF32 weight gradient: the same tile turned (M = cout is small, N = cin·9 large).
+const TILE_TF32_DW: ConvTile = ConvTile {
+    bm: 128,
+    bn: 256,
+    threads: 256,
+};
+/// 3xTF32, every pass: 128 × 64 over 4 warps (registers for the operand tails).
+const TILE_TF32X3: ConvTile = ConvTile {
+    bm: 128,
+    bn: 64,
+    threads: 128,
+};
+/// K per pipeline stage of the conv GEMMs (GEMM_BK in cuda/conv_gemm.cuh).
+const GEMM_BK: usize = 8;
+/// Fewest K tiles a weight-gradient chunk gets: below this the pipeline's prologue and the
+/// epilogue's atomics outweigh the extra parallelism.
+const MIN_TILES_PER_SPLIT: usize = 64;
+/// Most K chunks per student: enough blocks to fill a GPU with a handful of students.
+const MAX_SPLITS: usize = 64;
 /// CUDA's limit on grid y and z.
 const GRID_YZ_MAX: usize = 65_535;
 
-/// Grid (⌈m / 64⌉, ⌈n / 64⌉, students) of a conv GEMM, checked against CUDA's grid limits.
-fn gemm_grid(op: &str, m: usize, n: usize, students: usize) -> Result<[u32; 3]> {
-    let (x, y) = (m.div_ceil(GEMM_TILE).max(1), n.div_ceil(GEMM_TILE).max(1));
+/// K chunks per student of the weight gradient (K = B·oh·ow, up to 10⁵: one block per output
+/// tile would leave most of a GPU idle for the small cout × cin·9 outputs).
+fn weight_grad_splits(g: &ConvGeom) -> u32 {
+    let tiles = (g.batch * g.out_h() * g.out_w()).div_ceil(GEMM_BK);
+    let by_grid = (GRID_YZ_MAX / g.students.max(1)).max(1);
+    (tiles / MIN_TILES_PER_SPLIT).clamp(1, MAX_SPLITS.min(by_grid)) as u32
+}
+
+/// Grid (⌈m / bm⌉, ⌈n / bn⌉, students) of a conv GEMM, checked against CUDA's grid limits.
+fn gemm_grid(op: &str, t: ConvTile, m: usize, n: usize, students: usize) -> Result<[u32; 3]> {
+    let (x, y) = (m.div_ceil(t.bm).max(1), n.div_ceil(t.bn).max(1));
     if y > GRID_YZ_MAX || students > GRID_YZ_MAX || x > u32::MAX as usize / 2 {
         return Err(Error::shape(format!(
             "{op}: GEMM of {m}×{n} for {students} students exceeds CUDA's grid limits"
@@ -550,7 +603,48 @@ fn norm_groups(g: &NormGeom) -> u64 {
 }
 
 impl CudaBackend {
+    /// Both conv forwards: x (S, B, cin, h, w), or (B, cin, h, w) read by every student when
+    /// `x_shared`.
+    fn conv_forward(
+        &self,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        x_shared: bool,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_forward";
+        let p = self.conv_params(OP, g, x, params, at, x_shared)?;
+        check_len(
+            OP,
+            "y",
+            y.len,
+            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
+        )?;
+        let p = ConvParams {
+            out: self.addr(y)?,
+            ..p
+        };
+        let (kernel, tile) = match self.conv_precision() {
+            ConvPrecision::Tf32x3 => ("conv3x3_forward_tf32x3", TILE_TF32X3),
+            ConvPrecision::Tf32 => ("conv3x3_forward_tf32", TILE_TF32),
+        };
+        let grid = gemm_grid(
+            OP,
+            tile,
+            g.batch * g.out_h() * g.out_w(),
+            g.cout,
+            g.students,
+        )?;
+        // SAFETY: x (one or S copies, as x_shared says), params, y sizes checked against the
+        // geometry above; the grid covers (B·oh·ow, cout) per student with the kernel's own tile
+        // and block size, and the kernel bounds-checks the tile edges.
+        unsafe { self.launch_block(kernel, grid, tile.threads, &p) }
+    }
+
     /// The parts of ConvParams every conv kernel shares, after checking x and params.
+    /// `x_shared`: x is one (B, cin, h, w) copy read by every student (forward only).
     fn conv_params(
         &self,
         op: &str,
@@ -558,6 +652,7 @@ impl CudaBackend {
         x: &CudaBuf<f32>,
         params: &CudaBuf<f32>,
         at: ParamAt,
+        x_shared: bool,
     ) -> Result<ConvParams> {
         if g.h + 2 * g.pad < 3 || g.w + 2 * g.pad < 3 {
             return Err(Error::shape(format!(
@@ -565,9 +660,10 @@ impl CudaBackend {
                 g.h, g.w, g.pad
             )));
         }
-        // The conv kernels index inside one student's images in 32 bits.
-        let per_student = g.batch * g.h.max(g.out_h()) * g.w.max(g.out_w());
-        if per_student >= 1 << 31 || g.cin.max(g.cout) * 9 >= 1 << 31 {
+        // The conv kernels index inside one student's tensors in 32 bits (signed gather offsets).
+        let per_student =
+            g.batch * g.cin.max(g.cout).max(9) * g.h.max(g.out_h()) * g.w.max(g.out_w());
+        if per_student >= 1 << 31 {
             return Err(Error::shape(format!(
                 "{op}: {} images of {}×{} per student exceed the kernels' 32-bit indexing; \
                  use a smaller batch",
@@ -577,7 +673,8 @@ impl CudaBackend {
         let row = param_row(op, g.students, params.len, at)?;
         check_span(op, "conv weight", at.weight, g.cout * g.cin * 9, row)?;
         check_span(op, "conv bias", at.bias, g.cout, row)?;
-        check_len(op, "x", x.len, g.students * g.batch * g.cin * g.h * g.w)?;
+        let copies = if x_shared { 1 } else { g.students };
+        check_len(op, "x", x.len, copies * g.batch * g.cin * g.h * g.w)?;
         Ok(ConvParams {
             x: self.addr(x)?,
             params: self.addr(params)?,
@@ -593,7 +690,8 @@ impl CudaBackend {
             oh: u32_of(op, "out h", g.out_h())?,
             ow: u32_of(op, "out w", g.out_w())?,
             pad: u32_of(op, "pad", g.pad)?,
-            split_tf32: u32::from(self.conv_precision() == ConvPrecision::Tf32x3),
+            k_splits: 1,
+            x_shared: u32::from(x_shared),
             ..ConvParams::default()
         })
     }

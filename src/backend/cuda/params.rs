@@ -23,7 +23,7 @@ const _: () = assert!(size_of::<GatherParams>() == 48);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConvParams {
-    pub x: u64,      // (S, B, cin, h, w)
+    pub x: u64,      // (S, B, cin, h, w), or (B, cin, h, w) when x_shared
     pub params: u64, // (S, param_row)
     pub dy: u64,     // (S, B, cout, oh, ow)
     pub out: u64,    // y (S, B, cout, oh, ow) or dx (S, B, cin, h, w)
@@ -40,10 +40,13 @@ pub struct ConvParams {
     pub oh: u32,
     pub ow: u32,
     pub pad: u32,
-    /// 1: 3xTF32 (near fp32), 0: plain TF32; see `ConvPrecision`.
-    pub split_tf32: u32,
+    /// Weight gradient: K chunks per student (grid z = students · k_splits); 1 elsewhere.
+    pub k_splits: u32,
+    /// Forward: 1 when x is one (B, cin, h, w) copy shared by all students.
+    pub x_shared: u32,
+    pub unused: u32,
 }
-const _: () = assert!(size_of::<ConvParams>() == 104);
+const _: () = assert!(size_of::<ConvParams>() == 112);
 
 /// cuda/norm.cu `NormParams`.
 #[repr(C)]
