@@ -50,8 +50,8 @@ impl SafetensorsFile {
             Error::format(
                 path,
                 format!(
-                    "a synthetic set needs an `images` tensor [N, C, H, W]; this file has none \
-                     (tensors: {names:?})"
+                    "no `images` tensor [N, C, H, W], which a synthetic set needs (tensors: \
+                     {names:?})"
                 ),
             )
         })
