@@ -5,7 +5,9 @@ mod common;
 
 use ddr_fast::data::load_real;
 
-use common::{cifar_py_pickle, cifar_records, write_cifar10_bin, write_idx_dir, write_png};
+use common::{
+    cifar_py3_pickle, cifar_py_pickle, cifar_records, write_cifar10_bin, write_idx_dir, write_png,
+};
 
 /// Pixel k of CIFAR record i as written by the builders, in [0,1].
 fn px(i: usize, k: usize) -> f32 {
@@ -36,6 +38,50 @@ fn cifar100_binary_uses_fine_label() {
     assert_eq!(r.train.classes, 100);
     assert_eq!(r.train.labels[123], 23); // fine = i % 100, coarse = i % 20 would be 3
     assert_eq!(r.train.image(2)[0], px(2, 0));
+}
+
+/// A CIFAR-10 batch re-saved by Python 3 with protocol 2 reads exactly like the original (its
+/// bytes go through the allow-listed `_codecs.encode`); any other encoding is refused.
+#[test]
+fn cifar10_python3_protocol2_pickles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("cifar-10-batches-py");
+    std::fs::create_dir(&d).unwrap();
+    let n = 3;
+    // Every byte value, including the ones UTF-8 encodes in two bytes (≥ 0x80).
+    let data: Vec<u8> = (0..n * 3072).map(|k| (k * 37 % 256) as u8).collect();
+    for name in [
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+    ] {
+        std::fs::write(
+            d.join(name),
+            cifar_py3_pickle(&data, n, &[2, 5, 8], "labels"),
+        )
+        .unwrap();
+    }
+    std::fs::write(d.join("batches.meta"), b"unused").unwrap();
+    let r = load_real(tmp.path()).unwrap();
+    assert_eq!(r.format, "cifar10-python");
+    assert_eq!((r.train.len(), r.test.len()), (15, 3));
+    assert_eq!(r.test.labels, vec![2, 5, 8]);
+    let want: Vec<f32> = data.iter().map(|&b| b as f32 / 255.0).collect();
+    assert_eq!(r.test.images, want);
+
+    let bad = cifar_py3_pickle(&data, n, &[2, 5, 8], "labels");
+    let pos = bad
+        .windows(10)
+        .position(|w| w == b"\x06\0\0\0latin1")
+        .unwrap();
+    let mut bad = bad;
+    bad[pos + 4..pos + 10].copy_from_slice(b"utf_16");
+    std::fs::write(d.join("test_batch"), bad).unwrap();
+    let e = load_real(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("latin1") && e.contains("test_batch"), "{e}");
 }
 
 #[test]

@@ -85,3 +85,31 @@ fn synthetic_set_tensor_and_checkpoint() {
     assert_eq!(from_shapes, want);
     assert_eq!(v["tensors"], 14);
 }
+
+/// A safetensors file that means to be a synthetic set (it has `labels`, `soft_labels` or `lr`)
+/// but no `images` is refused with one clear error, not described as model weights.
+#[test]
+fn synthetic_safetensors_without_images_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("syn.safetensors");
+    ddr_fast::data::safetensors_io::save_f32(
+        &path,
+        &[
+            ("soft_labels".into(), vec![20, 10], vec![0.5; 200]),
+            ("lr".into(), vec![1], vec![0.01]),
+        ],
+        None,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ddr-fast"))
+        .args(["data", "info"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit 0 on a set without images");
+    assert!(
+        err.contains("syn.safetensors") && err.contains("`images`"),
+        "{err}"
+    );
+}

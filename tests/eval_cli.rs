@@ -142,6 +142,34 @@ fn shared_configs_dry_run_on_real_cifar10() {
             "{file}:\n{out}"
         );
         assert!(out.contains("50000 train / 10000 test"), "{file}:\n{out}");
+        // Every key DD-Ranking reads is known (none is warned about as unknown).
+        assert!(!out.contains("unknown key"), "{file}:\n{out}");
+        // The resolved settings are printed with their source.
+        assert!(
+            out.contains("settings (value, source):") && out.contains("(yaml "),
+            "{file}:\n{out}"
+        );
+    }
+}
+
+/// `eval --help` names every default, and they are DD-Ranking's (ddranking 0.2.0 constructors).
+#[test]
+fn eval_help_shows_the_reference_defaults() {
+    let out = run_ok(bin().args(["eval", "--help"]));
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "data_aug_func; default cutmix",
+        "use_aug_for_hard; default false",
+        "label_type; default soft",
+        "soft_label_criterion; default kl",
+        "temperature; default 1.2",
+        "ce_weight (default 0.0)",
+        "eval_full_data; default false",
+        "num_epochs (default 300)",
+        "num_eval; default 5",
+        "random_data_format; default tensor",
+    ] {
+        assert!(flat.contains(want), "missing {want:?} in:\n{out}");
     }
 }
 

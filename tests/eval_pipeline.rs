@@ -70,6 +70,7 @@ fn cfg(dir: &std::path::Path, out: &str) -> EvalConfig {
         lr_grid: vec![0.01, 0.05],
         syn_batch_size: 4,
         real_batch_size: 16,
+        eval_full_data: true,
         out_dir: Some(dir.join(out)),
         cache_dir: Some(dir.join("cache")),
         ..EvalConfig::default()
@@ -88,6 +89,7 @@ fn inputs(syn_offset: u32, syn_id: &str) -> Inputs {
             teachers: String::new(),
             device: "cpu".into(),
         },
+        pixel_norm: None,
     }
 }
 

@@ -100,7 +100,8 @@ fn describe_path(a: &InfoArgs) -> Result<Json> {
     match ext.as_str() {
         "safetensors" => {
             let f = load_safetensors(path)?;
-            if f.get("images").is_some() {
+            if f.is_synthetic() {
+                f.images(path)?;
                 let (syn, name) = load_synthetic_for(path, a.dataset.as_deref(), a.ipc)?;
                 Ok(describe_syn(&syn, &name, path))
             } else {

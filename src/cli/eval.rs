@@ -20,6 +20,7 @@ use crate::metrics::execute::{
 use crate::metrics::inputs::{fit_zca, load_real_for, load_syn, load_teachers, to_image_set};
 use crate::metrics::plan::{pack, plan, Identities, PlanSizes};
 use crate::metrics::report::{table, write_outputs};
+use crate::metrics::settings::{settings_text, Provenance};
 use crate::metrics::yaml::load_yaml;
 
 /// Every setting of an evaluation; each overrides the YAML key named in its help.
@@ -31,7 +32,7 @@ pub struct EvalArgs {
     /// lrs-hard | lrs-soft | ars | acc (YAML: metric; inferred from the keys when absent).
     #[arg(long)]
     pub metric: Option<String>,
-    /// CIFAR10, CIFAR100, MNIST, FashionMNIST, TinyImageNet, embedded (YAML: dataset).
+    /// CIFAR10, CIFAR100, MNIST, FashionMNIST, TinyImageNet, embedded (YAML: dataset; default CIFAR10).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Folder of the real dataset (YAML: real_data_path; default $DDR_DATA_DIR).
@@ -40,68 +41,69 @@ pub struct EvalArgs {
     /// The distilled set: .safetensors, .pt or an image folder (YAML: syn_path).
     #[arg(long)]
     pub syn: Option<PathBuf>,
-    /// A learned learning rate for the synthetic set; replaces the lr search for it (YAML: syn_lr).
+    /// A learned learning rate for the synthetic set; replaces the lr search of the method's own
+    /// recipe, never LRS-soft's hard-label one (YAML: syn_lr; default: the file's `lr`, else none).
     #[arg(long)]
     pub syn_lr: Option<f64>,
-    /// Images per class (YAML: ipc).
+    /// Images per class (YAML: ipc; default 10).
     #[arg(long)]
     pub ipc: Option<usize>,
-    /// ConvNet-3, ConvNet-4-BN, ... (YAML: model_name).
+    /// ConvNet-3, ConvNet-4-BN, ... (YAML: model_name; default ConvNet-3).
     #[arg(long)]
     pub model: Option<String>,
     /// Conv channels (YAML: width; default 128).
     #[arg(long)]
     pub width: Option<usize>,
-    /// dsa | mixup | cutmix | none (YAML: data_aug_func).
+    /// dsa | mixup | cutmix | none (YAML: data_aug_func; default cutmix, β 1).
     #[arg(long)]
     pub aug: Option<String>,
     /// Augmentation parameter KEY=VALUE, repeatable: DSA scale/rotate/flip/brightness/saturation/
     /// contrast/crop/cutout, mixup alpha, cutmix beta (YAML: aug_params).
     #[arg(long = "aug-param")]
     pub aug_params: Vec<String>,
-    /// Augment the hard-label trainings of LRS-soft (YAML: use_aug_for_hard).
+    /// Augment the hard-label trainings of LRS-soft (YAML: use_aug_for_hard; default false).
     #[arg(long)]
     pub use_aug_for_hard: Option<bool>,
-    /// hard | soft: the recipe of ARS / acc (YAML: label_type).
+    /// hard | soft: the recipe of ARS / acc (YAML: label_type; default soft).
     #[arg(long)]
     pub label_type: Option<String>,
-    /// S | M (YAML: soft_label_mode).
+    /// S | M (YAML: soft_label_mode; default S).
     #[arg(long)]
     pub soft_label_mode: Option<String>,
-    /// kl | sce | mse_gt (YAML: soft_label_criterion).
+    /// kl | sce | mse_gt (YAML: soft_label_criterion; default kl).
     #[arg(long)]
     pub criterion: Option<String>,
-    /// Soft-label temperature (YAML: loss_fn_kwargs.temperature).
+    /// Soft-label temperature (YAML: loss_fn_kwargs.temperature; default 1.2).
     #[arg(long)]
     pub temperature: Option<f64>,
-    /// Multiply soft losses by T² (YAML: loss_fn_kwargs.scale_loss).
+    /// Multiply soft losses by T² (YAML: loss_fn_kwargs.scale_loss; default false).
     #[arg(long)]
     pub scale_loss: Option<bool>,
-    /// YAML: loss_fn_kwargs.mse_weight.
+    /// YAML: loss_fn_kwargs.mse_weight (default 1.0).
     #[arg(long)]
     pub mse_weight: Option<f64>,
-    /// YAML: loss_fn_kwargs.ce_weight.
+    /// YAML: loss_fn_kwargs.ce_weight (default 0.0).
     #[arg(long)]
     pub ce_weight: Option<f64>,
-    /// sgd | adam | adamw (YAML: optimizer).
+    /// sgd | adam | adamw (YAML: optimizer; default sgd).
     #[arg(long)]
     pub optimizer: Option<String>,
-    /// step | cosineannealing | cosine | none (YAML: lr_scheduler).
+    /// step | cosineannealing | cosine | none (YAML: lr_scheduler; default step).
     #[arg(long)]
     pub scheduler: Option<String>,
     /// YAML: step_size (default num_epochs / 2).
     #[arg(long)]
     pub step_size: Option<usize>,
-    /// YAML: weight_decay.
+    /// YAML: weight_decay (default 0.0005).
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// YAML: momentum.
+    /// YAML: momentum (default 0.9).
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Runs, each with a fresh random subset (YAML: num_eval).
+    /// Runs, each with a fresh random subset (YAML: num_eval; default 5).
     #[arg(long)]
     pub num_eval: Option<usize>,
-    /// YAML: num_epochs.
+    /// YAML: num_epochs (default 300).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Epochs of the full-data training (YAML: full_epochs; default num_epochs).
@@ -110,43 +112,54 @@ pub struct EvalArgs {
     /// Epochs between tests (YAML: test_interval; default 10 hard, 20 soft/ARS).
     #[arg(long)]
     pub test_interval: Option<usize>,
-    /// Comma-separated learning-rate grid (YAML: lr_grid).
+    /// Comma-separated learning-rate grid (YAML: lr_grid; default 0.001,0.005,0.01,0.05,0.1).
     #[arg(long, value_delimiter = ',')]
     pub lr_grid: Option<Vec<f64>>,
-    /// Learning rate of the full-data training (YAML: default_lr).
+    /// Learning rate of the full-data training when DD-Ranking's recipe table has no entry for the
+    /// dataset and model (YAML: default_lr; default 0.01).
     #[arg(long)]
     pub default_lr: Option<f64>,
-    /// YAML: use_zca.
+    /// ZCA-whiten raw pixels, kornia eps 0.1 (YAML: use_zca; default false).
     #[arg(long)]
     pub use_zca: Option<bool>,
-    /// YAML: syn_batch_size.
+    /// YAML: syn_batch_size (default 256).
     #[arg(long)]
     pub syn_batch_size: Option<usize>,
-    /// YAML: real_batch_size.
+    /// YAML: real_batch_size (default 256).
     #[arg(long)]
     pub real_batch_size: Option<usize>,
-    /// YAML: eval_full_data.
+    /// ARS's batch size for all its trainings and tests (YAML: batch_size; default
+    /// syn_batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// tensor | image: image round-trips random subsets through JPEG q75 as DD-Ranking's files do
+    /// (YAML: random_data_format; default tensor).
+    #[arg(long)]
+    pub random_data_format: Option<String>,
+    /// Train on the full real set for HLR (YAML: eval_full_data; default false, which needs
+    /// --full-acc).
     #[arg(long)]
     pub eval_full_data: Option<bool>,
-    /// A known full-data accuracy (fraction) when eval_full_data is false (YAML: full_acc).
+    /// A known full-data accuracy (fraction) when eval_full_data is false (YAML: full_acc; default
+    /// DD-Ranking's cached value, where it has one).
     #[arg(long)]
     pub full_acc: Option<f64>,
-    /// YAML: teacher_dir.
+    /// Teachers: DIR/<DATASET>/<NAME>/ckpt_best.pt or DIR/<NAME>.{safetensors,pt} (YAML: teacher_dir).
     #[arg(long)]
     pub teacher_dir: Option<PathBuf>,
-    /// Teacher model name, repeatable (YAML: teacher_model_names).
+    /// Teacher model name, repeatable (YAML: teacher_model_names; default ConvNet-3).
     #[arg(long = "teacher")]
     pub teachers: Vec<String>,
-    /// YAML: seed.
+    /// Base seed; run i uses seed + i (YAML: seed; default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Weight of IOR in α (YAML: lambda).
+    /// Weight of IOR in α (YAML: lambda; default 0.5).
     #[arg(long)]
     pub lambda: Option<f64>,
-    /// Weight of the augmented gap in β (YAML: gamma).
+    /// Weight of the augmented gap in β (YAML: gamma; default 0.5).
     #[arg(long)]
     pub gamma: Option<f64>,
-    /// auto | cpu | cuda | cuda:N (YAML: device).
+    /// auto | cpu | cuda | cuda:N (YAML: device; default auto).
     #[arg(long)]
     pub device: Option<String>,
     /// Folder for result.json, result.csv and the resume journal.
@@ -183,14 +196,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         EvalConfig::default()
     };
     let mut notes = Vec::new();
+    let mut origin = Provenance::new(&cfg, if demo { "demo" } else { "default" });
     if let Some(path) = &args.config {
         let rep = load_yaml(path, &mut cfg)?;
         for w in rep.warnings {
             eprintln!("warning: {w}");
             notes.push(w);
         }
+        origin.mark(rep.set, &format!("yaml {}", path.display()));
     }
+    let before_flags = cfg.clone();
     apply_flags(args, &mut cfg)?;
+    origin.mark_changed(&before_flags, &cfg, "flag");
     cfg.validate()?;
     if demo {
         let note = demo_note(&cfg);
@@ -220,6 +237,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 if let Some(lr) = lr {
                     notes.push(format!("syn_lr {lr} read from {}", p.display()));
                     cfg.syn_lr = Some(lr);
+                    origin.mark(["syn_lr"], &format!("file {}", p.display()));
                 }
             }
             (set, id)
@@ -263,8 +281,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         syn,
         teachers,
         ids,
+        pixel_norm: zca.is_none().then(|| real.norm.clone()),
     };
 
+    let settings = origin.resolve(&cfg);
+    print!("{}", settings_text(&settings));
     if args.dry_run {
         return dry_run(args, &cfg, &inputs, device);
     }
@@ -278,7 +299,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
         crate::data::random_subset(l, c, ipc, seed, run)
     };
-    let rec = evaluate(&be, &cfg, &inputs, &subset, &opts)?;
+    let mut rec = evaluate(&be, &cfg, &inputs, &subset, &opts)?;
+    rec.settings = settings;
     print!("{}", table(&cfg, &rec));
     write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;
     if let Some(d) = &cfg.out_dir {

@@ -56,6 +56,10 @@ pub fn demo_config() -> EvalConfig {
         test_interval: Some(8),
         syn_batch_size: 50,
         real_batch_size: 64,
+        // A hard-label method's usual recipe (DSA), and the full-data training it needs: the
+        // reference's defaults (CutMix, no full-data training) would leave HLR without a value.
+        aug: AugConfig::dsa_default(),
+        eval_full_data: true,
         ..EvalConfig::default()
     }
 }
@@ -132,6 +136,12 @@ fn set_fields(a: &EvalArgs, c: &mut EvalConfig) -> Result<()> {
     }
     if let Some(v) = parsed("scheduler", &a.scheduler)? {
         c.scheduler = v;
+    }
+    if let Some(v) = parsed("random-data-format", &a.random_data_format)? {
+        c.random_data_format = v;
+    }
+    if a.batch_size.is_some() {
+        c.batch_size = a.batch_size;
     }
     let set_opt = |dst: &mut Option<std::path::PathBuf>, v: &Option<std::path::PathBuf>| {
         if v.is_some() {

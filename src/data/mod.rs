@@ -15,7 +15,7 @@
 //! - a random subset for run r: `real.train.select(&`[`random_subset`]`(&real.train.labels,
 //!   classes, ipc, seed, r)?)`.
 //! - a teacher: [`load_teacher`]`(path)` → name → (shape, values); [`save_teacher`] writes it back.
-//! - ZCA: [`zca::fit_input`] hands the aug module the normalised (N, D) training matrix.
+//! - ZCA: [`zca::fit_input`] hands the aug module the raw-pixel (N, D) training matrix.
 
 pub mod cifar;
 pub mod detect;
@@ -24,6 +24,7 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod io;
+pub mod jpeg;
 pub mod pickle;
 pub mod safetensors_io;
 pub mod stats;

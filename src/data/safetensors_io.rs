@@ -22,6 +22,40 @@ impl SafetensorsFile {
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
+
+    /// Whether the file means to be a synthetic set: it has `images`, a tensor only synthetic
+    /// sets carry (`labels`, `soft_labels`, `lr`, MTT's `image_syn` / `label_syn` / `syn_lr`),
+    /// or `pixel_space` metadata. State-dict names always contain a dot, so none collides.
+    pub fn is_synthetic(&self) -> bool {
+        const SYNTHETIC_NAMES: [&str; 7] = [
+            "images",
+            "labels",
+            "soft_labels",
+            "lr",
+            "image_syn",
+            "label_syn",
+            "syn_lr",
+        ];
+        self.metadata.contains_key("pixel_space")
+            || self
+                .tensors
+                .iter()
+                .any(|(n, _)| SYNTHETIC_NAMES.contains(&n.as_str()))
+    }
+
+    /// The synthetic set's `images`, or one error naming the file and what it holds instead.
+    pub fn images(&self, path: &Path) -> Result<&Tensor> {
+        self.get("images").ok_or_else(|| {
+            let names: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
+            Error::format(
+                path,
+                format!(
+                    "no `images` tensor [N, C, H, W], which a synthetic set needs (tensors: \
+                     {names:?})"
+                ),
+            )
+        })
+    }
 }
 
 /// Read a safetensors file whole; float tensors widen to f32, integer tensors to i64.

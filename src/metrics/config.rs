@@ -137,6 +137,30 @@ pub enum LabelType {
     Soft,
 }
 
+/// How random subsets reach the students (DD-Ranking's `random_data_format`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RandomDataFormat {
+    /// The subset's tensors as they are.
+    #[default]
+    Tensor,
+    /// Saved as JPEG files (PIL's default quality 75) and read back, as DD-Ranking does.
+    Image,
+}
+
+impl FromStr for RandomDataFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_lowercase().as_str() {
+            "tensor" | "tensors" => Ok(RandomDataFormat::Tensor),
+            "image" | "images" => Ok(RandomDataFormat::Image),
+            _ => Err(unknown("random_data_format", s, "tensor, image")),
+        }
+    }
+}
+
 /// Every setting of one evaluation. Paths are as given (relative ones resolve against the working
 /// directory, as in DD-Ranking); `None` means "not given".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,7 +204,14 @@ pub struct EvalConfig {
     pub use_zca: bool,
     pub syn_batch_size: usize,
     pub real_batch_size: usize,
-    /// Train on the full real set for HLR; false needs `full_acc`.
+    /// ARS's only batch key (`batch_size`): its trainings and tests use it; None → syn_batch_size.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// How DD-Ranking stores random subsets (`random_data_format`): `Image` round-trips them
+    /// through JPEG files (quality 75), `Tensor` keeps them exact.
+    #[serde(default)]
+    pub random_data_format: RandomDataFormat,
+    /// Train on the full real set for HLR; false needs `full_acc` (or a DD-Ranking cached value).
     pub eval_full_data: bool,
     /// A known full-data accuracy (fraction) used when `eval_full_data` is false.
     pub full_acc: Option<f64>,
@@ -200,8 +231,10 @@ pub struct EvalConfig {
 }
 
 impl Default for EvalConfig {
-    /// `ddranking` 0.2.0's defaults where it has one; the hard-label config of ../shared/configs
-    /// otherwise.
+    /// `ddranking` 0.2.0's constructor defaults (README "Defaults"): CutMix β 1, KL at T 1.2,
+    /// MSE-GT weights 1 / 0, soft labels for ARS, no augmentation of LRS-soft's hard-label
+    /// trainings, no full-data training. Where the reference has none (its `step_size` None makes
+    /// StepLR fail) ddr-fast's choice is documented next to the field.
     fn default() -> Self {
         EvalConfig {
             metric: Metric::LrsHard,
@@ -213,16 +246,16 @@ impl Default for EvalConfig {
             im_size: None,
             model: "ConvNet-3".into(),
             width: 128,
-            aug: AugConfig::dsa_default(),
-            use_aug_for_hard: true,
-            label_type: LabelType::Hard,
+            aug: AugConfig::Cutmix { beta: 1.0 },
+            use_aug_for_hard: false,
+            label_type: LabelType::Soft,
             soft_label_mode: SoftMode::S,
-            criterion: Criterion::Sce,
+            criterion: Criterion::Kl,
             loss: LossKwargs {
-                temperature: 1.0,
+                temperature: 1.2,
                 scale_loss: false,
                 mse_weight: 1.0,
-                ce_weight: 1.0,
+                ce_weight: 0.0,
             },
             optimizer: Optimizer::Sgd,
             scheduler: Scheduler::Step,
@@ -238,7 +271,9 @@ impl Default for EvalConfig {
             use_zca: false,
             syn_batch_size: 256,
             real_batch_size: 256,
-            eval_full_data: true,
+            batch_size: None,
+            random_data_format: RandomDataFormat::Tensor,
+            eval_full_data: false,
             full_acc: None,
             teacher_dir: None,
             teacher_names: vec!["ConvNet-3".into()],
@@ -253,6 +288,13 @@ impl Default for EvalConfig {
         }
     }
 }
+
+/// DD-Ranking's `REAL_DATA_ACC_CACHE` (ddranking/utils/train_and_eval.py): full-data accuracies in
+/// percent it uses instead of training when `eval_full_data` is false, keyed by its own spellings.
+pub const REFERENCE_FULL_ACC: [(&str, &str, f64); 2] = [
+    ("ImageNet1K", "ResNet-18-BN", 56.5),
+    ("TinyImageNet", "ResNet-18-BN", 46.4),
+];
 
 /// What the planner needs to know about a dataset before reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,6 +342,20 @@ impl DatasetInfo {
     }
 }
 
+impl DatasetInfo {
+    /// The name as DD-Ranking spells it (its table keys and teacher folders use this spelling).
+    pub fn reference_name(&self) -> &'static str {
+        match self.name {
+            "cifar10" => "CIFAR10",
+            "cifar100" => "CIFAR100",
+            "mnist" => "MNIST",
+            "fashion-mnist" => "FashionMNIST",
+            "tinyimagenet" => "TinyImageNet",
+            other => other,
+        }
+    }
+}
+
 impl EvalConfig {
     /// The dataset's fixed facts (classes, image shape, split sizes).
     pub fn dataset_info(&self) -> Result<DatasetInfo> {
@@ -320,6 +376,23 @@ impl EvalConfig {
 
     pub fn full_epochs(&self) -> usize {
         self.full_epochs.unwrap_or(self.num_epochs)
+    }
+
+    /// The full-data accuracy used when `eval_full_data` is false: the given one, else
+    /// DD-Ranking's `REAL_DATA_ACC_CACHE` entry for (dataset, model), as a fraction.
+    pub fn known_full_acc(&self) -> Option<f64> {
+        self.full_acc.or_else(|| {
+            let info = self.dataset_info().ok()?;
+            REFERENCE_FULL_ACC
+                .iter()
+                .find(|(d, m, _)| *d == info.reference_name() && *m == self.model)
+                .map(|(_, _, pct)| pct / 100.0)
+        })
+    }
+
+    /// ARS's batch size (its one `batch_size` key), else the synthetic batch size.
+    pub fn ars_batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(self.syn_batch_size)
     }
 
     /// Whether the method's recipe (IOR / ARS trainings) uses soft labels.
@@ -347,6 +420,9 @@ impl EvalConfig {
         positive("test_interval", self.test_interval())?;
         positive("syn_batch_size", self.syn_batch_size)?;
         positive("real_batch_size", self.real_batch_size)?;
+        if let Some(b) = self.batch_size {
+            positive("batch_size", b)?;
+        }
         positive("width", self.width)?;
         if let Some(s) = self.step_size {
             positive("step_size", s)?;
@@ -410,12 +486,16 @@ impl EvalConfig {
             )));
         }
         if !self.eval_full_data
-            && self.full_acc.is_none()
+            && self.known_full_acc().is_none()
             && matches!(self.metric, Metric::LrsHard | Metric::LrsSoft)
         {
-            return Err(Error::config(
-                "eval_full_data: false needs a known full-data accuracy (--full-acc, a fraction) to compute HLR",
-            ));
+            return Err(Error::config(format!(
+                "eval_full_data is false (DD-Ranking's default) and DD-Ranking caches no full-data \
+                 accuracy for {}-{}: pass --eval-full-data true (YAML eval_full_data: true) to train \
+                 it, or --full-acc FRACTION to give it",
+                info.reference_name(),
+                self.model
+            )));
         }
         if let Some(a) = self.full_acc {
             if !(0.0..=1.0).contains(&a) {

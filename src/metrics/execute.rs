@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::cache::{Record, Store};
-use super::config::{AugConfig, Criterion, EvalConfig, Optimizer};
+use super::config::{AugConfig, Criterion, EvalConfig, Optimizer, RandomDataFormat};
 use super::plan::{pack, plan, DataSource, Identities, LabelMode, Plan, PlanSizes, Training};
 use super::reduce::reduce;
 use super::report::{EvalRecord, Source, Timings, TrainingTiming};
@@ -32,6 +32,9 @@ pub struct Inputs {
     pub syn: ImageSet,
     pub teachers: Vec<Teacher>,
     pub ids: Identities,
+    /// The normalisation `train` is in (None when ZCA-whitened): undone and redone around the
+    /// JPEG round trip of `random_data_format: image`.
+    pub pixel_norm: Option<crate::data::Norm>,
 }
 
 /// How to run (not what to compute: that is the config).
@@ -139,7 +142,7 @@ pub fn evaluate<B: Backend>(
         // every learning rate of that run.
         for &id in &cohort.members {
             let t = &plan.trainings[id].training;
-            if let DataSource::Random { ipc, run } = t.data {
+            if let DataSource::Random { ipc, run, format } = t.data {
                 if let std::collections::hash_map::Entry::Vacant(e) = subsets.entry(run) {
                     let idx = subset(
                         &inputs.train.labels,
@@ -148,7 +151,22 @@ pub fn evaluate<B: Backend>(
                         cfg.seed,
                         u64::from(run),
                     )?;
-                    e.insert(select(&inputs.train, &idx));
+                    let mut s = select(&inputs.train, &idx);
+                    if format == RandomDataFormat::Image {
+                        let norm = inputs.pixel_norm.as_ref().ok_or_else(|| {
+                            Error::config(
+                                "random_data_format: image needs images in pixel space; with \
+                                 use_zca DD-Ranking would de-normalise whitened images (use tensor)",
+                            )
+                        })?;
+                        crate::data::jpeg::round_trip_normalised(
+                            &mut s.images,
+                            s.channels,
+                            s.size,
+                            norm,
+                        )?;
+                    }
+                    e.insert(s);
                 }
                 if t.labels == LabelMode::SoftStored && subsets[&run].soft.is_none() {
                     let s = subsets.get_mut(&run).expect("subset inserted above");
@@ -247,6 +265,7 @@ pub fn evaluate<B: Backend>(
         metric: cfg.metric,
         device: opts.device.clone(),
         config: cfg.clone(),
+        settings: Default::default(),
         timings,
         outcome,
         notes: opts.notes.clone(),

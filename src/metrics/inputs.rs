@@ -26,14 +26,18 @@ pub fn load_real_for(cfg: &EvalConfig) -> Result<RealData> {
     load_named(info.name, data_dir(cfg).as_deref())
 }
 
-/// A split as a normalised image set (optionally whitened).
+/// A split as the students see it: normalised with the dataset's mean/std, or, with ZCA,
+/// whitened from raw [0, 1] pixels and not normalised (DD-Ranking's `get_dataset` drops the
+/// Normalize transform when `use_zca` is set, as MTT/DATM do).
 pub fn to_image_set(d: &Dataset, real: &RealData, zca: Option<&Zca>) -> Result<ImageSet> {
-    let mut images = d.normalised(&real.norm); // (N, C, H, W)
-    if let Some(z) = zca {
-        let mut out = vec![0f32; images.len()];
-        z.apply(&images, &mut out)?;
-        images = out;
-    }
+    let images = match zca {
+        None => d.normalised(&real.norm), // (N, C, H, W)
+        Some(z) => {
+            let mut out = vec![0f32; d.images.len()]; // (N, C, H, W)
+            z.apply(&d.images, &mut out)?;
+            out
+        }
+    };
     if d.height != d.width {
         return Err(Error::config(format!(
             "{}: only square images are supported, found {}×{}",
@@ -50,14 +54,15 @@ pub fn to_image_set(d: &Dataset, real: &RealData, zca: Option<&Zca>) -> Result<I
     })
 }
 
-/// ZCA fitted on the whole normalised training set (DESIGN.md §3, eps 0.1), when asked.
+/// ZCA fitted on the whole training set in raw [0, 1] pixels (DESIGN.md §3, kornia's
+/// `ZCAWhitening(eps=0.1)` as DD-Ranking fits it), when asked.
 pub fn fit_zca(cfg: &EvalConfig, real: &RealData) -> Result<Option<Zca>> {
     if !cfg.use_zca {
         return Ok(None);
     }
-    let x = real.train.normalised(&real.norm);
+    let (x, _) = crate::data::zca::fit_input(&real.train); // (N, D) raw pixels
     Ok(Some(Zca::fit(
-        &x,
+        x,
         real.train.len(),
         real.train.image_len(),
         crate::aug::zca::ZCA_EPS,
@@ -84,10 +89,19 @@ pub fn load_syn(
     Ok((set, syn.lr.map(f64::from), identity_of_path(path)?))
 }
 
-/// Where a teacher named `name` is looked for: `dir/name`, then `dir/name.{safetensors,pt,pth}`,
-/// then the same under `dir/<dataset>/`.
+/// Where a teacher named `name` is looked for: DD-Ranking's layout
+/// `dir/<DATASET>/<name>/ckpt_best.pt` first (the dataset as DD-Ranking spells it, e.g. CIFAR10,
+/// then ddr-fast's lower-case name), then `dir/name`, then `dir/name.{safetensors,pt,pth}` and the
+/// same under `dir/<dataset>/`.
 pub fn teacher_candidates(dir: &Path, dataset: &str, name: &str) -> Vec<PathBuf> {
-    let mut out = vec![dir.join(name)];
+    let reference = crate::metrics::config::DatasetInfo::parse(dataset)
+        .map(|i| i.reference_name())
+        .unwrap_or(dataset);
+    let mut out = vec![dir.join(reference).join(name).join("ckpt_best.pt")];
+    if reference != dataset {
+        out.push(dir.join(dataset).join(name).join("ckpt_best.pt"));
+    }
+    out.push(dir.join(name));
     for base in [dir.to_path_buf(), dir.join(dataset)] {
         for ext in ["safetensors", "pt", "pth"] {
             out.push(base.join(format!("{name}.{ext}")));
@@ -173,4 +187,29 @@ pub fn weights_of(net: &ConvNet, params: &[f32], running: &[f32]) -> TeacherWeig
         );
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DD-Ranking's `get_pretrained_model_path`: `teacher_dir/<DATASET>/<MODEL>/ckpt_best.pt`,
+    /// with the dataset as it spells it (CIFAR10), is found first.
+    #[test]
+    fn teachers_are_found_in_the_reference_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let want = tmp
+            .path()
+            .join("CIFAR10")
+            .join("ConvNet-3")
+            .join("ckpt_best.pt");
+        std::fs::create_dir_all(want.parent().unwrap()).unwrap();
+        std::fs::write(&want, b"x").unwrap();
+        // ddr-fast's own layout is still searched, after the reference's.
+        std::fs::write(tmp.path().join("ConvNet-3.safetensors"), b"x").unwrap();
+        let tried = teacher_candidates(tmp.path(), "cifar10", "ConvNet-3");
+        assert_eq!(tried.iter().find(|p| p.is_file()), Some(&want), "{tried:?}");
+        let own = teacher_candidates(tmp.path(), "cifar10", "ConvNet-4");
+        assert!(own.contains(&tmp.path().join("cifar10").join("ConvNet-4.pt")));
+    }
 }

@@ -13,4 +13,5 @@ pub mod plan;
 pub mod reduce;
 pub mod report;
 pub mod scores;
+pub mod settings;
 pub mod yaml;

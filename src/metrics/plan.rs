@@ -11,13 +11,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    AugConfig, Criterion, EvalConfig, LossKwargs, Metric, Optimizer, Scheduler, SoftMode,
+    AugConfig, Criterion, EvalConfig, LossKwargs, Metric, Optimizer, RandomDataFormat, Scheduler,
+    SoftMode,
 };
 use crate::error::{Error, Result};
 
 /// Bumped whenever a change in the trainer or the engine changes what a training returns, so
 /// cached results from older code are never reused.
-pub const TRAINER_REVISION: u32 = 1;
+/// 2: random subsets may be JPEG round-tripped (`random_data_format: image`), ZCA is fitted on
+/// raw pixels, the full-data training follows DD-Ranking's own recipe table.
+pub const TRAINER_REVISION: u32 = 2;
 
 /// Where a student's training images come from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,8 +28,14 @@ pub const TRAINER_REVISION: u32 = 1;
 pub enum DataSource {
     /// The distilled set under evaluation.
     Syn,
-    /// A class-balanced random subset of the real training set, drawn for `run`.
-    Random { ipc: usize, run: u32 },
+    /// A class-balanced random subset of the real training set, drawn for `run`; `format` Image
+    /// means its images went through DD-Ranking's JPEG files.
+    Random {
+        ipc: usize,
+        run: u32,
+        #[serde(default)]
+        format: RandomDataFormat,
+    },
     /// The whole real training set.
     Full,
 }
@@ -142,7 +151,12 @@ impl Training {
     pub fn describe(&self) -> String {
         let data = match &self.data {
             DataSource::Syn => "syn".to_string(),
-            DataSource::Random { ipc, run } => format!("rdm(ipc {ipc}, run {run})"),
+            DataSource::Random {
+                ipc,
+                run,
+                format: RandomDataFormat::Tensor,
+            } => format!("rdm(ipc {ipc}, run {run})"),
+            DataSource::Random { ipc, run, .. } => format!("rdm-jpeg(ipc {ipc}, run {run})"),
             DataSource::Full => "full".to_string(),
         };
         let labels = match self.labels {
@@ -215,6 +229,47 @@ pub struct Plan {
     pub runs: u32,
 }
 
+/// DD-Ranking's `REAL_DATA_TRAINING_CONFIG` (ddranking/utils/train_and_eval.py) for the models
+/// ddr-fast builds: (dataset as DD-Ranking spells it, model, lr, weight decay, StepLR step size).
+/// Every entry is SGD with momentum 0.9 and StepLR γ 0.1; its `batch_size` and `num_epochs`
+/// columns are not used by the reference (it trains `num_epochs` of the evaluator at
+/// `real_batch_size`), so they are not copied.
+const REFERENCE_FULL_RECIPES: [(&str, &str, f64, f64, usize); 5] = [
+    ("CIFAR10", "ConvNet-3", 0.01, 5e-4, 100),
+    ("CIFAR10", "ConvNet-3-BN", 0.01, 5e-4, 100),
+    ("CIFAR100", "ConvNet-3", 0.01, 5e-4, 100),
+    ("CIFAR100", "ConvNet-3-BN", 0.01, 5e-4, 100),
+    ("TinyImageNet", "ConvNet-4-BN", 0.01, 5e-4, 50),
+];
+
+/// The full-data training's learning rate and recipe: DD-Ranking's table entry for (dataset,
+/// model), else (where the reference has none and fails with a KeyError) SGD at `default_lr`,
+/// momentum 0.9, weight decay 5e-4 and the config's scheduler (README "Deliberate differences").
+pub fn full_data_recipe(cfg: &EvalConfig) -> Result<(f64, Recipe)> {
+    let info = cfg.dataset_info()?;
+    let sgd = |lr, weight_decay, scheduler, step_size| {
+        (
+            lr,
+            Recipe {
+                optimizer: Optimizer::Sgd,
+                weight_decay,
+                momentum: 0.9,
+                scheduler,
+                step_size,
+            },
+        )
+    };
+    Ok(
+        match REFERENCE_FULL_RECIPES
+            .iter()
+            .find(|(d, m, ..)| *d == info.reference_name() && *m == cfg.model)
+        {
+            Some(&(_, _, lr, wd, step)) => sgd(lr, wd, Scheduler::Step, step),
+            None => sgd(cfg.default_lr, 5e-4, cfg.scheduler, cfg.step_size()),
+        },
+    )
+}
+
 /// Inputs the planner needs besides the config: sizes known only once the data is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanSizes {
@@ -246,10 +301,11 @@ pub fn plan(cfg: &EvalConfig, ids: &Identities) -> Result<Plan> {
         SoftMode::M => LabelMode::SoftTeacher,
     };
     let base = |data: DataSource, labels: LabelMode, aug: bool, run: u32| Training {
-        batch_size: if data == DataSource::Full {
-            cfg.real_batch_size
-        } else {
-            cfg.syn_batch_size
+        // ARS reads one batch key for all its trainings; the LRS metrics read two.
+        batch_size: match (cfg.metric, &data) {
+            (Metric::Ars, _) => cfg.ars_batch_size(),
+            (_, DataSource::Full) => cfg.real_batch_size,
+            _ => cfg.syn_batch_size,
         },
         criterion: (labels != LabelMode::Hard).then_some((cfg.criterion, cfg.loss)),
         data,
@@ -272,9 +328,11 @@ pub fn plan(cfg: &EvalConfig, ids: &Identities) -> Result<Plan> {
     };
 
     let mut out: Vec<(Slot, Training)> = Vec::new();
-    // One student per grid learning rate; a user-given syn_lr replaces the search for Syn data.
+    // One student per grid learning rate; a user-given syn_lr replaces the search for Syn data,
+    // except in LRS-soft's hard-label training, which DD-Ranking always searches (DESIGN.md §2).
     let mut tuned = |slot: Slot, t: Training| {
-        if t.data == DataSource::Syn {
+        let searched_anyway = slot.quantity == Quantity::SynHard && cfg.metric == Metric::LrsSoft;
+        if t.data == DataSource::Syn && !searched_anyway {
             if let Some(lr) = cfg.syn_lr {
                 out.push((
                     slot,
@@ -298,7 +356,11 @@ pub fn plan(cfg: &EvalConfig, ids: &Identities) -> Result<Plan> {
             ));
         }
     };
-    let rdm = |run| DataSource::Random { ipc: cfg.ipc, run };
+    let rdm = |run| DataSource::Random {
+        ipc: cfg.ipc,
+        run,
+        format: cfg.random_data_format,
+    };
     let slot = |quantity, run: u32| Slot {
         quantity,
         run: Some(run),
@@ -359,19 +421,16 @@ pub fn plan(cfg: &EvalConfig, ids: &Identities) -> Result<Plan> {
         }
     }
     if matches!(cfg.metric, Metric::LrsHard | Metric::LrsSoft) && cfg.eval_full_data {
-        // DD-Ranking trains the full-data student with fixed real-data settings (SGD, default_lr,
-        // weight decay 5e-4, momentum 0.9 for ConvNets), not the method's recipe, and without a
-        // search. It does not depend on the run, so it is trained once (DESIGN.md §2).
-        let aug = cfg.metric == Metric::LrsHard || cfg.use_aug_for_hard;
+        // DD-Ranking trains the full-data student with its own per-(dataset, model) recipe, not
+        // the method's, without a search; LRS-hard never augments it (`aug_func if mode ==
+        // 'syn'`), LRS-soft only with use_aug_for_hard. It does not depend on the run, so it is
+        // trained once (DESIGN.md §2).
+        let aug = cfg.metric == Metric::LrsSoft && cfg.use_aug_for_hard;
         let mut t = base(DataSource::Full, LabelMode::Hard, aug, 0);
-        t.lr = cfg.default_lr;
+        let (lr, full_recipe) = full_data_recipe(cfg)?;
+        t.lr = lr;
         t.epochs = cfg.full_epochs();
-        t.recipe = Recipe {
-            optimizer: Optimizer::Sgd,
-            weight_decay: 5e-4,
-            momentum: 0.9,
-            ..recipe
-        };
+        t.recipe = full_recipe;
         out.push((
             Slot {
                 quantity: Quantity::FullHard,
@@ -446,6 +505,7 @@ mod tests {
         EvalConfig {
             metric,
             num_eval: 3,
+            eval_full_data: true,
             ..EvalConfig::default()
         }
     }
@@ -492,9 +552,127 @@ mod tests {
             .iter()
             .filter(|t| t.slot.quantity == Quantity::SynRecipe)
             .all(|t| t.training.lr == 0.02));
-        // The hard-label syn accuracy of the soft metric and the random baseline are still searched.
-        assert_eq!(count(&p, Quantity::SynHard), 3);
+        // The hard-label syn accuracy of the soft metric and the random baseline are still
+        // searched over the whole grid (DD-Ranking: `hyper_param_search=True` for both).
+        assert_eq!(count(&p, Quantity::SynHard), 3 * 5);
+        assert!(p
+            .trainings
+            .iter()
+            .filter(|t| t.slot.quantity == Quantity::SynHard)
+            .all(|t| t.training.lr_index != u8::MAX));
         assert_eq!(count(&p, Quantity::RdmRecipe), 15);
+        // LRS-hard: syn_lr does replace the search of its (only) synthetic training.
+        let h = plan(
+            &EvalConfig {
+                syn_lr: Some(0.02),
+                ..cfg(Metric::LrsHard)
+            },
+            &Identities::default(),
+        )
+        .unwrap();
+        assert_eq!(count(&h, Quantity::SynHard), 3);
+    }
+
+    fn full(p: &Plan) -> &Training {
+        &p.trainings
+            .iter()
+            .find(|t| t.slot.quantity == Quantity::FullHard)
+            .expect("a full-data training")
+            .training
+    }
+
+    #[test]
+    fn full_data_is_augmented_only_by_lrs_soft_with_use_aug_for_hard() {
+        let with_full = |m| EvalConfig {
+            eval_full_data: true,
+            aug: AugConfig::dsa_default(),
+            ..cfg(m)
+        };
+        let hard = plan(&with_full(Metric::LrsHard), &Identities::default()).unwrap();
+        assert_eq!(
+            full(&hard).aug,
+            None,
+            "LRS-hard augments only 'syn' trainings"
+        );
+        for flag in [false, true] {
+            let c = EvalConfig {
+                use_aug_for_hard: flag,
+                ..with_full(Metric::LrsSoft)
+            };
+            let p = plan(&c, &Identities::default()).unwrap();
+            assert_eq!(full(&p).aug.is_some(), flag);
+        }
+    }
+
+    #[test]
+    fn full_data_uses_the_reference_recipe_table() {
+        let c = EvalConfig {
+            eval_full_data: true,
+            optimizer: Optimizer::Adamw,
+            scheduler: Scheduler::Cosine,
+            weight_decay: 0.01,
+            default_lr: 0.5,
+            ..cfg(Metric::LrsHard)
+        };
+        let p = plan(&c, &Identities::default()).unwrap();
+        let t = full(&p);
+        assert_eq!(t.lr, 0.01);
+        assert_eq!(
+            t.recipe,
+            Recipe {
+                optimizer: Optimizer::Sgd,
+                weight_decay: 5e-4,
+                momentum: 0.9,
+                scheduler: Scheduler::Step,
+                step_size: 100,
+            }
+        );
+        assert_eq!(t.batch_size, c.real_batch_size);
+        assert_eq!(t.epochs, c.num_epochs);
+        // No table entry (the reference fails): default_lr with the config's scheduler.
+        let other = EvalConfig {
+            model: "ConvNet-4".into(),
+            ..c.clone()
+        };
+        let o = plan(&other, &Identities::default()).unwrap();
+        assert_eq!(full(&o).lr, 0.5);
+        assert_eq!(full(&o).recipe.scheduler, Scheduler::Cosine);
+    }
+
+    #[test]
+    fn ars_trains_at_its_batch_size() {
+        let c = EvalConfig {
+            batch_size: Some(1024),
+            syn_batch_size: 100,
+            ..cfg(Metric::Ars)
+        };
+        let p = plan(&c, &Identities::default()).unwrap();
+        assert!(p.trainings.iter().all(|t| t.training.batch_size == 1024));
+        // Without the key, ARS falls back to syn_batch_size.
+        let c = EvalConfig {
+            syn_batch_size: 100,
+            ..cfg(Metric::Ars)
+        };
+        let p = plan(&c, &Identities::default()).unwrap();
+        assert!(p.trainings.iter().all(|t| t.training.batch_size == 100));
+    }
+
+    #[test]
+    fn jpeg_random_subsets_have_their_own_keys() {
+        let ids = Identities::default();
+        let a = plan(&cfg(Metric::LrsHard), &ids).unwrap();
+        let b = plan(
+            &EvalConfig {
+                random_data_format: RandomDataFormat::Image,
+                ..cfg(Metric::LrsHard)
+            },
+            &ids,
+        )
+        .unwrap();
+        for (x, y) in a.trainings.iter().zip(&b.trainings) {
+            let random = matches!(x.training.data, DataSource::Random { .. });
+            assert_eq!(x.key != y.key, random, "{}", x.training.describe());
+        }
     }
 
     #[test]

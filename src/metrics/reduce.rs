@@ -79,7 +79,7 @@ pub fn reduce(cfg: &EvalConfig, plan: &Plan, results: &HashMap<usize, Record>) -
         run: None,
     }) {
         Some(t) => Some(*t),
-        None => cfg.full_acc.map(|acc| Tuned { acc, lr: f64::NAN }),
+        None => cfg.known_full_acc().map(|acc| Tuned { acc, lr: f64::NAN }),
     };
     let mut runs = Vec::new();
     for run in 0..plan.runs {
@@ -230,6 +230,7 @@ mod tests {
     fn best_lr_wins_ties_go_first_and_lrs_follows_formula() {
         let cfg = EvalConfig {
             num_eval: 2,
+            eval_full_data: true,
             ..EvalConfig::default()
         };
         let p = plan(&cfg, &Identities::default()).unwrap();

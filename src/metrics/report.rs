@@ -3,6 +3,7 @@
 //! Inside the record everything is a fraction (as DESIGN.md §2's formulas use them); only the
 //! table prints ×100.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::write_atomic;
 use super::config::{EvalConfig, Metric};
 use super::reduce::Outcome;
+use super::settings::Setting;
 use crate::error::{Error, Result};
 
 /// Where one training's result came from.
@@ -56,6 +58,9 @@ pub struct EvalRecord {
     pub metric: Metric,
     pub device: String,
     pub config: EvalConfig,
+    /// Every resolved setting with where it came from (default / demo / yaml / flag / file).
+    #[serde(default)]
+    pub settings: BTreeMap<String, Setting>,
     pub timings: Timings,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -201,8 +206,47 @@ pub fn csv(rec: &EvalRecord) -> String {
     s
 }
 
-/// Writes `result.json` and `result.csv` into `dir` (each atomically), and the CSV also to
-/// `csv_path` when DD-Ranking's `save_path` asked for one.
+/// The CSV DD-Ranking's `save_path` names, in its schema (`pandas.DataFrame(results).to_csv(
+/// index=False)`): one row per run, LRS: `hard_label_recovery,improvement_over_random,lrs`;
+/// ARS: `with_aug_scores,without_aug_scores,ars_list`; in its units, percent (accuracy
+/// differences × 100). The score column is ddr-fast's score × 100: the reference applies exp() to
+/// percent values there (README "Deliberate differences"). `acc` (no DD-Ranking counterpart):
+/// `accuracy` in percent.
+pub fn reference_csv(rec: &EvalRecord) -> String {
+    let cols: [(&str, &str); 3] = match rec.outcome.metric {
+        Metric::LrsHard | Metric::LrsSoft => [
+            ("hard_label_recovery", "hlr"),
+            ("improvement_over_random", "ior"),
+            ("lrs", "lrs"),
+        ],
+        Metric::Ars => [
+            ("with_aug_scores", "with_aug"),
+            ("without_aug_scores", "without_aug"),
+            ("ars_list", "ars"),
+        ],
+        Metric::Acc => [("accuracy", "accuracy"), ("", ""), ("", "")],
+    };
+    let cols: Vec<_> = cols.into_iter().filter(|(h, _)| !h.is_empty()).collect();
+    let mut s = cols.iter().map(|(h, _)| *h).collect::<Vec<_>>().join(",");
+    s.push('\n');
+    for r in &rec.outcome.runs {
+        let row: Vec<String> = cols
+            .iter()
+            .map(|(_, k)| {
+                r.scores
+                    .get(*k)
+                    .map(|v| (100.0 * v).to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        s.push_str(&row.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `result.json` and `result.csv` (ddr-fast's fuller table) into `dir` (each atomically),
+/// and DD-Ranking's CSV to `csv_path` when its `save_path` asked for one.
 pub fn write_outputs(rec: &EvalRecord, dir: Option<&Path>, csv_path: Option<&Path>) -> Result<()> {
     let csv_text = csv(rec);
     if let Some(dir) = dir {
@@ -212,7 +256,82 @@ pub fn write_outputs(rec: &EvalRecord, dir: Option<&Path>, csv_path: Option<&Pat
         write_atomic(&dir.join("result.csv"), csv_text.as_bytes())?;
     }
     if let Some(p) = csv_path {
-        write_atomic(p, csv_text.as_bytes())?;
+        write_atomic(p, reference_csv(rec).as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::reduce::RunResult;
+
+    fn record(metric: Metric, scores: &[(&str, f64)]) -> EvalRecord {
+        let run = |i: u32| RunResult {
+            run: i,
+            seed: u64::from(i),
+            acc: BTreeMap::new(),
+            lr: BTreeMap::new(),
+            scores: scores
+                .iter()
+                .map(|(k, v)| (k.to_string(), v + f64::from(i) / 4.0))
+                .collect(),
+        };
+        EvalRecord {
+            ddr_fast_version: "t".into(),
+            metric,
+            device: "cpu".into(),
+            config: EvalConfig::default(),
+            settings: BTreeMap::new(),
+            timings: Timings {
+                total_s: 0.0,
+                train_s: 0.0,
+                ran: 0,
+                cached: 0,
+                resumed: 0,
+                cohorts_run: 0,
+                trainings: Vec::new(),
+            },
+            outcome: Outcome {
+                metric,
+                runs: vec![run(0), run(1)],
+                summary: BTreeMap::new(),
+                stopped: Vec::new(),
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    /// The save_path CSV has DD-Ranking's columns (pandas, index=False) and its percent units.
+    #[test]
+    fn save_path_csv_is_in_the_reference_schema() {
+        let r = record(
+            Metric::LrsHard,
+            &[
+                ("hlr", 0.25),
+                ("ior", 0.125),
+                ("alpha", -0.0625),
+                ("lrs", 0.5),
+            ],
+        );
+        assert_eq!(
+            reference_csv(&r),
+            "hard_label_recovery,improvement_over_random,lrs\n25,12.5,50\n50,37.5,75\n"
+        );
+        let a = record(
+            Metric::Ars,
+            &[
+                ("with_aug", 0.5),
+                ("without_aug", 0.25),
+                ("beta", 0.0),
+                ("ars", 0.75),
+            ],
+        );
+        assert!(reference_csv(&a)
+            .starts_with("with_aug_scores,without_aug_scores,ars_list\n50,25,75\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results/x.csv");
+        write_outputs(&r, None, Some(&p)).unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap(), reference_csv(&r));
+    }
 }

@@ -6,9 +6,10 @@
 //! directory when used, exactly as DD-Ranking resolves them (a config written for DD-Ranking keeps
 //! meaning the same folders when run from the same place).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::config::{aug_with_defaults, AugConfig, DatasetInfo, EvalConfig, Metric};
 use crate::error::{Error, Result};
@@ -29,10 +30,62 @@ const IGNORED_KEYS: [(&str, &str); 3] = [
     ),
 ];
 
-/// What a YAML file added besides the settings: warnings to print before planning.
+/// What a YAML file added besides the settings: warnings to print before planning, and which
+/// config fields it set (for the settings' provenance).
 #[derive(Debug, Default)]
 pub struct YamlReport {
     pub warnings: Vec<String>,
+    /// Names of the [`EvalConfig`] fields (as serialised) that a key of the file set.
+    pub set: BTreeSet<&'static str>,
+}
+
+/// The [`EvalConfig`] field a YAML key sets; None for keys that set nothing.
+fn field_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "metric" => "metric",
+        "dataset" => "dataset",
+        "real_data_path" => "data_dir",
+        "syn_path" | "syn_data_path" | "image_path" => "syn_path",
+        "syn_lr" => "syn_lr",
+        "ipc" => "ipc",
+        "im_size" => "im_size",
+        "model_name" => "model",
+        "width" | "net_width" => "width",
+        "data_aug_func" | "aug_params" => "aug",
+        "use_zca" => "use_zca",
+        "use_aug_for_hard" => "use_aug_for_hard",
+        "label_type" => "label_type",
+        "soft_label_mode" => "soft_label_mode",
+        "soft_label_criterion" => "criterion",
+        "loss_fn_kwargs" => "loss",
+        "optimizer" => "optimizer",
+        "lr_scheduler" => "scheduler",
+        "step_size" => "step_size",
+        "weight_decay" => "weight_decay",
+        "momentum" => "momentum",
+        "num_eval" => "num_eval",
+        "num_epochs" => "num_epochs",
+        "full_epochs" => "full_epochs",
+        "test_interval" => "test_interval",
+        "lr_grid" => "lr_grid",
+        "default_lr" => "default_lr",
+        "syn_batch_size" => "syn_batch_size",
+        "real_batch_size" => "real_batch_size",
+        "batch_size" => "batch_size",
+        "random_data_format" => "random_data_format",
+        "eval_full_data" => "eval_full_data",
+        "full_acc" => "full_acc",
+        "teacher_dir" => "teacher_dir",
+        "teacher_model_names" => "teacher_names",
+        "seed" => "seed",
+        "lambda" => "lambda",
+        "gamma" => "gamma",
+        "device" => "device",
+        "save_path" => "csv_path",
+        "out_dir" => "out_dir",
+        "cache_dir" => "cache_dir",
+        _ => return None,
+    })
 }
 
 /// Apply the keys of `path` to `cfg`.
@@ -43,7 +96,7 @@ pub fn load_yaml(path: &Path, cfg: &mut EvalConfig) -> Result<YamlReport> {
 
 /// Apply YAML text (read from `path`, named in messages) to `cfg`.
 pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<YamlReport> {
-    let doc: Value = serde_yaml::from_str(text)
+    let doc: Value = serde_norway::from_str(text)
         .map_err(|e| Error::format(path, format!("not valid YAML: {e}")))?;
     let map = match doc {
         Value::Mapping(m) => m,
@@ -136,6 +189,8 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             "default_lr" => cfg.default_lr = r.f64(key, v)?,
             "syn_batch_size" => cfg.syn_batch_size = r.usize(key, v)?,
             "real_batch_size" => cfg.real_batch_size = r.usize(key, v)?,
+            // Read only by DD-Ranking's ARS (for all its trainings and tests); see the check below.
+            "batch_size" => cfg.batch_size = Some(r.usize(key, v)?),
             "eval_full_data" => cfg.eval_full_data = r.bool(key, v)?,
             "full_acc" => cfg.full_acc = r.opt_f64(key, v)?,
             "teacher_dir" => cfg.teacher_dir = r.opt_path(key, v)?,
@@ -147,12 +202,7 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             "save_path" => cfg.csv_path = r.opt_path(key, v)?,
             "out_dir" => cfg.out_dir = r.opt_path(key, v)?,
             "cache_dir" => cfg.cache_dir = r.opt_path(key, v)?,
-            "random_data_format" => {
-                let f = r.string(key, v)?;
-                if !matches!(f.as_str(), "tensor" | "tensors" | "image") {
-                    return Err(r.err(key, format!("expected tensor or image, found '{f}'")));
-                }
-            }
+            "random_data_format" => cfg.random_data_format = r.parse(key, v)?,
             "custom_train_trans" | "custom_val_trans" => {
                 if !v.is_null() {
                     return Err(r.err(
@@ -184,6 +234,11 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
     if let Some(v) = aug_params {
         apply_aug_params(&r, v, cfg, &mut report)?;
     }
+    for (k, _) in &map {
+        if let Some(field) = k.as_str().and_then(field_of) {
+            report.set.insert(field);
+        }
+    }
     if !explicit_metric {
         // DD-Ranking picks the metric by the Python class, not by a key; the keys each class
         // reads tell them apart: only AugmentationRobustScore reads `label_type`, only the
@@ -199,9 +254,17 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             (Metric::LrsHard, "it sets no soft-label keys")
         };
         cfg.metric = metric;
+        report.set.insert("metric");
         report.warnings.push(format!(
             "{}: no 'metric' key; using {metric} because {why} (set metric: or --metric to choose)",
             path.display()
+        ));
+    }
+    if cfg.batch_size.is_some() && cfg.metric != Metric::Ars {
+        report.warnings.push(format!(
+            "{}: key 'batch_size' is read only by ARS; {} uses syn_batch_size and real_batch_size",
+            path.display(),
+            cfg.metric
         ));
     }
     Ok(report)
@@ -284,7 +347,16 @@ fn apply_aug_params(
             None => {
                 // The probability keys are always 1 in DD-Ranking's metrics; anything else changes
                 // the protocol, so it is refused rather than ignored.
-                if matches!(key.as_str(), "cutmix_p" | "mixup_p") {
+                if key == "latestseed" {
+                    // DD-Ranking's DSA reseeds torch per op when this is not -1 (it needs the key
+                    // present); ddr-fast's counter-based generator is seeded by `seed` instead.
+                    if r.f64(&full, v)? != -1.0 {
+                        report.warnings.push(format!(
+                            "{}: '{full}' ignored: ddr-fast's augmentation draws are seeded by `seed`",
+                            r.path.display()
+                        ));
+                    }
+                } else if matches!(key.as_str(), "cutmix_p" | "mixup_p") {
                     let p = r.f64(&full, v)?;
                     if p != 1.0 {
                         return Err(r.err(
@@ -419,7 +491,7 @@ impl Reader<'_> {
 
 /// A value as it would appear in the file, cut short for messages.
 fn short(v: &Value) -> String {
-    let s = serde_yaml::to_string(v).unwrap_or_default();
+    let s = serde_norway::to_string(v).unwrap_or_default();
     let s = s.trim();
     if s.len() > 40 {
         format!(
@@ -494,6 +566,59 @@ mod tests {
                 "{text:?} → {e}"
             );
         }
+    }
+
+    #[test]
+    fn defaults_are_the_reference_constructors() {
+        // An empty file leaves every default: ddranking 0.2.0's constructor defaults.
+        let (cfg, _) = load("metric: lrs-soft\n").unwrap();
+        assert_eq!(cfg.aug, AugConfig::Cutmix { beta: 1.0 });
+        assert!(!cfg.use_aug_for_hard);
+        assert_eq!(cfg.criterion, Criterion::Kl);
+        assert_eq!(cfg.loss.temperature, 1.2);
+        assert!(!cfg.loss.scale_loss);
+        assert_eq!((cfg.loss.mse_weight, cfg.loss.ce_weight), (1.0, 0.0));
+        assert_eq!(cfg.label_type, crate::metrics::config::LabelType::Soft);
+        assert_eq!(cfg.soft_label_mode, SoftMode::S);
+        assert!(!cfg.eval_full_data);
+        assert_eq!((cfg.num_epochs, cfg.num_eval, cfg.ipc), (300, 5, 10));
+        assert_eq!((cfg.syn_batch_size, cfg.real_batch_size), (256, 256));
+        assert_eq!((cfg.weight_decay, cfg.momentum), (5e-4, 0.9));
+        assert_eq!(cfg.optimizer, Optimizer::Sgd);
+        assert_eq!(cfg.scheduler, Scheduler::Step);
+    }
+
+    #[test]
+    fn ars_batch_size_and_random_format_are_read() {
+        let (cfg, rep) = load(
+            "label_type: soft\nbatch_size: 1024\nrandom_data_format: image\n\
+             data_aug_func: dsa\naug_params: {latestseed: -1, flip: 0.5}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.metric, Metric::Ars);
+        assert_eq!(cfg.batch_size, Some(1024));
+        assert_eq!(cfg.ars_batch_size(), 1024);
+        assert_eq!(
+            cfg.random_data_format,
+            crate::metrics::config::RandomDataFormat::Image
+        );
+        assert!(
+            rep.warnings.iter().all(|w| !w.contains("batch_size")
+                && !w.contains("latestseed")
+                && !w.contains("random_data_format")),
+            "{:?}",
+            rep.warnings
+        );
+        assert!(rep.set.contains("batch_size") && rep.set.contains("random_data_format"));
+        // Only ARS reads batch_size: the LRS metrics warn that it changes nothing for them.
+        let (_, rep) = load("metric: lrs-hard\nbatch_size: 64\n").unwrap();
+        assert!(
+            rep.warnings.iter().any(|w| w.contains("'batch_size'")),
+            "{:?}",
+            rep.warnings
+        );
+        let e = load("random_data_format: png\n").unwrap_err().to_string();
+        assert!(e.contains("'random_data_format'"), "{e}");
     }
 
     #[test]

@@ -417,6 +417,16 @@ pub fn write_cifar10_bin(dir: &Path, n: usize) {
 /// A py2-style protocol-2 pickle of {'data': uint8 array [n, 3072], label_key: [labels]} as the
 /// official CIFAR python batches hold it (numpy array via _reconstruct + BUILD).
 pub fn cifar_py_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str) -> Vec<u8> {
+    cifar_pickle(data, n, labels, label_key, false)
+}
+
+/// The same batch as Python 3 re-saves it with `pickle.dump(d, f, protocol=2)`: the array's bytes
+/// become `_codecs.encode(<latin-1 string>, 'latin1')`.
+pub fn cifar_py3_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str) -> Vec<u8> {
+    cifar_pickle(data, n, labels, label_key, true)
+}
+
+fn cifar_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str, py3: bool) -> Vec<u8> {
     use pk::*;
     let short = |s: &str| {
         let mut v = vec![b'U', s.len() as u8];
@@ -452,7 +462,15 @@ pub fn cifar_py_pickle(data: &[u8], n: usize, labels: &[i32], label_key: &str) -
     p.extend(int(0));
     p.extend([b't', b'b']);
     p.push(0x89);
-    p.extend(binstring(data));
+    if py3 {
+        p.extend(global("_codecs", "encode"));
+        let latin1: String = data.iter().map(|&b| char::from(b)).collect();
+        p.extend(unicode(&latin1));
+        p.extend(unicode("latin1"));
+        p.extend([0x86, b'R']);
+    } else {
+        p.extend(binstring(data));
+    }
     p.extend([b't', b'b']);
     p.extend(short(label_key));
     p.extend([b']', b'(']);

@@ -20,6 +20,9 @@ impl Machine<'_> {
             ) => Some(Global::NpReconstruct),
             (Allow::NumpyArrays, "numpy", "ndarray") => Some(Global::NpNdarray),
             (Allow::NumpyArrays, "numpy", "dtype") => Some(Global::NpDtype),
+            // Python 3 writing protocol 2 stores bytes as `_codecs.encode(str, 'latin1')` (a pure
+            // function: the latin-1 code points back to bytes), e.g. a re-saved CIFAR batch.
+            (Allow::NumpyArrays, "_codecs", "encode") => Some(Global::CodecsEncode),
             _ => None,
         };
         g.ok_or_else(|| {
@@ -27,7 +30,7 @@ impl Machine<'_> {
                 "refusing global `{module}.{name}`: the only globals allowed are {} (nothing in a data file is executed)",
                 match self.allow {
                     Allow::Torch => "torch tensor/parameter rebuilds, torch storage types and collections.OrderedDict",
-                    Allow::NumpyArrays => "numpy array reconstruction",
+                    Allow::NumpyArrays => "numpy array reconstruction and _codecs.encode",
                 }
             ))
         })
@@ -101,6 +104,34 @@ impl Machine<'_> {
                 dtype: String::new(),
                 data: Vec::new(),
             }))),
+            Global::CodecsEncode if a.len() == 2 => {
+                let enc = self
+                    .str_of(a[1])
+                    .ok_or_else(|| self.err("_codecs.encode: expected an encoding name"))?;
+                if !matches!(
+                    enc.to_ascii_lowercase().as_str(),
+                    "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1"
+                ) {
+                    return Err(self.err(format!(
+                        "_codecs.encode: only the latin1 encoding is understood, found '{enc}'"
+                    )));
+                }
+                let text = match a[0] {
+                    Value::Obj(i) => match self.arena.get(i) {
+                        Some(Obj::Str(t)) => t,
+                        _ => return Err(self.err("_codecs.encode: expected a string")),
+                    },
+                    _ => return Err(self.err("_codecs.encode: expected a string")),
+                };
+                let bytes = text
+                    .chars()
+                    .map(|c| u8::try_from(u32::from(c)).ok())
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(|| {
+                        self.err("_codecs.encode: a character above U+00FF is not latin1")
+                    })?;
+                Ok(self.new_obj(Obj::Bytes(bytes)))
+            }
             Global::NpDtype if !a.is_empty() => {
                 let s = self
                     .str_of(a[0])

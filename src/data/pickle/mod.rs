@@ -68,6 +68,7 @@ pub enum Global {
     NpReconstruct,
     NpNdarray,
     NpDtype,
+    CodecsEncode,
 }
 
 /// A pickle value: scalars inline, everything else an index into the arena.

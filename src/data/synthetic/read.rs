@@ -50,10 +50,7 @@ pub(super) fn read_raw(path: &Path) -> Result<RawSyn> {
     match ext.as_str() {
         "safetensors" => {
             let f = load_safetensors(path)?;
-            let images = f.get("images").cloned().ok_or_else(|| {
-                let names: Vec<&str> = f.tensors.iter().map(|(n, _)| n.as_str()).collect();
-                Error::format(path, format!("no `images` tensor (found {names:?})"))
-            })?;
+            let images = f.images(path)?.clone();
             let lr = match f.get("lr") {
                 Some(t) => Some(scalar(path, "lr", t)?),
                 None => None,
