@@ -13,4 +13,6 @@ pub mod plan;
 pub mod reduce;
 pub mod report;
 pub mod scores;
+pub mod session;
+pub mod watch;
 pub mod yaml;
