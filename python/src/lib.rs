@@ -152,7 +152,7 @@ struct Job {
 impl Job {
     /// Waits up to `timeout_s` seconds without the GIL; True once the evaluation has ended.
     fn wait(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
-        if self.outcome.lock().map_or(false, |o| o.is_some()) {
+        if self.outcome.lock().is_ok_and(|o| o.is_some()) {
             return Ok(true);
         }
         let got = py.detach(|| {
