@@ -295,6 +295,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         stop_after_cohorts: args.stop_after_cohorts,
         notes,
         device: described,
+        watch: None,
     };
     let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
         crate::data::random_subset(l, c, ipc, seed, run)

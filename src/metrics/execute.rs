@@ -15,6 +15,7 @@ use super::config::{AugConfig, Criterion, EvalConfig, Optimizer, RandomDataForma
 use super::plan::{pack, plan, DataSource, Identities, LabelMode, Plan, PlanSizes, Training};
 use super::reduce::reduce;
 use super::report::{EvalRecord, Source, Timings, TrainingTiming};
+use super::watch::Watch;
 use crate::aug::{AugPlan, DsaMode, DsaParams};
 use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
 use crate::error::{Error, Result};
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub notes: Vec<String>,
     /// Describes the device in the record.
     pub device: String,
+    /// Progress and stop requests from another thread (the Python bindings); None for the CLI.
+    pub watch: Option<Arc<Watch>>,
 }
 
 /// Draws a class-balanced random subset of the real training set for `run`:
@@ -130,10 +133,14 @@ pub fn evaluate<B: Backend>(
         })
         .sum();
     let bar = progress_bar(total_work, opts.quiet);
+    let watch = opts.watch.as_deref();
+    if let Some(w) = watch {
+        w.set_total(total_work);
+    }
     let mut subsets: HashMap<u32, ImageSet> = HashMap::new();
     let mut train_s = 0.0;
     for (ci, cohort) in cohorts.iter().enumerate() {
-        if opts.stop_after_cohorts == Some(ci) {
+        if opts.stop_after_cohorts == Some(ci) || watch.is_some_and(Watch::stop_requested) {
             bar.finish_and_clear();
             return Err(Error::Interrupted);
         }
@@ -218,7 +225,11 @@ pub fn evaluate<B: Backend>(
             &inputs.test,
             &inputs.teachers,
             &mut |e, _| {
-                bar.set_position(done_before + work_per_epoch * e as u64);
+                let done = done_before + work_per_epoch * e as u64;
+                bar.set_position(done);
+                if let Some(w) = watch {
+                    w.set_done(done);
+                }
             },
         )?;
         let secs = tc.elapsed().as_secs_f64();

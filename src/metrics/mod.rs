@@ -14,4 +14,6 @@ pub mod reduce;
 pub mod report;
 pub mod scores;
 pub mod settings;
+pub mod session;
+pub mod watch;
 pub mod yaml;

@@ -8,8 +8,11 @@
 //! `soft_labels`, `lr` (or `syn_lr`; tensor or python float) and optionally `pixel_space: True`.
 //! Image folders: one sub-folder per class, 8-bit PNG/JPEG, always pixel space.
 
+mod memory;
 mod read;
 mod validate;
+
+pub use memory::{synthetic_from_arrays, SynArrays};
 
 use std::path::Path;
 

@@ -1,0 +1,132 @@
+//! One evaluation as a library call, for callers other than the command line (the Python
+//! bindings): settings as DD-Ranking keys, the synthetic set from a path or from arrays in memory,
+//! the result as an [`EvalRecord`]. The steps are the CLI's (`cli/eval.rs`): load and validate
+//! every input, then `execute::evaluate`, then write the requested outputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::cache::identity_of_path;
+use super::config::{parse_device, DeviceChoice, EvalConfig, Metric};
+use super::execute::{evaluate, Inputs, RunOptions};
+use super::inputs::{data_dir, fit_zca, load_real_for, load_syn, load_teachers, to_image_set};
+use super::plan::Identities;
+use super::report::{write_outputs, EvalRecord};
+use super::yaml::apply_yaml_str;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::data::synthetic::{synthetic_from_arrays, SynArrays};
+use crate::data::SynExpect;
+use crate::error::{Error, Result};
+use crate::train::trainer::ImageSet;
+
+/// Where the synthetic set comes from.
+#[derive(Debug, Clone)]
+pub enum SynSource {
+    /// A file or folder, as `--syn` takes it.
+    Path(PathBuf),
+    /// Arrays in memory; `name` (the caller's argument) leads every error about them.
+    Arrays { name: String, arrays: SynArrays },
+}
+
+/// A config from DD-Ranking keys (YAML or JSON text, `label` naming its origin in messages) on top
+/// of ddr-fast's defaults, with `metric` fixed by the caller (DD-Ranking picks it by class), and
+/// checked. Returns the config and the warnings (unknown or ignored keys).
+pub fn settings(text: &str, label: &str, metric: Metric) -> Result<(EvalConfig, Vec<String>)> {
+    let mut cfg = EvalConfig::default();
+    let rep = apply_yaml_str(Path::new(label), text, &mut cfg)?;
+    cfg.metric = metric;
+    // The metric is the caller's, so the inference warning of a metric-less YAML does not apply.
+    let warnings = rep
+        .warnings
+        .into_iter()
+        .filter(|w| !w.contains("no 'metric' key"))
+        .collect();
+    cfg.validate()?;
+    Ok((cfg, warnings))
+}
+
+/// Reads and validates every input of `cfg` and the synthetic set. A learning rate stored with the
+/// set becomes `syn_lr` when none was given (noted in `notes`).
+pub fn load_inputs(
+    cfg: &mut EvalConfig,
+    syn: SynSource,
+    notes: &mut Vec<String>,
+) -> Result<Inputs> {
+    let real = load_real_for(cfg)?;
+    let zca = fit_zca(cfg, &real)?;
+    let train = to_image_set(&real.train, &real, zca.as_ref())?;
+    let test = to_image_set(&real.test, &real, zca.as_ref())?;
+    let (syn, lr, syn_id, origin) = match syn {
+        SynSource::Path(p) => {
+            let (set, lr, id) = load_syn(cfg, &p, &real)?;
+            (set, lr, id, p.display().to_string())
+        }
+        SynSource::Arrays { name, arrays } => {
+            let id = arrays.identity();
+            let s =
+                synthetic_from_arrays(&name, arrays, &SynExpect::for_real(&real, Some(cfg.ipc)))?;
+            let set = ImageSet {
+                images: s.images, // (N, C, H, W), normalised
+                labels: s.labels,
+                soft: s.soft_labels,
+                channels: s.channels,
+                size: s.height,
+                classes: s.classes,
+            };
+            (set, s.lr.map(f64::from), id, name)
+        }
+    };
+    if cfg.syn_lr.is_none() {
+        if let Some(lr) = lr {
+            notes.push(format!("syn_lr {lr} read from {origin}"));
+            cfg.syn_lr = Some(lr);
+        }
+    }
+    let (teachers, teacher_id) = load_teachers(cfg, &real)?;
+    // The embedded set is part of the binary: its version identifies it.
+    let dataset = match data_dir(cfg) {
+        Some(d) if real.name != "fashion-mnist-embedded" => {
+            format!("{}:{}", real.name, identity_of_path(&d)?)
+        }
+        _ => format!("{}:{}", real.name, crate::VERSION),
+    };
+    Ok(Inputs {
+        train,
+        test,
+        syn,
+        teachers,
+        ids: Identities {
+            dataset,
+            syn: syn_id,
+            teachers: teacher_id,
+            device: "cpu".into(),
+        },
+    })
+}
+
+/// Loads the inputs, evaluates on the CPU backend and writes `out_dir` / `csv_path` when set.
+/// `opts.notes` gains the notes of loading; a `device: cuda` setting runs on the CPU with a note,
+/// because `evaluate` has no CUDA path in this build.
+pub fn run(mut cfg: EvalConfig, syn: SynSource, mut opts: RunOptions) -> Result<EvalRecord> {
+    if let DeviceChoice::Cuda(i) = parse_device(&cfg.device)? {
+        opts.notes.push(format!(
+            "device cuda:{i} requested; this build evaluates on the CPU backend, so the CPU was used"
+        ));
+    }
+    let inputs = load_inputs(&mut cfg, syn, &mut opts.notes)?;
+    let be = Arc::new(CpuBackend::new());
+    opts.device = be.describe();
+    let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
+        crate::data::random_subset(l, c, ipc, seed, run)
+    };
+    let rec = evaluate(&be, &cfg, &inputs, &subset, &opts)?;
+    write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;
+    Ok(rec)
+}
+
+/// `settings` for an unknown metric name: one error naming it.
+pub fn parse_metric(name: &str) -> Result<Metric> {
+    name.parse()
+        .map_err(|m: String| Error::config(format!("metric: {m}")))
+}
