@@ -54,7 +54,7 @@ fn settings(text: &str, label: &str, metric: &str) -> PyResult<(String, Vec<Stri
 #[pyfunction]
 fn read_yaml(path: PathBuf) -> PyResult<String> {
     let text = std::fs::read_to_string(&path).map_err(|e| to_py(Error::io(&path, e)))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+    let doc: serde_norway::Value = serde_norway::from_str(&text)
         .map_err(|e| to_py(Error::format(&path, format!("not valid YAML: {e}"))))?;
     serde_json::to_string(&doc).map_err(|e| {
         to_py(Error::format(

@@ -102,6 +102,7 @@ pub fn load_inputs(
             teachers: teacher_id,
             device: "cpu".into(),
         },
+        pixel_norm: zca.is_none().then(|| real.norm.clone()),
     })
 }
 
