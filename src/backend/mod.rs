@@ -12,10 +12,17 @@
 pub mod cpu;
 pub mod cuda;
 
-pub use cuda::DeviceChoice;
+pub use cuda::choice::{DeviceChoice, Opened, Origin};
 
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
+
+/// Device memory the driver reports, in bytes (for sizing cohorts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    pub free: u64,
+    pub total: u64,
+}
 
 /// Element types a device buffer can hold.
 pub trait Elem: Copy + Default + Send + Sync + 'static {}
@@ -134,6 +141,11 @@ pub trait Backend: Send + Sync {
     fn len<T: Elem>(&self, buf: &Self::Buf<T>) -> usize;
     /// Wait until all queued work is done (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
+    /// Free and total device memory, for sizing cohorts; None where it does not bound S (the
+    /// CPU's buffers live in host memory, which pages rather than fails).
+    fn memory(&self) -> Result<Option<DeviceMemory>> {
+        Ok(None)
+    }
 
     // ---- data movement -----------------------------------------------------------------------
     /// dst[m, :] = src[idx[m], :] with rows of `row_len`. src (N, row_len), idx (M), dst (M, row_len).

@@ -2,6 +2,7 @@
 //! trained in lock-step (`Cohort::train_step`). The epoch loop and planner build on these.
 
 pub mod cohort;
+pub mod memory;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;

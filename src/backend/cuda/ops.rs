@@ -81,6 +81,10 @@ impl Backend for CudaBackend {
         self.sync()
     }
 
+    fn memory(&self) -> Result<Option<crate::backend::DeviceMemory>> {
+        self.memory_info()
+    }
+
     fn gather_rows(
         &self,
         src: &CudaBuf<f32>,
