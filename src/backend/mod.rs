@@ -157,6 +157,19 @@ pub trait Backend: Send + Sync {
         dst: &mut Self::Buf<f32>,
     ) -> Result<()>;
 
+    /// y[y_at + i] = a·x[x_at + i] + b·y[y_at + i] for i < n; x is (buffer, x_at) or None to drop
+    /// its term; b = 0 leaves y unread. Reference: `crate::ops::rows::cpu::scale_add`.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_add(
+        &self,
+        n: usize,
+        a: f32,
+        x: Option<(&Self::Buf<f32>, usize)>,
+        b: f32,
+        y: &mut Self::Buf<f32>,
+        y_at: usize,
+    ) -> Result<()>;
+
     // ---- model ops ---------------------------------------------------------------------------
     /// x (S, B, cin, h, w), params (S, P) → y (S, B, cout, oh, ow).
     fn conv3x3_forward(

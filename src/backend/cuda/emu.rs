@@ -11,6 +11,7 @@ type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_scale_add(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
@@ -35,6 +36,7 @@ unsafe extern "C" {
 fn entry(kernel: &str) -> Option<EmuEntry> {
     let f: EmuEntry = match kernel {
         "gather_rows" => emu_gather_rows,
+        "scale_add" => emu_scale_add,
         "conv3x3_forward" => emu_conv3x3_forward,
         "conv3x3_backward_input" => emu_conv3x3_backward_input,
         "conv3x3_backward_weight" => emu_conv3x3_backward_weight,
