@@ -16,7 +16,7 @@ use crate::metrics::execute::aug_plan;
 use crate::metrics::inputs::{load_real_for, to_image_set, weights_of};
 use crate::model::{ConvNet, ConvNetSpec};
 use crate::train::trainer::{
-    train_cohort_keep, CohortSettings, ImageSet, StudentKey, StudentSetup,
+    train_cohort_keep, CohortSettings, DeviceSet, ImageSet, StudentKey, StudentSetup,
 };
 
 #[derive(Args, Debug)]
@@ -109,7 +109,8 @@ fn train_on<B: Backend>(
         augment: a.dsa,
         teacher_targets: false,
     };
-    let (res, cohort) = train_cohort_keep(be, &cs, &[setup], test, &[], &mut |e, n| {
+    let test = DeviceSet::upload(be, test, "test set")?;
+    let (res, cohort) = train_cohort_keep(be, &cs, &[setup], &test, &[], &mut |e, n| {
         eprint!("\repoch {e}/{n}")
     })?;
     eprintln!();

@@ -7,6 +7,7 @@ pub mod optim;
 pub mod schedule;
 pub mod trainer;
 pub mod trainer_data;
+pub mod trainer_device;
 
 pub use cohort::Cohort;
 pub use optim::OptimState;

@@ -56,6 +56,8 @@ pub struct CudaBuf<T> {
 struct EmuBudget {
     total: u64,
     used: AtomicU64,
+    /// The most `used` has been.
+    peak: AtomicU64,
 }
 
 /// Bytes of one live buffer counted in an [`EmuBudget`].
@@ -137,6 +139,7 @@ impl CudaBackend {
             emu_budget: Some(Arc::new(EmuBudget {
                 total,
                 used: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
             })),
             ..Self::emulated()
         }
@@ -168,10 +171,18 @@ impl CudaBackend {
                 b.total
             )));
         }
+        b.peak.fetch_max(before + bytes, Ordering::Relaxed);
         Ok(Some(Charge {
             budget: Arc::clone(b),
             bytes,
         }))
+    }
+
+    /// Emulated with a memory size: the most bytes its buffers have held at once.
+    pub fn emulated_peak(&self) -> Option<u64> {
+        self.emu_budget
+            .as_ref()
+            .map(|b| b.peak.load(Ordering::Relaxed))
     }
 
     /// A real GPU when one is usable, else the emulated device, and why no GPU when there is none.
