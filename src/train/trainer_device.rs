@@ -199,7 +199,7 @@ impl<B: Backend> StepFeed<B> {
             let row = self.batch * k;
             for (s, st) in students.iter().enumerate() {
                 if st.teacher_targets {
-                    be.scale_add(row, 1.0, Some((mean, s * row)), 0.0, soft, s * row)?;
+                    be.scale_add(row, 1.0, Some((&*mean, s * row)), 0.0, soft, s * row)?;
                 }
             }
         }
