@@ -91,20 +91,18 @@ fn main() {
         .collect();
     let device = std::env::var("DDR_BENCH_DEVICE").unwrap_or_else(|_| "auto".into());
     let cpu = || -> Box<dyn Augmenter> { Box::new(Cpu { dims, x: x.clone() }) };
-    let mut dev: Box<dyn Augmenter> = if device == "emulated" {
-        cuda(CudaBackend::emulated(), dims, &x)
-    } else {
-        match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE") {
-            DeviceChoice::Cpu => cpu(),
-            DeviceChoice::Cuda(n) => cuda(CudaBackend::new(n).expect("open the GPU"), dims, &x),
-            DeviceChoice::Auto => match CudaBackend::new(0) {
-                Ok(b) => cuda(b, dims, &x),
-                Err(e) => {
-                    eprintln!("no GPU ({e}); timing the CPU");
-                    cpu()
-                }
-            },
-        }
+    let mut dev: Box<dyn Augmenter> = match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE")
+    {
+        DeviceChoice::Cpu => cpu(),
+        DeviceChoice::Emulated => cuda(CudaBackend::emulated(), dims, &x),
+        DeviceChoice::Cuda(n) => cuda(CudaBackend::new(n).expect("open the GPU"), dims, &x),
+        DeviceChoice::Auto => match CudaBackend::new(0) {
+            Ok(b) => cuda(b, dims, &x),
+            Err(e) => {
+                eprintln!("no GPU ({e}); timing the CPU");
+                cpu()
+            }
+        },
     };
     let dsa = |mode| AugPlan::Dsa {
         params: DsaParams::ddranking(),

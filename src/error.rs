@@ -30,6 +30,10 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
 
+    /// The device ran out of memory: the caller may retry with fewer students per cohort.
+    #[error("device: out of memory: {0}")]
+    OutOfMemory(String),
+
     /// The user interrupted a long run; finished work has been saved.
     #[error("interrupted")]
     Interrupted,

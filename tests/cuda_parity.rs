@@ -147,6 +147,33 @@ fn gather_rows_matches_cpu() {
     assert_close("gather_rows", &got, &want, 0.0, 0.0);
 }
 
+// ---- scale_add -------------------------------------------------------------------------------
+
+/// y after the trainer's three uses: a copy into a span (b = 0 over NaNs), a sum (a = b = 1), and
+/// a scale without x.
+fn scale_add_case<B: Backend>(b: &B, x: &[f32], y0: &[f32]) -> Vec<f32> {
+    let xd = b.upload(x).unwrap();
+    let mut y = b.upload(y0).unwrap();
+    b.scale_add(7, 1.0, Some((&xd, 3)), 0.0, &mut y, 5).unwrap();
+    b.scale_add(x.len(), 1.0, Some((&xd, 0)), 1.0, &mut y, 0)
+        .unwrap();
+    b.scale_add(y0.len(), 0.0, None, 1.0 / 3.0, &mut y, 0)
+        .unwrap();
+    b.download(&y).unwrap()
+}
+
+#[test]
+fn scale_add_matches_cpu() {
+    let mut r = Rng(2);
+    let x = r.vec(301, -1.0, 1.0);
+    let mut y0 = r.vec(301, -1.0, 1.0);
+    y0[5..12].iter_mut().for_each(|v| *v = f32::NAN); // overwritten unread by the copy
+    let got = scale_add_case(&cuda(), &x, &y0);
+    let want = scale_add_case(&CpuBackend::reference(), &x, &y0);
+    // Copies, sums of two terms and single products each round once on both devices: bit-exact.
+    assert_close("scale_add", &got, &want, 0.0, 0.0);
+}
+
 // ---- conv 3×3 --------------------------------------------------------------------------------
 
 /// (y, dx, grads) of one forward and backward.

@@ -74,6 +74,18 @@ impl Backend for CpuBackend {
         ops::rows::cpu::gather_rows(src, row_len, idx, dst)
     }
 
+    fn scale_add(
+        &self,
+        n: usize,
+        a: f32,
+        x: Option<(&Vec<f32>, usize)>,
+        b: f32,
+        y: &mut Vec<f32>,
+        y_at: usize,
+    ) -> Result<()> {
+        ops::rows::cpu::scale_add(n, a, x.map(|(v, at)| (v.as_slice(), at)), b, y, y_at)
+    }
+
     fn conv3x3_forward(
         &self,
         g: &ConvGeom,

@@ -12,10 +12,17 @@
 pub mod cpu;
 pub mod cuda;
 
-pub use cuda::DeviceChoice;
+pub use cuda::choice::{DeviceChoice, Opened, Origin};
 
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::error::{Error, Result};
+
+/// Device memory the driver reports, in bytes (for sizing cohorts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    pub free: u64,
+    pub total: u64,
+}
 
 /// Element types a device buffer can hold.
 pub trait Elem: Copy + Default + Send + Sync + 'static {}
@@ -134,6 +141,11 @@ pub trait Backend: Send + Sync {
     fn len<T: Elem>(&self, buf: &Self::Buf<T>) -> usize;
     /// Wait until all queued work is done (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
+    /// Free and total device memory, for sizing cohorts; None where it does not bound S (the
+    /// CPU's buffers live in host memory, which pages rather than fails).
+    fn memory(&self) -> Result<Option<DeviceMemory>> {
+        Ok(None)
+    }
 
     // ---- data movement -----------------------------------------------------------------------
     /// dst[m, :] = src[idx[m], :] with rows of `row_len`. src (N, row_len), idx (M), dst (M, row_len).
@@ -143,6 +155,19 @@ pub trait Backend: Send + Sync {
         row_len: usize,
         idx: &Self::Buf<u32>,
         dst: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// y[y_at + i] = a·x[x_at + i] + b·y[y_at + i] for i < n; x is (buffer, x_at) or None to drop
+    /// its term; b = 0 leaves y unread. Reference: `crate::ops::rows::cpu::scale_add`.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_add(
+        &self,
+        n: usize,
+        a: f32,
+        x: Option<(&Self::Buf<f32>, usize)>,
+        b: f32,
+        y: &mut Self::Buf<f32>,
+        y_at: usize,
     ) -> Result<()>;
 
     // ---- model ops ---------------------------------------------------------------------------

@@ -12,8 +12,9 @@ use std::time::Instant;
 use clap::Args;
 
 use super::bench_profile::Timed;
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, LossKind, Mode, OptimizerCfg, OptimizerKind};
+use crate::backend::{
+    Backend, DeviceChoice, LossKind, Mode, Opened, OptimizerCfg, OptimizerKind, Origin,
+};
 use crate::error::{Error, Result};
 use crate::model::{init_buffers, init_params, ConvNet, ConvNetSpec, SplitMix64, Workspace};
 
@@ -22,8 +23,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Compute device: `cpu` (a CUDA build adds `cuda`).
-    #[arg(long, default_value = "cpu")]
+    /// auto | cpu | cuda | cuda:N | emulated. `emulated` runs the CUDA kernels on the host
+    /// emulator (very slow: use tiny sizes, e.g. --batch 2 --test-images 8).
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Model name, as DD-Ranking spells it.
     #[arg(long, default_value = "ConvNet-3")]
@@ -347,18 +349,22 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    match args.device.as_str() {
-        "cpu" => match args.threads {
-            Some(t) => rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .map_err(|e| Error::config(format!("bench: cannot start {t} threads: {e}")))?
-                .install(|| run_on(&CpuBackend::new(), args)),
-            None => run_on(&CpuBackend::new(), args),
-        },
-        other => Err(Error::device(format!(
-            "bench: device `{other}` is not available in this build (available: cpu)"
-        ))),
+    let choice = DeviceChoice::parse(&args.device)
+        .map_err(|e| Error::config(format!("bench --device: {e}")))?;
+    let (opened, line) = choice.open(Origin::Flag)?;
+    eprintln!("{line}");
+    let on_device = || match &opened {
+        Opened::Cpu(be) => run_on(be, args),
+        Opened::Cuda(be) => run_on(be, args),
+    };
+    match args.threads {
+        // The CPU backend's threads (the emulator runs its own pool).
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map_err(|e| Error::config(format!("bench: cannot start {t} threads: {e}")))?
+            .install(on_device),
+        None => on_device(),
     }
 }
 
@@ -512,6 +518,7 @@ fn profile_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::CpuBackend;
 
     /// A tiny workload runs end to end: the step changes every student's parameters, and a test
     /// pass with a remainder batch counts at most one correct answer per student and image.
@@ -564,8 +571,34 @@ mod tests {
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(
-            err.contains("tpu") && err.contains("cpu"),
+            err.contains("tpu") && err.contains("cpu") && err.contains("emulated"),
             "unhelpful error: {err}"
         );
+    }
+
+    /// The emulated device runs the same workload through the CUDA backend (tiny sizes: the
+    /// emulator is slow), and `--device cuda` is accepted by the parser: with a GPU it runs, without
+    /// one it is one error naming the device.
+    #[test]
+    fn emulated_runs_and_cuda_is_accepted() {
+        let tiny = |device: &str| BenchArgs {
+            json: true,
+            device: device.into(),
+            model: "ConvNet-2-W8".into(),
+            students: 2,
+            batch: 2,
+            test_images: 4,
+            test_batch: 2,
+            warmup: 1,
+            repeats: 1,
+            test_repeats: 1,
+            threads: None,
+            profile: false,
+        };
+        run(&tiny("emulated")).unwrap();
+        if crate::backend::cuda::CudaBackend::new(0).is_err() {
+            let err = run(&tiny("cuda")).unwrap_err().to_string();
+            assert!(err.contains("--device cuda:0"), "unhelpful error: {err}");
+        }
     }
 }

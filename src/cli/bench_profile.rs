@@ -115,6 +115,25 @@ impl<B: Backend> Backend for Timed<'_, B> {
         )
     }
 
+    fn scale_add(
+        &self,
+        n: usize,
+        a: f32,
+        x: Option<(&Self::Buf<f32>, usize)>,
+        b: f32,
+        y: &mut Self::Buf<f32>,
+        y_at: usize,
+    ) -> Result<()> {
+        self.time(
+            || "scale_add".into(),
+            || self.inner.scale_add(n, a, x, b, y, y_at),
+        )
+    }
+
+    fn memory(&self) -> Result<Option<crate::backend::DeviceMemory>> {
+        self.inner.memory()
+    }
+
     fn conv3x3_forward(
         &self,
         g: &ConvGeom,

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use super::eval_device::{cohort_students, DryTarget};
 use super::eval_setup::{apply_flags, demo_config, demo_note, is_demo};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, Opened, Origin};
 use crate::error::{Error, Result};
 use crate::metrics::cache::{identity_of_path, Store};
-use crate::metrics::config::{parse_device, DeviceChoice, EvalConfig};
+use crate::metrics::config::{parse_device, EvalConfig};
 use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
 use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
 use crate::metrics::execute::{
@@ -159,9 +161,16 @@ pub struct EvalArgs {
     /// Weight of the augmented gap in β (YAML: gamma; default 0.5).
     #[arg(long)]
     pub gamma: Option<f64>,
-    /// auto | cpu | cuda | cuda:N (YAML: device; default auto).
+    /// auto | cpu | cuda | cuda:N | emulated (YAML: device). auto takes GPU 0 when a driver and
+    /// a GPU are present, else the CPU. The YAML's cuda without a GPU runs on the CPU with a
+    /// warning; this flag's cuda without a GPU is an error. emulated runs the CUDA kernels on the
+    /// host emulator: the GPU's code path, very slow (tests, debugging).
     #[arg(long)]
     pub device: Option<String>,
+    /// Device memory in GB that --dry-run plans cohorts for when the GPU asked for is not on this
+    /// machine (default 80, an H100's).
+    #[arg(long)]
+    pub device_memory: Option<f64>,
     /// Folder for result.json, result.csv and the resume journal.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -177,9 +186,10 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Most students trained together in one cohort.
-    #[arg(long, default_value_t = 16)]
-    pub max_students: usize,
+    /// Most students trained together in one cohort (default: 16 on the CPU; on a GPU as many as
+    /// its free memory holds, less a 15% margin; an out-of-memory error halves it and retries).
+    #[arg(long)]
+    pub max_students: Option<usize>,
     /// Throughput in FLOP/s for the --dry-run estimate (default: an assumed figure, printed).
     #[arg(long)]
     pub throughput: Option<f64>,
@@ -196,48 +206,86 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         EvalConfig::default()
     };
     let mut notes = Vec::new();
-    let mut origin = Provenance::new(&cfg, if demo { "demo" } else { "default" });
+    let mut prov = Provenance::new(&cfg, if demo { "demo" } else { "default" });
     if let Some(path) = &args.config {
         let rep = load_yaml(path, &mut cfg)?;
         for w in rep.warnings {
             eprintln!("warning: {w}");
             notes.push(w);
         }
-        origin.mark(rep.set, &format!("yaml {}", path.display()));
+        prov.mark(rep.set, &format!("yaml {}", path.display()));
     }
     let before_flags = cfg.clone();
     apply_flags(args, &mut cfg)?;
-    origin.mark_changed(&before_flags, &cfg, "flag");
+    prov.mark_changed(&before_flags, &cfg, "flag");
     cfg.validate()?;
     if demo {
         let note = demo_note(&cfg);
         eprintln!("{note}");
         notes.push(note);
     }
-    let device = match parse_device(&cfg.device)? {
-        DeviceChoice::Auto | DeviceChoice::Cpu => "cpu",
-        DeviceChoice::Cuda(i) => {
-            return Err(Error::device(format!(
-                "device cuda:{i}: this build has no CUDA backend; use --device cpu (the config's `device` key is overridden by the flag)"
-            )))
-        }
+    // A flag demands its device; the YAML's `device` (every DD-Ranking config says cuda) is a
+    // preference that falls back to the CPU with a warning.
+    let choice = parse_device(&cfg.device)?;
+    let origin = if args.device.is_some() {
+        Origin::Flag
+    } else {
+        Origin::Config
     };
-    let be = Arc::new(CpuBackend::new());
-    let described = format!("{} ({})", device, crate::backend::Backend::describe(&*be));
+    if args.dry_run {
+        let target = DryTarget::resolve(choice, origin, args.device_memory)?;
+        eprintln!("{}", target.line);
+        let inputs = load_inputs(
+            &Arc::new(CpuBackend::new()),
+            &mut cfg,
+            &mut prov,
+            &mut notes,
+            demo,
+            target.kind,
+        )?;
+        print!("{}", settings_text(&prov.resolve(&cfg)));
+        return dry_run(args, &cfg, &inputs, &target);
+    }
+    let (opened, line) = choice.open(origin)?;
+    eprintln!("{line}");
+    if line.starts_with("warning:") {
+        notes.push(line);
+    }
+    match opened {
+        Opened::Cpu(be) => run_on(&Arc::new(be), args, cfg, prov, notes, demo, "cpu"),
+        Opened::Cuda(be) => {
+            let kind = if be.is_emulated() {
+                "cuda-emulated"
+            } else {
+                "cuda"
+            };
+            run_on(&Arc::new(be), args, cfg, prov, notes, demo, kind)
+        }
+    }
+}
 
-    // ---- inputs: read and validate everything before planning ------------------------------
-    let real = load_real_for(&cfg)?;
-    let zca = fit_zca(&cfg, &real)?;
+/// Reads and validates every input (real data, ZCA, the synthetic set, teachers) before planning.
+/// `kind` ("cpu", "cuda", "cuda-emulated") goes into the cache keys: devices agree to rounding only.
+fn load_inputs<B: Backend>(
+    be: &Arc<B>,
+    cfg: &mut EvalConfig,
+    prov: &mut Provenance,
+    notes: &mut Vec<String>,
+    demo: bool,
+    kind: &str,
+) -> Result<Inputs> {
+    let real = load_real_for(cfg)?;
+    let zca = fit_zca(cfg, &real)?;
     let train = to_image_set(&real.train, &real, zca.as_ref())?;
     let test = to_image_set(&real.test, &real, zca.as_ref())?;
     let (syn, syn_id) = match &cfg.syn_path {
         Some(p) => {
-            let (set, lr, id) = load_syn(&cfg, p, &real)?;
+            let (set, lr, id) = load_syn(cfg, p, &real)?;
             if cfg.syn_lr.is_none() {
                 if let Some(lr) = lr {
                     notes.push(format!("syn_lr {lr} read from {}", p.display()));
                     cfg.syn_lr = Some(lr);
-                    origin.mark(["syn_lr"], &format!("file {}", p.display()));
+                    prov.mark(["syn_lr"], &format!("file {}", p.display()));
                 }
             }
             (set, id)
@@ -246,7 +294,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             // Pixel features: ConvNet features of 2,000 images cost minutes on a loaded 2-core CPU,
             // more than the demo's whole budget (`ddr-fast select --features convnet` has them).
             let idx = select(
-                &be,
+                be,
                 &train,
                 SelectMethod::Herding,
                 FeatureKind::Pixels,
@@ -262,8 +310,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             ))
         }
     };
-    let (teachers, teacher_id) = load_teachers(&cfg, &real)?;
-    let dataset_id = match crate::metrics::inputs::data_dir(&cfg) {
+    let (teachers, teacher_id) = load_teachers(cfg, &real)?;
+    let dataset_id = match crate::metrics::inputs::data_dir(cfg) {
         Some(d) if real.name != "fashion-mnist-embedded" => {
             format!("{}:{}", real.name, identity_of_path(&d)?)
         }
@@ -273,45 +321,63 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         dataset: dataset_id,
         syn: syn_id,
         teachers: teacher_id,
-        device: device.to_string(),
+        device: kind.to_string(),
     };
-    let inputs = Inputs {
+    Ok(Inputs {
         train,
         test,
         syn,
         teachers,
         ids,
         pixel_norm: zca.is_none().then(|| real.norm.clone()),
-    };
+    })
+}
 
-    let settings = origin.resolve(&cfg);
+/// Loads the inputs, sizes the cohorts for the device and runs the evaluation on it.
+fn run_on<B: Backend>(
+    be: &Arc<B>,
+    args: &EvalArgs,
+    mut cfg: EvalConfig,
+    mut prov: Provenance,
+    mut notes: Vec<String>,
+    demo: bool,
+    kind: &str,
+) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind)?;
+    let settings = prov.resolve(&cfg);
     print!("{}", settings_text(&settings));
-    if args.dry_run {
-        return dry_run(args, &cfg, &inputs, device);
-    }
+    let (max_students, why) = cohort_students(args.max_students, be.memory()?, &cfg, &inputs)?;
+    eprintln!("cohorts: up to {max_students} students ({why})");
     let opts = RunOptions {
-        max_students: args.max_students,
+        max_students,
         quiet: args.quiet,
         stop_after_cohorts: args.stop_after_cohorts,
         notes,
-        device: described,
+        device: be.describe(),
         watch: None,
     };
     let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
         crate::data::random_subset(l, c, ipc, seed, run)
     };
-    let mut rec = evaluate(&be, &cfg, &inputs, &subset, &opts)?;
+    let mut rec = evaluate(be, &cfg, &inputs, &subset, &opts)?;
     rec.settings = settings;
     print!("{}", table(&cfg, &rec));
     write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;
     if let Some(d) = &cfg.out_dir {
         println!("  wrote {}", d.join("result.json").display());
     }
+    eprintln!(
+        "evaluated on {} in {:.1} s",
+        be.describe(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Prints the plan, its cohorts and the estimated time; trains nothing.
-fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, device: &str) -> Result<()> {
+fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, target: &DryTarget) -> Result<()> {
+    let device = target.kind;
     let p = plan(cfg, &inputs.ids)?;
     let sizes = PlanSizes {
         n_syn: inputs.syn.len(),
@@ -338,7 +404,10 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, device: &str) -> 
         .filter(|t| !cache.contains_key(&t.key) && !journal.contains_key(&t.key))
         .map(|t| t.id)
         .collect();
-    let cohorts = pack(&p, &todo, sizes, args.max_students);
+    let (max_students, why) = cohort_students(args.max_students, target.memory, cfg, inputs)?;
+    let cohorts = pack(&p, &todo, sizes, max_students);
+    println!("device: {}", target.describe);
+    println!("  cohorts: up to {max_students} students each ({why})");
     println!(
         "plan: {} on {} IPC {} ({} synthetic images), {} run(s), model {} width {}",
         cfg.metric,
@@ -410,6 +479,8 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, device: &str) -> 
         e.flops_per_s / 1e9,
         e.throughput_source
     );
+    // Predicted GPU time (branch `perf`): one call here when `target.kind != "cpu"`, from
+    // `cohorts` (sized by `max_students` for `target.memory`), `spec` and the plan `p`.
     println!(
         "  inputs validated: real data {} train / {} test images; no training was run",
         inputs.train.len(),

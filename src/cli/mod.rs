@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_profile;
 mod data;
 pub mod eval;
+mod eval_device;
 mod eval_setup;
 mod info;
 mod select;

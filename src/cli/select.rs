@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::backend::cpu::CpuBackend;
+use crate::backend::{DeviceChoice, Opened, Origin};
 use crate::data::safetensors_io::save_f32;
 use crate::error::Result;
 use crate::metrics::config::{DatasetInfo, EvalConfig};
@@ -39,6 +39,9 @@ pub struct SelectArgs {
     /// Output .safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+    /// auto | cpu | cuda | cuda:N | emulated: where the ConvNet features are computed.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn run(a: &SelectArgs) -> Result<()> {
@@ -49,12 +52,22 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     };
     let real = load_real_for(&cfg)?;
     let train = to_image_set(&real.train, &real, None)?;
-    let be = Arc::new(CpuBackend::new());
     let idx = match (a.method, a.run) {
         (SelectMethod::Random, Some(run)) => {
             crate::data::random_subset(&train.labels, train.classes, a.ipc, a.seed, run)?
         }
-        _ => select(&be, &train, a.method, a.features, a.ipc, a.seed)?,
+        _ => {
+            let (opened, line) = DeviceChoice::parse(&a.device)?.open(Origin::Flag)?;
+            eprintln!("{line}");
+            match opened {
+                Opened::Cpu(be) => {
+                    select(&Arc::new(be), &train, a.method, a.features, a.ipc, a.seed)?
+                }
+                Opened::Cuda(be) => {
+                    select(&Arc::new(be), &train, a.method, a.features, a.ipc, a.seed)?
+                }
+            }
+        }
     };
     let d = &real.train;
     let mut images = Vec::with_capacity(idx.len() * d.image_len()); // (N, C, H, W) pixels in [0, 1]

@@ -6,15 +6,18 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
+use crate::backend::{
+    Backend, DeviceChoice, LossKind, Opened, OptimizerCfg, OptimizerKind, Origin,
+};
 use crate::data::save_teacher;
 use crate::error::Result;
 use crate::metrics::config::{AugConfig, DatasetInfo, EvalConfig, Scheduler};
 use crate::metrics::execute::aug_plan;
 use crate::metrics::inputs::{load_real_for, to_image_set, weights_of};
 use crate::model::{ConvNet, ConvNetSpec};
-use crate::train::trainer::{train_cohort_keep, CohortSettings, StudentKey, StudentSetup};
+use crate::train::trainer::{
+    train_cohort_keep, CohortSettings, DeviceSet, ImageSet, StudentKey, StudentSetup,
+};
 
 #[derive(Args, Debug)]
 pub struct TrainTeacherArgs {
@@ -40,6 +43,9 @@ pub struct TrainTeacherArgs {
     /// Output .safetensors (e.g. teacher_models/ConvNet-3.safetensors, where eval looks).
     #[arg(long)]
     pub out: PathBuf,
+    /// auto | cpu | cuda | cuda:N | emulated.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn run(a: &TrainTeacherArgs) -> Result<()> {
@@ -51,8 +57,23 @@ pub fn run(a: &TrainTeacherArgs) -> Result<()> {
     let real = load_real_for(&cfg)?;
     let train = to_image_set(&real.train, &real, None)?;
     let test = to_image_set(&real.test, &real, None)?;
+    let (opened, line) = DeviceChoice::parse(&a.device)?.open(Origin::Flag)?;
+    eprintln!("{line}");
+    match opened {
+        Opened::Cpu(be) => train_on(&Arc::new(be), a, &real.name, &train, &test),
+        Opened::Cuda(be) => train_on(&Arc::new(be), a, &real.name, &train, &test),
+    }
+}
+
+/// Trains the teacher on one device and saves it.
+fn train_on<B: Backend>(
+    be: &Arc<B>,
+    a: &TrainTeacherArgs,
+    dataset: &str,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> Result<()> {
     let spec = ConvNetSpec::from_name(&a.model, train.channels, train.size, train.classes)?;
-    let be = Arc::new(CpuBackend::new());
     let cs = CohortSettings {
         net: ConvNet::new(spec),
         epochs: a.epochs,
@@ -82,13 +103,14 @@ pub fn run(a: &TrainTeacherArgs) -> Result<()> {
         role: 0xFFFF,
     };
     let setup = StudentSetup {
-        data: &train,
+        data: train,
         lr: a.lr,
         key,
         augment: a.dsa,
         teacher_targets: false,
     };
-    let (res, cohort) = train_cohort_keep(&be, &cs, &[setup], &test, &[], &mut |e, n| {
+    let test = DeviceSet::upload(be, test, "test set")?;
+    let (res, cohort) = train_cohort_keep(be, &cs, &[setup], &test, &[], &mut |e, n| {
         eprint!("\repoch {e}/{n}")
     })?;
     eprintln!();
@@ -105,7 +127,7 @@ pub fn run(a: &TrainTeacherArgs) -> Result<()> {
     println!(
         "teacher {} on {}: best test accuracy {:.2}%; saved {}",
         a.model,
-        real.name,
+        dataset,
         100.0 * r.best,
         a.out.display()
     );

@@ -517,30 +517,11 @@ impl EvalConfig {
     }
 }
 
-/// The compute device a user asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda(usize),
-}
+/// The compute device a user asked for: the one parser every command shares.
+pub use crate::backend::DeviceChoice;
 
 pub fn parse_device(s: &str) -> Result<DeviceChoice> {
-    let s = s.trim().to_lowercase();
-    match s.as_str() {
-        "auto" => Ok(DeviceChoice::Auto),
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceChoice::Cuda)
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "device: expected auto, cpu, cuda or cuda:N, found '{s}'"
-                ))
-            }),
-    }
+    DeviceChoice::parse(s)
 }
 
 // ---- names as DD-Ranking spells them ---------------------------------------------------------

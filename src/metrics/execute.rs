@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::cache::{Record, Store};
 use super::config::{AugConfig, Criterion, EvalConfig, Optimizer, RandomDataFormat};
-use super::plan::{pack, plan, DataSource, Identities, LabelMode, Plan, PlanSizes, Training};
+use super::plan::{
+    pack, plan, Cohort, DataSource, Identities, LabelMode, Plan, PlanSizes, Training,
+};
 use super::reduce::reduce;
 use super::report::{EvalRecord, Source, Timings, TrainingTiming};
 use super::watch::Watch;
@@ -21,7 +23,7 @@ use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
 use crate::error::{Error, Result};
 use crate::model::{ConvNet, ConvNetSpec};
 use crate::train::trainer::{
-    train_cohort, CohortSettings, ImageSet, StudentKey, StudentSetup, Teacher,
+    train_cohort_on, CohortSettings, DeviceSet, ImageSet, StudentKey, StudentSetup, Teacher,
 };
 
 /// Everything an evaluation reads, loaded and normalised.
@@ -139,7 +141,28 @@ pub fn evaluate<B: Backend>(
     }
     let mut subsets: HashMap<u32, ImageSet> = HashMap::new();
     let mut train_s = 0.0;
-    for (ci, cohort) in cohorts.iter().enumerate() {
+    // On the device once, shared by every cohort (only when something is left to train).
+    let test = if cohorts.is_empty() {
+        None
+    } else {
+        Some(DeviceSet::upload(be, &inputs.test, "test set")?)
+    };
+    // Out of device memory: the cohort in flight is split in halves and retried, and every later
+    // cohort is held to that size; finished cohorts are already in the journal and the cache.
+    let mut queue: std::collections::VecDeque<Cohort> = cohorts.into_iter().collect();
+    let mut cap = usize::MAX;
+    let mut ci = 0;
+    while let Some(cohort) = queue.pop_front() {
+        if cohort.members.len() > cap {
+            for part in cohort.members.chunks(cap).rev() {
+                queue.push_front(Cohort {
+                    members: part.to_vec(),
+                    n_train: cohort.n_train,
+                });
+            }
+            continue;
+        }
+        let cohort = &cohort;
         if opts.stop_after_cohorts == Some(ci) || watch.is_some_and(Watch::stop_requested) {
             bar.finish_and_clear();
             return Err(Error::Interrupted);
@@ -218,11 +241,11 @@ pub fn evaluate<B: Backend>(
         let tc = Instant::now();
         let work_per_epoch = (cohort.members.len() * cohort.n_train) as u64;
         let done_before = bar.position();
-        let out = train_cohort(
+        let out = match train_cohort_on(
             be,
             &cs,
             &setups,
-            &inputs.test,
+            test.as_ref().expect("uploaded when there are cohorts"),
             &inputs.teachers,
             &mut |e, _| {
                 let done = done_before + work_per_epoch * e as u64;
@@ -231,7 +254,22 @@ pub fn evaluate<B: Backend>(
                     w.set_done(done);
                 }
             },
-        )?;
+        ) {
+            Err(Error::OutOfMemory(why)) if cohort.members.len() > 1 => {
+                cap = cohort.members.len().div_ceil(2);
+                bar.suspend(|| {
+                    eprintln!(
+                        "out of device memory with {} students per cohort ({why}); retrying with {cap}",
+                        cohort.members.len()
+                    )
+                });
+                bar.set_position(done_before);
+                queue.push_front(cohort.clone());
+                continue;
+            }
+            other => other?,
+        };
+        ci += 1;
         let secs = tc.elapsed().as_secs_f64();
         train_s += secs;
         let per = secs / cohort.members.len() as f64;
@@ -269,7 +307,7 @@ pub fn evaluate<B: Backend>(
         &sources,
         t0.elapsed().as_secs_f64(),
         train_s,
-        cohorts.len(),
+        ci,
     );
     Ok(EvalRecord {
         ddr_fast_version: crate::VERSION.to_string(),

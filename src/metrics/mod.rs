@@ -13,7 +13,7 @@ pub mod plan;
 pub mod reduce;
 pub mod report;
 pub mod scores;
-pub mod settings;
 pub mod session;
+pub mod settings;
 pub mod watch;
 pub mod yaml;

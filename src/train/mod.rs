@@ -2,10 +2,12 @@
 //! trained in lock-step (`Cohort::train_step`). The epoch loop and planner build on these.
 
 pub mod cohort;
+pub mod memory;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
 pub mod trainer_data;
+pub mod trainer_device;
 
 pub use cohort::Cohort;
 pub use optim::OptimState;

@@ -19,6 +19,8 @@ use crate::metrics::config::Scheduler;
 use crate::model::ConvNet;
 
 pub use super::trainer_data::{ImageSet, StudentKey};
+pub use super::trainer_device::DeviceSet;
+use super::trainer_device::{CohortData, StepFeed, TestFeed};
 
 /// Images per test forward: the test set is cut into batches of this size, each replicated for the
 /// S students (S × 500 × C × H × W floats stays below 100 MB at S = 16 on CIFAR).
@@ -84,7 +86,9 @@ pub fn schedule(s: Scheduler, epochs: usize, step_size: usize) -> Result<Schedul
     Schedule::parse(name, epochs, step_size)
 }
 
-/// Train a cohort and test it every `test_interval` epochs and after the last epoch.
+/// Train a cohort and test it every `test_interval` epochs and after the last epoch. Uploads the
+/// test set for this cohort; an evaluation of many cohorts uploads it once ([`DeviceSet::upload`])
+/// and calls [`train_cohort_on`].
 pub fn train_cohort<B: Backend>(
     be: &Arc<B>,
     cs: &CohortSettings,
@@ -96,15 +100,31 @@ pub fn train_cohort<B: Backend>(
     if students.is_empty() {
         return Ok(Vec::new());
     }
+    let test = DeviceSet::upload(be, test, "test set")?;
+    train_cohort_keep(be, cs, students, &test, teachers, progress).map(|(r, _)| r)
+}
+
+/// [`train_cohort`] on a test set already on the device (shared by every cohort of an evaluation).
+pub fn train_cohort_on<B: Backend>(
+    be: &Arc<B>,
+    cs: &CohortSettings,
+    students: &[StudentSetup<'_>],
+    test: &DeviceSet<B>,
+    teachers: &[Teacher],
+    progress: Progress<'_>,
+) -> Result<Vec<StudentResult>> {
+    if students.is_empty() {
+        return Ok(Vec::new());
+    }
     train_cohort_keep(be, cs, students, test, teachers, progress).map(|(r, _)| r)
 }
 
-/// [`train_cohort`] that also hands back the trained cohort (its weights), for `train-teacher`.
+/// [`train_cohort_on`] that also hands back the trained cohort (its weights), for `train-teacher`.
 pub fn train_cohort_keep<B: Backend>(
     be: &Arc<B>,
     cs: &CohortSettings,
     students: &[StudentSetup<'_>],
-    test: &ImageSet,
+    test: &DeviceSet<B>,
     teachers: &[Teacher],
     progress: Progress<'_>,
 ) -> Result<(Vec<StudentResult>, Cohort<B>)> {
@@ -138,7 +158,6 @@ pub fn train_cohort_keep<B: Backend>(
             )));
         }
     }
-    test.check("test set")?;
     if n == 0 || cs.batch_size == 0 || cs.epochs == 0 || cs.test_interval == 0 {
         return Err(Error::config(
             "a cohort needs images, a batch size, epochs and a test interval ≥ 1",
@@ -159,6 +178,12 @@ pub fn train_cohort_keep<B: Backend>(
         .map(|t| TeacherCohort::new(be, t))
         .collect::<Result<Vec<_>>>()?;
 
+    // ---- data on the device: each distinct training set once, the test batches broadcast ----
+    let train = CohortData::upload(be, students, soft_loss)?;
+    let mut test_feed = TestFeed::new(be, test, s_n)?;
+    let mut feeds: Vec<StepFeed<B>> = Vec::new(); // one per distinct batch size (full, last)
+    let wants_teacher = students.iter().any(|st| st.teacher_targets);
+
     let mut results: Vec<StudentResult> = vec![
         StudentResult {
             best: 0.0,
@@ -177,24 +202,28 @@ pub fn train_cohort_keep<B: Backend>(
         for j in 0..steps_per_epoch {
             let lo = j * full_b;
             let b = full_b.min(n - lo);
-            // (S, b, C, H, W) images, (S, b) labels, (S, b, K) soft targets
-            let mut x = vec![0f32; s_n * b * img];
-            let mut labels = vec![0u32; s_n * b];
-            let mut soft = if soft_loss {
-                vec![0f32; s_n * b * k]
-            } else {
-                Vec::new()
+            let f = match feeds.iter().position(|f| f.batch == b) {
+                Some(i) => i,
+                None => {
+                    feeds.push(StepFeed::new(be, s_n, b, img, k, soft_loss, wants_teacher)?);
+                    feeds.len() - 1
+                }
             };
+            let feed = &mut feeds[f];
+            // (S·b) rows of the cohort's data and their labels: the only per-step upload.
+            let mut idx = vec![0u32; s_n * b];
+            let mut labels = vec![0u32; s_n * b];
             for (s, st) in students.iter().enumerate() {
                 for (i, &src) in orders[s][lo..lo + b].iter().enumerate() {
-                    let (src, dst) = (src as usize, s * b + i);
-                    x[dst * img..(dst + 1) * img]
-                        .copy_from_slice(&st.data.images[src * img..(src + 1) * img]);
-                    labels[dst] = st.data.labels[src];
-                    if let (true, Some(sl)) = (soft_loss && !st.teacher_targets, &st.data.soft) {
-                        soft[dst * k..(dst + 1) * k].copy_from_slice(&sl[src * k..(src + 1) * k]);
-                    }
+                    idx[s * b + i] = train.base[s] + src;
+                    labels[s * b + i] = st.data.labels[src as usize];
                 }
+            }
+            be.write(&idx, &mut feed.idx)?;
+            be.write(&labels, &mut feed.labels)?;
+            be.gather_rows(&train.images, img, &feed.idx, &mut feed.x)?;
+            if let (Some(src), Some(dst)) = (&train.soft, feed.soft.as_mut()) {
+                be.gather_rows(src, k, &feed.idx, dst)?;
             }
             let dims = BatchDims {
                 students: s_n,
@@ -216,25 +245,12 @@ pub fn train_cohort_keep<B: Backend>(
                     })
                     .collect();
                 let draws = aug::sample(&cs.aug, &keys, dims)?;
-                aug::apply(&cs.aug, &draws, dims, &mut x)?;
+                be.augment(&cs.aug, &draws, dims, &mut feed.x)?;
             }
-            if students.iter().any(|st| st.teacher_targets) {
-                let t = mean_teacher_logits(&mut teacher_cohorts, &x, s_n * b)?; // (S·b, K)
-                for (s, st) in students.iter().enumerate() {
-                    if st.teacher_targets {
-                        soft[s * b * k..(s + 1) * b * k]
-                            .copy_from_slice(&t[s * b * k..(s + 1) * b * k]);
-                    }
-                }
+            if wants_teacher {
+                feed.teacher_targets(be, &mut teacher_cohorts, students, k)?;
             }
-            let x_dev = be.upload(&x)?;
-            let labels_dev = be.upload(&labels)?;
-            let soft_dev = if soft_loss {
-                Some(be.upload(&soft)?)
-            } else {
-                None
-            };
-            let loss = cohort.train_step(&x_dev, &labels_dev, soft_dev.as_ref(), cs.loss, b)?; // (S)
+            let loss = cohort.train_step(&feed.x, &feed.labels, feed.soft.as_ref(), cs.loss, b)?; // (S)
             for (s, l) in loss.iter().enumerate() {
                 if !l.is_finite() && results[s].stopped.is_none() {
                     results[s].stopped =
@@ -245,7 +261,7 @@ pub fn train_cohort_keep<B: Backend>(
         }
         let last = epoch + 1 == cs.epochs;
         if (epoch + 1) % cs.test_interval == 0 || last {
-            let correct = test_pass(&mut cohort, test)?;
+            let correct = test_feed.pass(&mut cohort)?;
             for (s, c) in correct.into_iter().enumerate() {
                 if results[s].stopped.is_some() {
                     continue;
@@ -265,34 +281,17 @@ pub fn train_cohort_keep<B: Backend>(
     Ok((results, cohort))
 }
 
-/// One pass over the test set for all S students: each test batch is replicated S times so every
-/// student sees the same images. Returns correct counts (S).
+/// One pass over the test set for all S students, each seeing every image. Returns correct
+/// counts (S). Uploads the set; the trainer keeps a [`TestFeed`] over a [`DeviceSet`] instead.
 pub fn test_pass<B: Backend>(cohort: &mut Cohort<B>, test: &ImageSet) -> Result<Vec<u32>> {
     let be = Arc::clone(cohort.backend());
-    let s_n = cohort.students();
-    let img = test.image_len();
-    let mut correct = be.alloc::<u32>(s_n)?; // (S)
-    let mut lo = 0;
-    while lo < test.len() {
-        let b = TEST_BATCH.min(test.len() - lo);
-        let chunk = &test.images[lo * img..(lo + b) * img];
-        let mut x = Vec::with_capacity(s_n * b * img); // (S, b, C, H, W)
-        let mut labels = Vec::with_capacity(s_n * b); // (S, b)
-        for _ in 0..s_n {
-            x.extend_from_slice(chunk);
-            labels.extend_from_slice(&test.labels[lo..lo + b]);
-        }
-        let x_dev = be.upload(&x)?;
-        let labels_dev = be.upload(&labels)?;
-        cohort.count_correct(&x_dev, &labels_dev, b, &mut correct)?;
-        lo += b;
-    }
-    be.download(&correct)
+    let set = DeviceSet::upload(&be, test, "test set")?;
+    TestFeed::new(&be, &set, cohort.students())?.pass(cohort)
 }
 
 /// A teacher as a one-student cohort (eval mode only).
-struct TeacherCohort<B: Backend> {
-    cohort: Cohort<B>,
+pub(super) struct TeacherCohort<B: Backend> {
+    pub(super) cohort: Cohort<B>,
 }
 
 impl<B: Backend> TeacherCohort<B> {
@@ -310,7 +309,8 @@ impl<B: Backend> TeacherCohort<B> {
         Ok(TeacherCohort { cohort })
     }
 
-    /// Logits on x (M, C, H, W) → (M, K), in chunks of [`TEST_BATCH`].
+    /// Logits on x (M, C, H, W) → (M, K), in chunks of [`TEST_BATCH`] (host in, host out: the
+    /// mode-S labels of a random subset, computed once per run).
     fn logits(&mut self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let be = Arc::clone(self.cohort.backend());
         let img = self.cohort.net().spec.image_len();
@@ -330,26 +330,6 @@ impl<B: Backend> TeacherCohort<B> {
         }
         Ok(out)
     }
-}
-
-/// Mean over teachers of their logits on x (M, C, H, W) → (M, K).
-fn mean_teacher_logits<B: Backend>(
-    teachers: &mut [TeacherCohort<B>],
-    x: &[f32],
-    m: usize,
-) -> Result<Vec<f32>> {
-    let mut mean: Vec<f32> = Vec::new();
-    for t in teachers.iter_mut() {
-        let logits = t.logits(x, m)?;
-        if mean.is_empty() {
-            mean = logits;
-        } else {
-            mean.iter_mut().zip(&logits).for_each(|(a, b)| *a += b);
-        }
-    }
-    let inv = 1.0 / teachers.len().max(1) as f32;
-    mean.iter_mut().for_each(|v| *v *= inv);
-    Ok(mean)
 }
 
 /// A teacher's eval-mode logits on x (M, C, H, W) → (M, K) (mode-S labels of random subsets).

@@ -11,6 +11,7 @@ type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_scale_add(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_input_tf32x3(
@@ -60,6 +61,7 @@ unsafe extern "C" {
 fn entry(kernel: &str) -> Option<EmuEntry> {
     let f: EmuEntry = match kernel {
         "gather_rows" => emu_gather_rows,
+        "scale_add" => emu_scale_add,
         "conv3x3_forward_tf32x3" => emu_conv3x3_forward_tf32x3,
         "conv3x3_forward_tf32" => emu_conv3x3_forward_tf32,
         "conv3x3_backward_input_tf32x3" => emu_conv3x3_backward_input_tf32x3,

@@ -13,6 +13,8 @@ mod real;
 mod selftest;
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
 
@@ -46,7 +48,31 @@ enum Mem {
 pub struct CudaBuf<T> {
     mem: Mem,
     len: usize,
+    /// Its bytes counted against an emulated memory size, given back on drop.
+    _charge: Option<Charge>,
     _t: PhantomData<T>,
+}
+
+/// An emulated device's memory size and what its live buffers hold (fault injection: the
+/// emulator has no memory limit of its own, so out-of-memory handling needs one to be tested).
+#[derive(Debug)]
+struct EmuBudget {
+    total: u64,
+    used: AtomicU64,
+    /// The most `used` has been.
+    peak: AtomicU64,
+}
+
+/// Bytes of one live buffer counted in an [`EmuBudget`].
+struct Charge {
+    budget: Arc<EmuBudget>,
+    bytes: u64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl<T> CudaBuf<T> {
@@ -77,6 +103,8 @@ pub enum ConvPrecision {
 pub struct CudaBackend {
     dev: Device,
     conv_precision: ConvPrecision,
+    /// Emulated only: a device memory size that allocations fail beyond (None: unlimited).
+    emu_budget: Option<Arc<EmuBudget>>,
 }
 
 fn as_bytes<T: Elem>(s: &[T]) -> &[u8] {
@@ -96,6 +124,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             dev: Device::Real(Box::new(RealDevice::open(ordinal)?)),
             conv_precision: ConvPrecision::default(),
+            emu_budget: None,
         })
     }
 
@@ -104,7 +133,62 @@ impl CudaBackend {
         CudaBackend {
             dev: Device::Emulated,
             conv_precision: ConvPrecision::default(),
+            emu_budget: None,
         }
+    }
+
+    /// The emulated device with `total` bytes of memory: `memory()` reports it, and an allocation
+    /// past it fails with the out-of-memory error a GPU gives (tests of cohort sizing and of the
+    /// halve-and-retry path).
+    pub fn emulated_with_memory(total: u64) -> Self {
+        CudaBackend {
+            emu_budget: Some(Arc::new(EmuBudget {
+                total,
+                used: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
+            })),
+            ..Self::emulated()
+        }
+    }
+
+    /// Free and total memory: the driver's numbers on a GPU, the budget under emulation.
+    pub fn memory_info(&self) -> Result<Option<crate::backend::DeviceMemory>> {
+        match (&self.dev, &self.emu_budget) {
+            (Device::Real(d), _) => d.memory().map(Some),
+            (Device::Emulated, Some(b)) => Ok(Some(crate::backend::DeviceMemory {
+                free: b.total.saturating_sub(b.used.load(Ordering::Relaxed)),
+                total: b.total,
+            })),
+            (Device::Emulated, None) => Ok(None),
+        }
+    }
+
+    /// Counts `bytes` against the emulated budget, or the out-of-memory error.
+    fn charge(&self, bytes: usize) -> Result<Option<Charge>> {
+        let Some(b) = &self.emu_budget else {
+            return Ok(None);
+        };
+        let bytes = bytes as u64;
+        let before = b.used.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > b.total {
+            b.used.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Error::OutOfMemory(format!(
+                "allocating {bytes} bytes on the emulated device: {before} of its {} bytes are in use",
+                b.total
+            )));
+        }
+        b.peak.fetch_max(before + bytes, Ordering::Relaxed);
+        Ok(Some(Charge {
+            budget: Arc::clone(b),
+            bytes,
+        }))
+    }
+
+    /// Emulated with a memory size: the most bytes its buffers have held at once.
+    pub fn emulated_peak(&self) -> Option<u64> {
+        self.emu_budget
+            .as_ref()
+            .map(|b| b.peak.load(Ordering::Relaxed))
     }
 
     /// A real GPU when one is usable, else the emulated device, and why no GPU when there is none.
@@ -244,9 +328,11 @@ impl CudaBackend {
                 "buffer of {len} elements overflows the address space"
             ))
         })?;
+        let charge = self.charge(bytes)?;
         Ok(CudaBuf {
             mem: self.alloc_bytes(bytes)?,
             len,
+            _charge: charge,
             _t: PhantomData,
         })
     }

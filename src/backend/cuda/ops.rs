@@ -4,6 +4,7 @@
 
 use super::params::{
     ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormParams, OptimParams,
+    ScaleAddParams,
 };
 use super::{ConvPrecision, CudaBackend, CudaBuf};
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
@@ -81,6 +82,10 @@ impl Backend for CudaBackend {
         self.sync()
     }
 
+    fn memory(&self) -> Result<Option<crate::backend::DeviceMemory>> {
+        self.memory_info()
+    }
+
     fn gather_rows(
         &self,
         src: &CudaBuf<f32>,
@@ -107,6 +112,40 @@ impl Backend for CudaBackend {
         // SAFETY: dst holds rows·row_len, idx rows entries, and the kernel reads src only at rows
         // below src_rows = src.len / row_len.
         unsafe { self.launch("gather_rows", self.grid_for(p.rows * p.row_len), &p) }
+    }
+
+    fn scale_add(
+        &self,
+        n: usize,
+        a: f32,
+        x: Option<(&CudaBuf<f32>, usize)>,
+        b: f32,
+        y: &mut CudaBuf<f32>,
+        y_at: usize,
+    ) -> Result<()> {
+        const OP: &str = "scale_add";
+        check_span(OP, "y", y_at, n, y.len)?;
+        let (x_addr, x_at) = match x {
+            Some((x, at)) => {
+                check_span(OP, "x", at, n, x.len)?;
+                (self.addr(x)?, at)
+            }
+            None => (0, 0),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let p = ScaleAddParams {
+            x: x_addr,
+            y: self.addr(y)?,
+            n: n as u64,
+            x_at: x_at as u64,
+            y_at: y_at as u64,
+            a,
+            b,
+        };
+        // SAFETY: y holds y_at + n elements and x (when given) x_at + n, checked above.
+        unsafe { self.launch(OP, self.grid_for(p.n), &p) }
     }
 
     fn conv3x3_forward(

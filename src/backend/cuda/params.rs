@@ -19,6 +19,20 @@ pub struct GatherParams {
 }
 const _: () = assert!(size_of::<GatherParams>() == 48);
 
+/// cuda/rows.cu `ScaleAddParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScaleAddParams {
+    pub x: u64, // (≥ x_at + n) or 0: no x term
+    pub y: u64, // (≥ y_at + n)
+    pub n: u64,
+    pub x_at: u64,
+    pub y_at: u64,
+    pub a: f32,
+    pub b: f32,
+}
+const _: () = assert!(size_of::<ScaleAddParams>() == 48);
+
 /// cuda/conv.cu `ConvParams`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -223,6 +237,7 @@ pub unsafe trait KernelParams: DeviceRepr + Copy + std::fmt::Debug {}
 // SAFETY (all below): #[repr(C)] structs of u64/u32/f32 fields mirroring the CUDA structs, with the
 // sizes asserted on both sides; u64 fields carry device addresses.
 unsafe impl DeviceRepr for GatherParams {}
+unsafe impl DeviceRepr for ScaleAddParams {}
 unsafe impl DeviceRepr for ConvParams {}
 unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for LinearParams {}
@@ -233,6 +248,7 @@ unsafe impl DeviceRepr for SelftestParams {}
 unsafe impl DeviceRepr for AugParams {}
 unsafe impl DeviceRepr for ZcaParams {}
 unsafe impl KernelParams for GatherParams {}
+unsafe impl KernelParams for ScaleAddParams {}
 unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
 unsafe impl KernelParams for LinearParams {}

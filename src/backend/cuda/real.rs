@@ -35,10 +35,12 @@ pub struct RealDevice {
 
 /// Turns a driver error into a message a user can act on.
 pub fn driver_error(what: &str, e: DriverError) -> Error {
+    if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        return Error::OutOfMemory(format!(
+            "{what}: {e}; use fewer students per cohort (--max-students) or a smaller batch"
+        ));
+    }
     let hint = match e.0 {
-        CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
-            "; out of GPU memory: use fewer students per cohort or a smaller batch"
-        }
         CUresult::CUDA_ERROR_NO_DEVICE => "; no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES)",
         CUresult::CUDA_ERROR_INVALID_DEVICE => "; no such GPU ordinal",
         CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU | CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
@@ -179,6 +181,19 @@ impl RealDevice {
             .memcpy_dtoh(&view, host)
             .map_err(|e| driver_error(&self.after_launches("copying from the GPU"), e))?;
         self.synchronize()
+    }
+
+    /// Free and total memory of this GPU, as the driver reports them now.
+    pub fn memory(&self) -> Result<crate::backend::DeviceMemory> {
+        let (free, total) = self
+            .stream
+            .context()
+            .mem_get_info()
+            .map_err(|e| driver_error("asking the free GPU memory", e))?;
+        Ok(crate::backend::DeviceMemory {
+            free: free as u64,
+            total: total as u64,
+        })
     }
 
     pub fn synchronize(&self) -> Result<()> {

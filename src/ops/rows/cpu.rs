@@ -26,3 +26,39 @@ pub fn gather_rows(src: &[f32], row_len: usize, idx: &[u32], dst: &mut [f32]) ->
         });
     Ok(())
 }
+
+/// y[y_at + i] = a·x[x_at + i] + b·y[y_at + i] for i < n, x given as (buffer, offset). Without x
+/// the term is dropped; with b = 0 y is not read (it may hold anything there).
+pub fn scale_add(
+    n: usize,
+    a: f32,
+    x: Option<(&[f32], usize)>,
+    b: f32,
+    y: &mut [f32],
+    y_at: usize,
+) -> Result<()> {
+    let span = |what: &str, len: usize, at: usize| {
+        if at.checked_add(n).is_none_or(|end| end > len) {
+            Err(Error::shape(format!(
+                "scale_add: {what} has {len} elements, {n} asked for at offset {at}"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    span("y", y.len(), y_at)?;
+    let y = &mut y[y_at..y_at + n];
+    match x {
+        None => y.iter_mut().for_each(|v| *v *= b),
+        Some((x, x_at)) => {
+            span("x", x.len(), x_at)?;
+            let x = &x[x_at..x_at + n];
+            if b == 0.0 {
+                y.iter_mut().zip(x).for_each(|(v, &x)| *v = a * x);
+            } else {
+                y.iter_mut().zip(x).for_each(|(v, &x)| *v = a * x + b * *v);
+            }
+        }
+    }
+    Ok(())
+}

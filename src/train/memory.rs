@@ -1,0 +1,146 @@
+//! How many students a cohort can hold on a device: the bytes one student needs (its share of the
+//! trainer's buffers, computed from the model and the batch exactly as the trainer allocates them),
+//! the bytes shared by the whole cohort (the test set, the teachers), and the free memory the
+//! device reports, less a stated margin. The planner prints the result; an out-of-memory error at
+//! run time still halves S and retries (`metrics::execute`), so the model only has to be close.
+
+use crate::model::{ConvNet, ConvNetSpec};
+use crate::train::trainer::TEST_BATCH;
+
+/// Fraction of the free memory left unused: the CUDA context and loaded modules grow after the
+/// query, the allocator rounds and fragments, and the model below ignores a few small buffers
+/// (norm statistics of the partial last batch, per-step index and label uploads).
+pub const MEMORY_MARGIN: f64 = 0.15;
+
+pub use crate::backend::DeviceMemory;
+
+/// What decides a cohort's memory besides S.
+#[derive(Clone, Copy, Debug)]
+pub struct CohortShape {
+    pub spec: ConvNetSpec,
+    /// Training batch per student.
+    pub batch: usize,
+    /// Images of a training set of its own per student (random subsets differ per run).
+    pub own_images: usize,
+    /// Images of a training set all students share (the synthetic set, the full real set): the
+    /// trainer uploads each distinct set once per cohort.
+    pub shared_images: usize,
+    /// Images of the test set (shared).
+    pub n_test: usize,
+    /// Teachers resident for mode-M targets (shared).
+    pub teachers: usize,
+}
+
+/// f32 values of one student's forward activations at `batch` images: conv outputs, norm
+/// statistics (an upper bound: two per channel and image) and pooled outputs of every block, and
+/// the logits; `ConvNet::workspace` allocates exactly these.
+fn activation_floats(spec: &ConvNetSpec, batch: usize) -> u64 {
+    let w = spec.width as u64;
+    let b = batch as u64;
+    let mut n = b * spec.classes as u64;
+    for d in 0..spec.depth {
+        let hw = spec.block_conv_hw(d) as u64;
+        n += b * w * hw * hw + 2 * b * w + b * w * (hw / 2) * (hw / 2);
+    }
+    n
+}
+
+/// Bytes one student adds to a cohort of this shape.
+pub fn student_bytes(c: &CohortShape) -> u64 {
+    let net = ConvNet::new(c.spec);
+    let (p, r) = (net.param_len() as u64, net.buffer_len() as u64);
+    let img = c.spec.image_len() as u64;
+    let k = c.spec.classes as u64;
+    let b = c.batch as u64;
+    // Parameters, gradients and two optimizer states (S, P); batch-norm buffers (S, R).
+    let weights = 4 * p + r;
+    // Training workspace: activations and their gradients; evaluation workspace at TEST_BATCH.
+    let work = 2 * activation_floats(&c.spec, c.batch) + activation_floats(&c.spec, TEST_BATCH);
+    // The batch (images, soft targets, the teachers' mean) and the test batch broadcast to S.
+    let batch = b * img + 2 * b * k + TEST_BATCH as u64 * img;
+    // Its own training set with stored soft labels.
+    let data = c.own_images as u64 * (img + k);
+    4 * (weights + work + batch + data) + 4 * 2 * b + 8
+}
+
+/// Bytes the cohort needs once, whatever S: the shared training set, the test set and the
+/// teachers with their workspace.
+pub fn shared_bytes(c: &CohortShape) -> u64 {
+    let net = ConvNet::new(c.spec);
+    let img = c.spec.image_len() as u64;
+    let k = c.spec.classes as u64;
+    let test = c.n_test as u64 * (img + 1) + c.shared_images as u64 * (img + k + 1);
+    let teachers = c.teachers as u64 * (net.param_len() + net.buffer_len()) as u64;
+    let teacher_work = if c.teachers > 0 {
+        activation_floats(&c.spec, TEST_BATCH)
+    } else {
+        0
+    };
+    4 * (test + teachers + teacher_work)
+}
+
+/// Students that fit in `mem.free` less [`MEMORY_MARGIN`], at least 1 (a cohort of one that
+/// does not fit fails with the device's own out-of-memory error, which names the sizes).
+pub fn students_that_fit(mem: DeviceMemory, c: &CohortShape) -> usize {
+    let usable = (mem.free as f64 * (1.0 - MEMORY_MARGIN)) as u64;
+    let room = usable.saturating_sub(shared_bytes(c));
+    ((room / student_bytes(c).max(1)) as usize).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(width: usize, batch: usize) -> CohortShape {
+        CohortShape {
+            spec: ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)
+                .unwrap()
+                .with_width(width)
+                .unwrap(),
+            batch,
+            own_images: 100,
+            shared_images: 100,
+            n_test: 10_000,
+            teachers: 1,
+        }
+    }
+
+    /// The model counts what the trainer allocates: the training workspace of a real ConvNet-3
+    /// matches its buffers (checked on the CPU backend, whose buffers are plain vectors).
+    #[test]
+    fn activations_match_the_workspace() {
+        use crate::backend::cpu::CpuBackend;
+        let c = shape(16, 5);
+        let be = CpuBackend::new();
+        let ws = ConvNet::new(c.spec).workspace(&be, 1, 5, false).unwrap();
+        let mut got = ws.logits().len() as u64;
+        for d in 0..c.spec.depth {
+            // The conv output is pooled 2×2 into the block output (even sizes here: 32, 16, 8).
+            got += 5 * ws.block_out(d).len() as u64;
+        }
+        let stats_bound = (0..c.spec.depth).map(|_| 2 * 5 * 16).sum::<u64>();
+        let want = activation_floats(&c.spec, 5);
+        assert!(
+            got <= want && want <= got + stats_bound,
+            "model {want} floats, workspace {got} (+ ≤ {stats_bound} statistics)"
+        );
+    }
+
+    #[test]
+    fn more_memory_more_students_and_wider_nets_fewer() {
+        let gb = 1u64 << 30;
+        let h100 = DeviceMemory {
+            free: 79 * gb,
+            total: 80 * gb,
+        };
+        let small = DeviceMemory {
+            free: 8 * gb,
+            total: 8 * gb,
+        };
+        let c = shape(128, 256);
+        assert!(students_that_fit(h100, &c) > students_that_fit(small, &c));
+        assert!(students_that_fit(h100, &shape(64, 256)) > students_that_fit(h100, &c));
+        let tiny = DeviceMemory { free: 1, total: 1 };
+        assert_eq!(students_that_fit(tiny, &c), 1);
+    }
+}
