@@ -199,6 +199,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let device = match parse_device(&cfg.device)? {
         DeviceChoice::Auto | DeviceChoice::Cpu => "cpu",
+        // A dry run only predicts (src/perf), so it needs no GPU.
+        DeviceChoice::Cuda(_) if args.dry_run => "cuda",
         DeviceChoice::Cuda(i) => {
             return Err(Error::device(format!(
                 "device cuda:{i}: this build has no CUDA backend; use --device cpu (the config's `device` key is overridden by the flag)"
@@ -387,6 +389,13 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, device: &str) -> 
         e.flops_per_s / 1e9,
         e.throughput_source
     );
+    if device != "cpu" {
+        let test_len = inputs.test.len();
+        print!(
+            "{}",
+            crate::perf::dry_run_report(&p, &cohorts, &spec, sizes, test_len)?
+        );
+    }
     println!(
         "  inputs validated: real data {} train / {} test images; no training was run",
         inputs.train.len(),

@@ -85,6 +85,7 @@ pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoop
 }
 
 /// Seconds of one training step and one test pass of `test_len` images for a cohort of `s`.
+#[allow(clippy::too_many_arguments)]
 pub fn cohort_times(
     spec: &ConvNetSpec,
     s: usize,
