@@ -134,8 +134,8 @@ fn run() -> Result<()> {
         let shape = (train.channels, train.size, train.classes);
         (subsets, select(&test_all, &test_idx), seeds, shape)
     };
-    let spec = ConvNetSpec::from_name("ConvNet-3", shape.0, shape.1, shape.2)?
-        .with_width(st.width)?;
+    let spec =
+        ConvNetSpec::from_name("ConvNet-3", shape.0, shape.1, shape.2)?.with_width(st.width)?;
     // LRS-hard's recipe (shared config): SGD, momentum 0.9, weight decay 5e-4, StepLR at half the
     // epochs, DSA, batch 256 (one batch per epoch at IPC 10).
     let settings = CohortSettings {
