@@ -7,7 +7,8 @@ For each GPU mode against fp32: n, mean ± std (ddof 1) of the best test accurac
 of means with Welch's t-test and the Mann-Whitney U test (two-sided), and, because every seed
 trains the same subset, initialisation, shuffles and augmentations in every mode, the paired
 differences (mean, std, Wilcoxon signed-rank). A mode "matches fp32" when neither two-sample test
-rejects at ALPHA and the mean difference is within EQUIV_MARGIN (points of accuracy).
+rejects at ALPHA and the mean difference is within EQUIV_MARGIN (points of accuracy); the 95 %
+confidence interval of the paired difference says how large a shift the data can still hide.
 Needs scipy (tools/precision_stats.py runs in any Python with numpy + scipy).
 """
 
@@ -48,13 +49,13 @@ def main(argv):
     base = by_mode["fp32"]
     print(f"recipe: {recipe}")
     print("| mode | n | accuracy % mean ± std | Δ mean vs fp32 | Welch t p | Mann-Whitney p | "
-          "paired Δ mean ± std (n) | Wilcoxon p | matches fp32 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "paired Δ mean ± std (n) | paired Δ 95 % CI | Wilcoxon p | matches fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for mode in [m for m in ORDER if m in by_mode] + sorted(set(by_mode) - set(ORDER)):
         acc = np.array(sorted(by_mode[mode].values()))
         row = f"| {mode} | {len(acc)} | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} |"
         if mode == "fp32":
-            print(row + " — | — | — | — | — | — |")
+            print(row + " — | — | — | — | — | — | — |")
             continue
         b = np.array(list(base.values()))
         welch = stats.ttest_ind(acc, b, equal_var=False).pvalue
@@ -63,9 +64,10 @@ def main(argv):
         d = np.array([by_mode[mode][s] - base[s] for s in common])
         wil = stats.wilcoxon(d).pvalue if len(d) and np.any(d != 0) else 1.0
         dm = acc.mean() - b.mean()
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         ok = welch >= ALPHA and mw >= ALPHA and abs(dm) <= EQUIV_MARGIN
         print(row + f" {dm:+.2f} | {welch:.3f} | {mw:.3f} | {d.mean():+.2f} ± {d.std(ddof=1):.2f} ({len(d)}) "
-              f"| {wil:.3f} | {'yes' if ok else 'no'} |")
+              f"| [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] | {wil:.3f} | {'yes' if ok else 'no'} |")
     return 0
 
 
