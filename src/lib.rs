@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod perf;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@ use super::{Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, Optim
 use crate::aug::{self, AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
 use crate::ops;
+use crate::ops::precision::GemmPrecision;
 
 /// Runs every op on the CPU with rayon's global pool. Buffers are plain `Vec`s.
 #[derive(Clone, Debug, Default)]
@@ -14,6 +15,9 @@ pub struct CpuBackend {
     scratch: ops::scratch::ScratchPool,
     /// Run the plain reference loops instead of the fast paths (parity tests, debugging).
     reference: bool,
+    /// How conv and linear GEMM operands are rounded: fp32 (the default), or as a GPU mode does
+    /// (the precision study; conv then runs on im2col, see `ops::conv::cpu_fast::forward_prec`).
+    precision: GemmPrecision,
 }
 
 impl CpuBackend {
@@ -29,13 +33,34 @@ impl CpuBackend {
             ..CpuBackend::default()
         }
     }
+
+    /// The fast backend with conv and linear GEMM operands rounded as GPU mode `p` rounds them.
+    pub fn with_precision(p: GemmPrecision) -> CpuBackend {
+        CpuBackend {
+            precision: p,
+            ..CpuBackend::default()
+        }
+    }
+
+    pub fn precision(&self) -> GemmPrecision {
+        self.precision
+    }
+
+    /// The GPU-mode emulation applies (fast path in a non-fp32 mode).
+    fn rounds(&self) -> bool {
+        !self.reference && self.precision != GemmPrecision::Fp32
+    }
 }
 
 impl Backend for CpuBackend {
     type Buf<T: Elem> = Vec<T>;
 
     fn describe(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        let mode = match self.precision {
+            GemmPrecision::Fp32 => String::new(),
+            p => format!(", GEMM operands rounded as {}", p.name()),
+        };
+        format!("cpu ({} threads{mode})", rayon::current_num_threads())
     }
 
     fn alloc<T: Elem>(&self, len: usize) -> Result<Vec<T>> {
@@ -97,7 +122,8 @@ impl Backend for CpuBackend {
         if self.reference {
             return ops::conv::cpu::forward(g, x, params, at, y);
         }
-        ops::conv::cpu_fast::forward(g, x, params, at, y, &self.scratch)
+        let p = self.precision;
+        ops::conv::cpu_fast::forward_prec(p, g, x, params, at, y, &self.scratch)
     }
 
     fn conv3x3_backward(
@@ -116,10 +142,11 @@ impl Backend for CpuBackend {
             }
             return ops::conv::cpu::backward_weight(g, x, dy, at, grads);
         }
+        let (p, pool) = (self.precision, &self.scratch);
         if let Some(dx) = dx {
-            ops::conv::cpu_fast::backward_input(g, params, at, dy, dx, &self.scratch)?;
+            ops::conv::cpu_fast::backward_input_prec(p, g, params, at, dy, dx, pool)?;
         }
-        ops::conv::cpu_fast::backward_weight(g, x, dy, at, grads, &self.scratch)
+        ops::conv::cpu_fast::backward_weight_prec(p, g, x, dy, at, grads, pool)
     }
 
     fn norm_relu_pool_forward(
@@ -177,6 +204,9 @@ impl Backend for CpuBackend {
         at: ParamAt,
         out: &mut Vec<f32>,
     ) -> Result<()> {
+        if self.rounds() {
+            return ops::linear::rounded::forward(self.precision, g, x, params, at, out);
+        }
         ops::linear::cpu::forward(g, x, params, at, out)
     }
 
@@ -190,6 +220,13 @@ impl Backend for CpuBackend {
         dx: Option<&mut Vec<f32>>,
         grads: &mut Vec<f32>,
     ) -> Result<()> {
+        if self.rounds() {
+            let p = self.precision;
+            if let Some(dx) = dx {
+                ops::linear::rounded::backward_input(p, g, params, at, dout, dx)?;
+            }
+            return ops::linear::rounded::backward_weight(p, g, x, dout, at, grads);
+        }
         if let Some(dx) = dx {
             ops::linear::cpu::backward_input(g, params, at, dout, dx)?;
         }

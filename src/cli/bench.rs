@@ -58,6 +58,13 @@ pub struct BenchArgs {
     /// `warmup` test batches and print where the time goes.
     #[arg(long)]
     pub profile: bool,
+    /// Print the performance model's predicted times of this workload on H100/H200 (src/perf)
+    /// instead of running it; runs on any machine.
+    #[arg(long)]
+    pub predict: bool,
+    /// With --predict: a `bench --json` output measured on a GPU, shown against the prediction.
+    #[arg(long, requires = "predict")]
+    pub measured: Option<std::path::PathBuf>,
 }
 
 /// The benchmark's model, sizes and data: S students of `spec`, SGD with momentum (the DD-Ranking
@@ -349,6 +356,12 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.predict {
+        let (c, m) = (workload_cfg(args)?, args.measured.as_deref());
+        let r = crate::perf::bench_predict_report(&c.spec, c.students, c.batch, c.test_images, m)?;
+        print!("{r}");
+        return Ok(());
+    }
     let choice = DeviceChoice::parse(&args.device)
         .map_err(|e| Error::config(format!("bench --device: {e}")))?;
     let (opened, line) = choice.open(Origin::Flag)?;
@@ -568,6 +581,8 @@ mod tests {
             test_repeats: 1,
             threads: None,
             profile: false,
+            predict: false,
+            measured: None,
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(

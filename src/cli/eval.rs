@@ -479,8 +479,13 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, target: &DryTarge
         e.flops_per_s / 1e9,
         e.throughput_source
     );
-    // Predicted GPU time (branch `perf`): one call here when `target.kind != "cpu"`, from
-    // `cohorts` (sized by `max_students` for `target.memory`), `spec` and the plan `p`.
+    if target.kind != "cpu" {
+        let test_len = inputs.test.len();
+        print!(
+            "{}",
+            crate::perf::dry_run_report(&p, &cohorts, &spec, sizes, test_len)?
+        );
+    }
     println!(
         "  inputs validated: real data {} train / {} test images; no training was run",
         inputs.train.len(),

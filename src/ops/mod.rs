@@ -9,6 +9,7 @@ pub mod linear;
 pub mod loss;
 pub mod norm_relu_pool;
 pub mod optim;
+pub mod precision;
 pub mod rows;
 pub mod scratch;
 

@@ -14,12 +14,12 @@
 //! rayon spreads images over threads; each task runs single-threaded GEMMs on its own scratch,
 //! which measured faster here than one multi-threaded GEMM over the whole batch.
 
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::winograd_fast as winograd;
 use crate::backend::{ConvGeom, ParamAt};
 use crate::error::{Error, Result};
+use crate::ops::precision::{gemm_rounded, GemmPrecision, Operand};
 use crate::ops::scratch::ScratchPool;
 
 /// Which algorithm runs a conv. `Auto` is what the backend uses; tests and benches name one.
@@ -77,6 +77,44 @@ pub fn forward_with(
     y: &mut [f32],
     pool: &ScratchPool,
 ) -> Result<()> {
+    forward_impl(path, GemmPrecision::Fp32, g, x, params, at, y, pool)
+}
+
+/// [`forward`] with GEMM operands rounded as the GPU mode `prec` rounds them (precision study).
+/// Any mode but fp32 runs on im2col: the GPU's implicit GEMM rounds the raw weights and
+/// activations, and rounding Winograd-domain tiles instead would be a different error model.
+pub fn forward_prec(
+    prec: GemmPrecision,
+    g: &ConvGeom,
+    x: &[f32],
+    params: &[f32],
+    at: ParamAt,
+    y: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    forward_impl(prec_path(prec), prec, g, x, params, at, y, pool)
+}
+
+/// The path a precision runs on: the fast default for fp32, im2col for the GPU modes.
+fn prec_path(prec: GemmPrecision) -> ConvPath {
+    if prec == GemmPrecision::Fp32 {
+        ConvPath::Auto
+    } else {
+        ConvPath::Im2col
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_impl(
+    path: ConvPath,
+    prec: GemmPrecision,
+    g: &ConvGeom,
+    x: &[f32],
+    params: &[f32],
+    at: ParamAt,
+    y: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
     check(
         g,
         at,
@@ -103,7 +141,7 @@ pub fn forward_with(
             let p = wino_forward_geom(g);
             winograd::forward(&p, x, &u, Some(&bias), y, pool);
         }
-        _ => im2col_forward(g, x, params, at, y, pool),
+        _ => im2col_forward(prec, g, x, params, at, y, pool),
     }
     Ok(())
 }
@@ -123,6 +161,7 @@ fn wino_forward_geom(g: &ConvGeom) -> winograd::Wino {
 }
 
 fn im2col_forward(
+    prec: GemmPrecision,
     g: &ConvGeom,
     x: &[f32],
     params: &[f32],
@@ -147,31 +186,17 @@ fn im2col_forward(
                 for (row, &b) in yb.chunks_exact_mut(ohw).zip(bias) {
                     row.fill(b);
                 }
-                // SAFETY: yb is (cout, ohw) row-major, wt (cout, k) row-major, col (k, ohw)
-                // row-major; all three slices have exactly those lengths.
-                unsafe {
-                    gemm(
-                        cout,
-                        ohw,
-                        k,
-                        yb.as_mut_ptr(),
-                        1,
-                        ohw as isize,
-                        true,
-                        wt.as_ptr(),
-                        1,
-                        k as isize,
-                        col.as_ptr(),
-                        1,
-                        ohw as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    )
-                }
+                let wt = Operand {
+                    data: wt,
+                    cs: 1,
+                    rs: k as isize,
+                }; // (cout, 9·cin)
+                let col = Operand {
+                    data: &col[..],
+                    cs: 1,
+                    rs: ohw as isize,
+                }; // (9·cin, oh·ow)
+                gemm_rounded(prec, pool, cout, ohw, k, yb, ohw as isize, true, wt, col);
             },
         );
 }
@@ -198,6 +223,33 @@ pub fn backward_input_with(
     dx: &mut [f32],
     pool: &ScratchPool,
 ) -> Result<()> {
+    backward_input_impl(path, GemmPrecision::Fp32, g, params, at, dy, dx, pool)
+}
+
+/// [`backward_input`] with GEMM operands rounded as `prec` says (see [`forward_prec`]).
+pub fn backward_input_prec(
+    prec: GemmPrecision,
+    g: &ConvGeom,
+    params: &[f32],
+    at: ParamAt,
+    dy: &[f32],
+    dx: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    backward_input_impl(prec_path(prec), prec, g, params, at, dy, dx, pool)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_input_impl(
+    path: ConvPath,
+    prec: GemmPrecision,
+    g: &ConvGeom,
+    params: &[f32],
+    at: ParamAt,
+    dy: &[f32],
+    dx: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
     let op = "conv backward_input";
     check(
         g,
@@ -209,7 +261,7 @@ pub fn backward_input_with(
     if g.students * g.batch == 0 {
         return Ok(());
     }
-    input_grad(path.resolve(g), g, params, at, dy, dx, pool);
+    input_grad(path.resolve(g), prec, g, params, at, dy, dx, pool);
     Ok(())
 }
 
@@ -229,6 +281,34 @@ pub fn backward_weight(
 /// [`backward_weight`] on a chosen path.
 pub fn backward_weight_with(
     path: ConvPath,
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    at: ParamAt,
+    grads: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    backward_weight_impl(path, GemmPrecision::Fp32, g, x, dy, at, grads, pool)
+}
+
+/// [`backward_weight`] with GEMM operands rounded as `prec` says (see [`forward_prec`]); the
+/// bias gradient (a plain sum, no GEMM on the GPU either) stays fp32.
+pub fn backward_weight_prec(
+    prec: GemmPrecision,
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    at: ParamAt,
+    grads: &mut [f32],
+    pool: &ScratchPool,
+) -> Result<()> {
+    backward_weight_impl(prec_path(prec), prec, g, x, dy, at, grads, pool)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_weight_impl(
+    path: ConvPath,
+    prec: GemmPrecision,
     g: &ConvGeom,
     x: &[f32],
     dy: &[f32],
@@ -268,14 +348,16 @@ pub fn backward_weight_with(
                     grow[at.bias..][..cout].copy_from_slice(&db[s * cout..][..cout]);
                 });
         }
-        _ => im2col_weight_grad(g, x, at, dy, grads, pool),
+        _ => im2col_weight_grad(prec, g, x, at, dy, grads, pool),
     }
     Ok(())
 }
 
 /// Both paths run the forward of dy with W̃ (cin, cout, 3, 3), W̃[ci, co] = W[co, ci] flipped.
+#[allow(clippy::too_many_arguments)]
 fn input_grad(
     path: ConvPath,
+    prec: GemmPrecision,
     g: &ConvGeom,
     params: &[f32],
     at: ParamAt,
@@ -330,36 +412,23 @@ fn input_grad(
                 // dxb (cin, h·w), dyb (cout, oh, ow), col (9·cout, h·w)
                 let wf = &wflip[(i / g.batch) * cin * kt..][..cin * kt]; // (cin, 9·cout)
                 im2col(dyb, cout, g.out_h(), g.out_w(), off, g.h, g.w, col);
-                // SAFETY: dxb is (cin, hw) row-major, wf (cin, kt) row-major, col (kt, hw) row-major;
-                // the slices have exactly those lengths.
-                unsafe {
-                    gemm(
-                        cin,
-                        hw,
-                        kt,
-                        dxb.as_mut_ptr(),
-                        1,
-                        hw as isize,
-                        false,
-                        wf.as_ptr(),
-                        1,
-                        kt as isize,
-                        col.as_ptr(),
-                        1,
-                        hw as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    )
-                }
+                let wf = Operand {
+                    data: wf,
+                    cs: 1,
+                    rs: kt as isize,
+                }; // (cin, 9·cout)
+                let col = Operand {
+                    data: &col[..],
+                    cs: 1,
+                    rs: hw as isize,
+                }; // (9·cout, h·w)
+                gemm_rounded(prec, pool, cin, hw, kt, dxb, hw as isize, false, wf, col);
             },
         );
 }
 
 fn im2col_weight_grad(
+    prec: GemmPrecision,
     g: &ConvGeom,
     x: &[f32],
     at: ParamAt,
@@ -386,32 +455,19 @@ fn im2col_weight_grad(
                     let xb = &x[i * cin * hw..][..cin * hw]; // (cin, h, w)
                     let dyb = &dy[i * cout * ohw..][..cout * ohw]; // (cout, oh·ow)
                     im2col(xb, cin, g.h, g.w, g.pad as isize, g.out_h(), g.out_w(), col);
-                    // SAFETY: dw is (cout, k) row-major, dyb (cout, ohw) row-major, and col
-                    // (k, ohw) row-major read as its transpose (ohw, k): row stride 1, column
+                    // col (k, ohw) read as its transpose (ohw, k): row stride 1, column
                     // stride ohw.
-                    unsafe {
-                        gemm(
-                            cout,
-                            k,
-                            ohw,
-                            dw.as_mut_ptr(),
-                            1,
-                            k as isize,
-                            b > b0,
-                            dyb.as_ptr(),
-                            1,
-                            ohw as isize,
-                            col.as_ptr(),
-                            ohw as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        )
-                    }
+                    let dyo = Operand {
+                        data: dyb,
+                        cs: 1,
+                        rs: ohw as isize,
+                    }; // (cout, oh·ow)
+                    let colt = Operand {
+                        data: &col[..],
+                        cs: ohw as isize,
+                        rs: 1,
+                    }; // (oh·ow, 9·cin)
+                    gemm_rounded(prec, pool, cout, k, ohw, dw, k as isize, b > b0, dyo, colt);
                     for (acc, row) in db.iter_mut().zip(dyb.chunks_exact(ohw)) {
                         *acc += row.iter().sum::<f32>();
                     }

@@ -360,3 +360,86 @@ fn cohort_results_equal_single_student_results_bitwise() {
         }
     }
 }
+
+/// The GPU-mode emulation (precision study): in TF32 and bf16 mode each pass equals the f64
+/// definition on operands rounded beforehand (bias and bias gradient unrounded, as on the GPU),
+/// and 3xTF32 stays at fp32 accuracy, while TF32 measurably does not: the rounding is really
+/// applied, to the right operands, on a wide layer (where fp32 would take Winograd) and a thin one.
+#[test]
+fn gemm_precision_modes_round_the_operands_the_gpu_rounds() {
+    use super::cpu_fast::{backward_input_prec, backward_weight_prec, forward_prec};
+    use crate::ops::precision::GemmPrecision;
+    let pool = ScratchPool::new();
+    for g in [geom(2, 3, 16, 16, 6, 5, 1), geom(1, 2, 3, 8, 7, 7, 1)] {
+        let wlen = g.cout * g.cin * 9;
+        let at = ParamAt {
+            weight: 2,
+            bias: 2 + wlen,
+            row: 2 + wlen + g.cout,
+        };
+        let x = values(g.students * g.batch * g.cin * g.h * g.w, 11); // (S, B, cin, h, w)
+        let params = values(g.students * at.row, 12); // (S, P)
+        let dy = values(g.students * g.batch * g.cout * g.out_h() * g.out_w(), 13); // like y
+        let run = |p: GemmPrecision| {
+            let mut y = vec![SENTINEL; dy.len()];
+            forward_prec(p, &g, &x, &params, at, &mut y, &pool).unwrap();
+            let mut dx = vec![SENTINEL; x.len()];
+            backward_input_prec(p, &g, &params, at, &dy, &mut dx, &pool).unwrap();
+            let mut gr = vec![SENTINEL; params.len()];
+            backward_weight_prec(p, &g, &x, &dy, at, &mut gr, &pool).unwrap();
+            (y, dx, gr)
+        };
+        for p in [GemmPrecision::Tf32, GemmPrecision::Bf16] {
+            let r = |v: &[f32]| v.iter().map(|&a| p.head(a)).collect::<Vec<f32>>();
+            let mut pr = r(&params);
+            for s in 0..g.students {
+                let b = s * at.row + at.bias..s * at.row + at.bias + g.cout;
+                pr[b.clone()].copy_from_slice(&params[b]);
+            }
+            let want_y = reference_forward(&g, &r(&x), &pr, at);
+            let (want_dx, _) = reference_backward(&g, &x, &pr, at, &r(&dy));
+            let (_, mut want_gr) = reference_backward(&g, &r(&x), &pr, at, &r(&dy));
+            let (_, exact_gr) = reference_backward(&g, &x, &params, at, &dy);
+            let (y, dx, gr) = run(p);
+            let what = format!("{g:?} {p:?}");
+            assert_close(&format!("{what} y"), &y, &want_y, ATOL_SHORT_SUM, RTOL);
+            assert_close(&format!("{what} dx"), &dx, &want_dx, ATOL_SHORT_SUM, RTOL);
+            for s in 0..g.students {
+                let b = s * at.row + at.bias..s * at.row + at.bias + g.cout;
+                want_gr[b.clone()].copy_from_slice(&exact_gr[b]);
+                let row = s * at.row + at.weight..s * at.row + at.bias + g.cout;
+                let name = format!("{what} dW, db s={s}");
+                assert_close(&name, &gr[row.clone()], &want_gr[row], ATOL_LONG_SUM, RTOL);
+            }
+        }
+        // 3xTF32 keeps ~21 bits per operand: the fp32 tolerances hold against the exact result.
+        let want_y = reference_forward(&g, &x, &params, at);
+        let (want_dx, _) = reference_backward(&g, &x, &params, at, &dy);
+        let (y, dx, _) = run(GemmPrecision::Tf32x3);
+        assert_close(
+            &format!("{g:?} 3xTF32 y"),
+            &y,
+            &want_y,
+            ATOL_SHORT_SUM,
+            RTOL,
+        );
+        assert_close(
+            &format!("{g:?} 3xTF32 dx"),
+            &dx,
+            &want_dx,
+            ATOL_SHORT_SUM,
+            RTOL,
+        );
+        // Plain TF32 moves outputs by ~2^-11 relative per operand, far above fp32 summation error.
+        let (y, _, _) = run(GemmPrecision::Tf32);
+        let worst = y
+            .iter()
+            .zip(&want_y)
+            .map(|(&a, &b)| (a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst > 10.0 * ATOL_SHORT_SUM as f64 / 100.0,
+            "{g:?}: TF32 moved y by only {worst:e}"
+        );
+    }
+}

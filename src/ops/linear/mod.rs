@@ -4,6 +4,7 @@
 //! W (fout, fin) and b (fout) in each student's parameter row at [`ParamAt`]; out (S, B, fout).
 
 pub mod cpu;
+pub mod rounded;
 
 use super::{check_len, check_span};
 use crate::backend::{LinearGeom, ParamAt};

@@ -1,0 +1,242 @@
+//! Launch → time on a GPU, and a plan's cohorts → time and students per hour.
+//!
+//! A GEMM launch takes the longest of three bounds, divided by the assumed main-loop efficiency:
+//! - tensor: its (padded) MMAs × the mode's MMAs per multiply-add at the dense datasheet rate;
+//! - issue: every HMMA brings `other_per_hmma` other instructions (tools/kernel-report.sh), and an
+//!   SM issues 4 warp instructions per clock, so (1 + ratio) · HMMAs / (4 · SMs · clock);
+//! - memory: its compulsory bytes at the HBM rate.
+//!
+//! Streaming launches are memory-bound; every launch costs at least `LAUNCH_S`; each training
+//! step and each test pass adds one blocking download (`SYNC_S`).
+
+use super::gpu::{
+    GpuSpec, TensorMode, HBM_EFFICIENCY, ISSUE_PER_CLK_SM, LAUNCH_S, MAINLOOP_EFFICIENCY, SYNC_S,
+};
+use super::kernels::{test_chunk, train_step, Launch};
+use crate::model::ConvNetSpec;
+
+/// Main-loop instruction mix: other instructions per HMMA of each conv pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MainLoops {
+    pub forward: f64,
+    pub backward_input: f64,
+    pub backward_weight: f64,
+    /// Where the ratios came from (a kernel report file, or the committed target).
+    pub source: &'static str,
+}
+
+impl MainLoops {
+    /// The issue's target (≤ 4 per HMMA), which CI enforces on the TF32 conv main loops.
+    pub fn target() -> MainLoops {
+        let r = super::gpu::TARGET_OTHER_PER_HMMA;
+        MainLoops {
+            forward: r,
+            backward_input: r,
+            backward_weight: r,
+            source: "the issue's target, enforced by tools/kernel-report.sh (≤ 4 other instructions per HMMA)",
+        }
+    }
+
+    fn for_launch(&self, name: &str) -> f64 {
+        if name.contains("backward_weight") {
+            self.backward_weight
+        } else if name.contains("backward_input") {
+            self.backward_input
+        } else {
+            self.forward
+        }
+    }
+}
+
+/// How one launch's time was bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Tensor,
+    Issue,
+    Memory,
+    Simt,
+    Launch,
+}
+
+/// Seconds of one launch and what bounded it.
+pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoops) -> (f64, Bound) {
+    let mut best = (l.bytes / (gpu.hbm_bytes * HBM_EFFICIENCY), Bound::Memory);
+    let mut take = |t: f64, b: Bound| {
+        if t > best.0 {
+            best = (t, b);
+        }
+    };
+    if let Some(g) = l.gemm {
+        let macs = g.padded_macs() * mode.mma_per_mac();
+        let tensor = 2.0 * macs / gpu.tensor_flops(mode) / MAINLOOP_EFFICIENCY;
+        let hmma = macs / mode.macs_per_hmma();
+        let slots = hmma * (1.0 + loops.for_launch(&l.name));
+        let issue =
+            slots / (ISSUE_PER_CLK_SM * gpu.sms as f64 * gpu.clock_hz()) / MAINLOOP_EFFICIENCY;
+        take(tensor, Bound::Tensor);
+        take(issue, Bound::Issue);
+    }
+    if l.simt_macs > 0.0 {
+        // Small reductions (K = 10 classes, fin = 2,048): half the fp32 peak at best.
+        take(2.0 * l.simt_macs / (gpu.fp32_flops * 0.5), Bound::Simt);
+    }
+    take(LAUNCH_S, Bound::Launch);
+    best
+}
+
+/// Seconds of one training step and one test pass of `test_len` images for a cohort of `s`.
+#[allow(clippy::too_many_arguments)]
+pub fn cohort_times(
+    spec: &ConvNetSpec,
+    s: usize,
+    batch: usize,
+    test_len: usize,
+    test_chunk_len: usize,
+    gpu: &GpuSpec,
+    mode: TensorMode,
+    loops: &MainLoops,
+) -> (f64, f64) {
+    let sum = |ls: Vec<Launch>| {
+        ls.iter()
+            .map(|l| launch_time(l, gpu, mode, loops).0)
+            .sum::<f64>()
+    };
+    let step = sum(train_step(spec, s, batch)) + SYNC_S;
+    let full = test_len / test_chunk_len.max(1);
+    let rest = test_len % test_chunk_len.max(1);
+    let mut test = full as f64 * sum(test_chunk(spec, s, test_chunk_len)) + SYNC_S;
+    if rest > 0 {
+        test += sum(test_chunk(spec, s, rest));
+    }
+    (step, test)
+}
+
+/// One cohort of the plan, as the model needs it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CohortWork {
+    pub students: usize,
+    pub n_train: usize,
+    pub batch: usize,
+    pub epochs: usize,
+    pub tests: usize,
+}
+
+/// Seconds of a whole cohort training.
+#[allow(clippy::too_many_arguments)]
+pub fn cohort_seconds(
+    spec: &ConvNetSpec,
+    c: &CohortWork,
+    test_len: usize,
+    test_chunk_len: usize,
+    gpu: &GpuSpec,
+    mode: TensorMode,
+    loops: &MainLoops,
+) -> f64 {
+    let b = c.batch.min(c.n_train).max(1);
+    let full = c.n_train / b;
+    let rest = c.n_train % b;
+    let (step, test) = cohort_times(
+        spec,
+        c.students,
+        b,
+        test_len,
+        test_chunk_len,
+        gpu,
+        mode,
+        loops,
+    );
+    let mut epoch = full as f64 * step;
+    if rest > 0 {
+        epoch += cohort_times(spec, c.students, rest, 0, test_chunk_len, gpu, mode, loops).0;
+    }
+    c.epochs as f64 * epoch + c.tests as f64 * test
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gpu::{H100_SXM, H200_SXM};
+    use super::*;
+
+    fn convnet3() -> ConvNetSpec {
+        ConvNetSpec::from_name("ConvNet-3", 3, 32, 10).unwrap()
+    }
+
+    fn ipc10(students: usize) -> CohortWork {
+        CohortWork {
+            students,
+            n_train: 100,
+            batch: 256,
+            epochs: 1000,
+            tests: 50,
+        }
+    }
+
+    /// The model never beats the arithmetic floor (80.5 TFLOP per student at the dense rate).
+    #[test]
+    fn never_faster_than_the_tensor_floor() {
+        let spec = convnet3();
+        for mode in TensorMode::ALL {
+            let t = cohort_seconds(
+                &spec,
+                &ipc10(16),
+                10_000,
+                500,
+                &H100_SXM,
+                mode,
+                &MainLoops::target(),
+            ) / 16.0;
+            let floor = 80.5e12 * mode.mma_per_mac() / H100_SXM.tensor_flops(mode);
+            assert!(
+                t > floor,
+                "{mode:?}: {t} s per student below the floor {floor}"
+            );
+        }
+    }
+
+    /// More instructions per HMMA, more bandwidth, and more students per launch move the
+    /// prediction the way they must.
+    #[test]
+    fn prediction_responds_to_its_inputs() {
+        let spec = convnet3();
+        let t = |gpu: &GpuSpec, loops: &MainLoops, s: usize| {
+            cohort_seconds(&spec, &ipc10(s), 10_000, 500, gpu, TensorMode::Tf32, loops) / s as f64
+        };
+        let slow = MainLoops {
+            forward: 20.0,
+            backward_input: 20.0,
+            backward_weight: 20.0,
+            source: "test",
+        };
+        let target = MainLoops::target();
+        assert!(t(&H100_SXM, &slow, 16) > 1.5 * t(&H100_SXM, &target, 16));
+        assert!(t(&H200_SXM, &target, 16) < t(&H100_SXM, &target, 16));
+        assert!(t(&H100_SXM, &target, 1) > t(&H100_SXM, &target, 16));
+    }
+
+    /// A tiny launch costs the launch overhead; a big GEMM at ratio 20 is issue-bound.
+    #[test]
+    fn bounds_are_named_right() {
+        let loops = MainLoops {
+            forward: 20.0,
+            backward_input: 20.0,
+            backward_weight: 20.0,
+            source: "test",
+        };
+        let tiny = Launch {
+            name: "x".into(),
+            gemm: None,
+            simt_macs: 0.0,
+            bytes: 8.0,
+        };
+        assert_eq!(
+            launch_time(&tiny, &H100_SXM, TensorMode::Tf32, &loops).1,
+            Bound::Launch
+        );
+        let big = &train_step(&convnet3(), 16, 100)[4];
+        assert!(big.name.starts_with("conv2 forward"));
+        assert_eq!(
+            launch_time(big, &H100_SXM, TensorMode::Tf32, &loops).1,
+            Bound::Issue
+        );
+    }
+}
