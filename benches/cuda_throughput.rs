@@ -89,20 +89,17 @@ fn main() {
         warmup: env_usize("DDR_BENCH_WARMUP", 3),
     };
     let device = std::env::var("DDR_BENCH_DEVICE").unwrap_or_else(|_| "auto".into());
-    let (desc, per_step) = if device == "emulated" {
-        time_steps(CudaBackend::emulated(), &s)
-    } else {
-        match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE") {
-            DeviceChoice::Cpu => time_steps(CpuBackend::new(), &s),
-            DeviceChoice::Cuda(n) => time_steps(CudaBackend::new(n).expect("open the GPU"), &s),
-            DeviceChoice::Auto => match CudaBackend::new(0) {
-                Ok(b) => time_steps(b, &s),
-                Err(e) => {
-                    eprintln!("no GPU ({e}); timing the CPU backend");
-                    time_steps(CpuBackend::new(), &s)
-                }
-            },
-        }
+    let (desc, per_step) = match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE") {
+        DeviceChoice::Cpu => time_steps(CpuBackend::new(), &s),
+        DeviceChoice::Emulated => time_steps(CudaBackend::emulated(), &s),
+        DeviceChoice::Cuda(n) => time_steps(CudaBackend::new(n).expect("open the GPU"), &s),
+        DeviceChoice::Auto => match CudaBackend::new(0) {
+            Ok(b) => time_steps(b, &s),
+            Err(e) => {
+                eprintln!("no GPU ({e}); timing the CPU backend");
+                time_steps(CpuBackend::new(), &s)
+            }
+        },
     };
     let images_per_s = (s.students * s.batch) as f64 / per_step;
     let students_per_hour = 3600.0 * images_per_s / IMAGES_PER_STUDENT;

@@ -107,6 +107,7 @@ fn inputs(c: &EvalConfig) -> Inputs {
             teachers: "random-init".into(),
             device: "any".into(),
         },
+        pixel_norm: None,
     }
 }
 

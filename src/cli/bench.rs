@@ -609,6 +609,8 @@ mod tests {
             test_repeats: 1,
             threads: None,
             profile: false,
+            predict: false,
+            measured: None,
         };
         run(&tiny("emulated")).unwrap();
         if crate::backend::cuda::CudaBackend::new(0).is_err() {
