@@ -36,7 +36,7 @@ fn to_py(e: Error) -> PyErr {
             "interrupted: every finished cohort is in the journal (out_dir) and the cache; \
              the same call again resumes",
         ),
-        Error::Device(_) => DdrFastError::new_err(msg),
+        Error::Device(_) | Error::OutOfMemory(_) => DdrFastError::new_err(msg),
     }
 }
 

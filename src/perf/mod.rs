@@ -125,12 +125,14 @@ pub fn describe_predictions(
     for p in ps {
         let mark = if p.mode == default_mode {
             " (default)"
+        } else if p.mode == TensorMode::Bf16 {
+            " (no kernels yet)"
         } else {
             ""
         };
         let _ = writeln!(
             s,
-            "    {:<15} {:<6}{:<10} plan {:>9}  IPC-sized students: {:>7.0} per hour",
+            "    {:<15} {:<6}{:<17} plan {:>9}  IPC-sized students: {:>7.0} per hour",
             p.gpu.name,
             p.mode.name(),
             mark,
@@ -159,7 +161,7 @@ pub fn describe_predictions(
         s,
         "    assumptions: main loops at {} other instructions per HMMA (fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
-         fp32 activations, conv epilogue computes norm statistics; GPU figures: {}",
+         fp32 activations, norm statistics from a fused conv epilogue (not built yet); GPU figures: {}",
         if loops.source.starts_with("the issue") { "target" } else { "reported" },
         loops.forward,
         loops.backward_input,
