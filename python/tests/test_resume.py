@@ -67,7 +67,11 @@ print("finished", flush=True)
 
 
 def test_sigint_stops_cleanly_and_resumes(tmp_path, syn):
-    keys = tiny(tmp_path, out_dir=str(tmp_path / "out"))
+    # Cohorts of a few seconds each (not the tiny recipe's quarter second), so the signal always
+    # lands while work is left: on an idle machine all three tiny cohorts could finish before the
+    # waiting loop next polls.
+    keys = tiny(tmp_path, out_dir=str(tmp_path / "out"), num_epochs=20, test_interval=20,
+                full_epochs=10)
     child = subprocess.Popen([sys.executable, "-c", SCRIPT.format(keys=repr(keys))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "training"
