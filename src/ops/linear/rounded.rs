@@ -1,15 +1,29 @@
 //! The linear head with its products rounded as a GPU GEMM mode rounds them (the precision study,
-//! `ops::precision`): the same three passes and shapes as `cpu.rs`, each product computed by
+//! `ops::precision`): the reference loops of `cpu.rs`, each product computed by
 //! `GemmPrecision::mul` and summed in f32 like a tensor-core accumulator. The head is under 1 %
 //! of a ConvNet's FLOPs, so plain loops suffice. Bias and its gradient stay fp32 (an epilogue add
 //! and a plain sum on the GPU, never a GEMM operand).
 
-use rayon::prelude::*;
-
-use super::check;
+use super::cpu::{self, Products};
 use crate::backend::{LinearGeom, ParamAt};
 use crate::error::Result;
 use crate::ops::precision::GemmPrecision;
+
+/// A GPU mode's rounded products, summed in f32.
+struct Rounded(GemmPrecision);
+
+impl Products for Rounded {
+    type Acc = f32;
+    fn mul(&self, a: f32, b: f32) -> f32 {
+        self.0.mul(a, b)
+    }
+    fn widen(&self, a: f32) -> f32 {
+        a
+    }
+    fn narrow(&self, acc: f32) -> f32 {
+        acc
+    }
+}
 
 /// out[s, b, o] = Σ_i x[s, b, i]·W[o, i] + bias[o].
 /// x (S, B, fin), params (S, P) with W (fout, fin) and bias (fout), out (S, B, fout).
@@ -21,33 +35,7 @@ pub fn forward(
     at: ParamAt,
     out: &mut [f32],
 ) -> Result<()> {
-    check(
-        g,
-        "linear forward",
-        x.len(),
-        params.len(),
-        at,
-        out.len(),
-        "out",
-    )?;
-    let (fin, fout) = (g.fin, g.fout);
-    out.par_chunks_mut(fout)
-        .enumerate()
-        .for_each(|(sb, o_row)| {
-            let s = sb / g.batch;
-            let xr = &x[sb * fin..][..fin]; // (fin)
-            let wt = &params[s * at.row + at.weight..][..fout * fin]; // (fout, fin)
-            let bias = &params[s * at.row + at.bias..][..fout]; // (fout)
-            for (o, y) in o_row.iter_mut().enumerate() {
-                let dot: f32 = wt[o * fin..][..fin]
-                    .iter()
-                    .zip(xr)
-                    .map(|(&a, &b)| p.mul(a, b))
-                    .sum();
-                *y = dot + bias[o];
-            }
-        });
-    Ok(())
+    cpu::forward_with(&Rounded(p), g, x, params, at, out)
 }
 
 /// dx[s, b, i] = Σ_o dout[s, b, o]·W[o, i].
@@ -60,18 +48,7 @@ pub fn backward_input(
     dout: &[f32],
     dx: &mut [f32],
 ) -> Result<()> {
-    let op = "linear backward_input";
-    check(g, op, dx.len(), params.len(), at, dout.len(), "dout")?;
-    let (fin, fout) = (g.fin, g.fout);
-    dx.par_chunks_mut(fin).enumerate().for_each(|(sb, dxr)| {
-        let s = sb / g.batch;
-        let wt = &params[s * at.row + at.weight..][..fout * fin]; // (fout, fin)
-        let dor = &dout[sb * fout..][..fout]; // (fout)
-        for (i, d) in dxr.iter_mut().enumerate() {
-            *d = (0..fout).map(|o| p.mul(dor[o], wt[o * fin + i])).sum();
-        }
-    });
-    Ok(())
+    cpu::backward_input_with(&Rounded(p), g, params, at, dout, dx)
 }
 
 /// dW[o, i] = Σ_b dout[b, o]·x[b, i], dbias[o] = Σ_b dout[b, o], into grads (S, P) at `at`.
@@ -84,26 +61,7 @@ pub fn backward_weight(
     at: ParamAt,
     grads: &mut [f32],
 ) -> Result<()> {
-    let op = "linear backward_weight";
-    check(g, op, x.len(), grads.len(), at, dout.len(), "dout")?;
-    let (fin, fout, nb) = (g.fin, g.fout, g.batch);
-    grads
-        .par_chunks_mut(at.row)
-        .enumerate()
-        .for_each(|(s, row)| {
-            let xs = &x[s * nb * fin..][..nb * fin]; // (B, fin)
-            let ds = &dout[s * nb * fout..][..nb * fout]; // (B, fout)
-            for o in 0..fout {
-                let gw = &mut row[at.weight + o * fin..][..fin];
-                for (i, gwi) in gw.iter_mut().enumerate() {
-                    *gwi = (0..nb)
-                        .map(|b| p.mul(ds[b * fout + o], xs[b * fin + i]))
-                        .sum();
-                }
-                row[at.bias + o] = (0..nb).map(|b| ds[b * fout + o]).sum();
-            }
-        });
-    Ok(())
+    cpu::backward_weight_with(&Rounded(p), g, x, dout, at, grads)
 }
 
 #[cfg(test)]
