@@ -10,8 +10,7 @@
 
 mod aug_common;
 
-use std::io::Write;
-use std::sync::OnceLock;
+mod common;
 
 use aug_common::tolerances::{
     COLOR_TOL, COPY_TOL, DSA_M_END_TOL, MIXUP_TOL, WARP_TOL, ZCA_OUTPUT_REL_MAX,
@@ -51,22 +50,8 @@ const CPU_COLOR_TOL: Tol = Tol {
 
 // ---- device and helpers ----------------------------------------------------------------------
 
-/// The CUDA backend under test, announced once on stderr (outside the harness's capture). With
-/// DDR_REQUIRE_GPU=1 (tools/gpu-check.sh) a missing GPU fails instead of emulating.
 fn cuda() -> CudaBackend {
-    static NOTE: OnceLock<()> = OnceLock::new();
-    let (b, why) = CudaBackend::real_or_emulated(0);
-    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
-        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
-    }
-    NOTE.get_or_init(|| {
-        let line = match &why {
-            None => format!("cuda_aug: running on the GPU: {}\n", b.describe()),
-            Some(e) => format!("cuda_aug: running under EMULATION (no usable GPU: {e})\n"),
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    });
-    b
+    common::cuda_under_test("cuda_aug")
 }
 
 /// The shapes of the CPU parity checks: (S, B, C, H, W).

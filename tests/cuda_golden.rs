@@ -10,8 +10,6 @@
 // The golden-file reader shared with tests/golden.rs.
 mod common;
 
-use std::io::Write;
-
 use common::{golden_files, Golden};
 use ddr_fast::backend::cuda::{ConvPrecision, CudaBackend};
 use ddr_fast::backend::{Backend, LossKind, Mode, NormKind};
@@ -167,18 +165,6 @@ fn check_file(be: &CudaBackend, tol: Tol, g: &Golden) -> Res<()> {
 
 #[test]
 fn golden_files_pass_through_the_cuda_backend() {
-    let (be, why) = CudaBackend::real_or_emulated(0);
-    // The golden values are PyTorch fp32: held to fp32-level tolerances, so in 3xTF32 (the default
-    // is plain TF32, whose ~1e-3 per-conv error the fp32 tolerances do not admit).
-    let be = be.with_conv_precision(ConvPrecision::Tf32x3);
-    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
-        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
-    }
-    let device = match &why {
-        None => be.describe(),
-        Some(_) => "EMULATION (no usable GPU)".to_string(),
-    };
-    let _ = writeln!(std::io::stderr(), "cuda_golden: running on {device}");
     let mut failures = Vec::new();
     let mut checked = 0;
     for path in golden_files().unwrap_or_else(|e| panic!("{e}")) {
@@ -187,15 +173,15 @@ fn golden_files_pass_through_the_cuda_backend() {
             continue;
         }
         checked += 1;
+        // The golden values are PyTorch fp32: 3xTF32 is held to fp32-level tolerances; plain TF32
+        // (the default) to its own, for its ~1e-3 per-conv error.
         let modes = [
             (ConvPrecision::Tf32x3, (ATOL_OF_MAX, RTOL)),
             (ConvPrecision::Tf32, (TF32_ATOL_OF_MAX, TF32_RTOL)),
         ];
         for (precision, tol) in modes {
-            // The same device as announced above (the GPU when one opened), in this precision.
-            let be = CudaBackend::real_or_emulated(0)
-                .0
-                .with_conv_precision(precision);
+            // The GPU when one opens (announced once), in this precision.
+            let be = common::cuda_under_test("cuda_golden").with_conv_precision(precision);
             if let Err(err) = check_file(&be, tol, &g) {
                 failures.push(format!("{} ({precision:?}): {err}", g.name));
             }

@@ -5,8 +5,9 @@
 //!
 //! `cargo test --release --test cuda_parity`
 
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use std::sync::Arc;
 
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::{ConvPrecision, CudaBackend};
@@ -43,23 +44,8 @@ const TF32_RTOL: f32 = 2e-3;
 
 // ---- device and helpers ----------------------------------------------------------------------
 
-/// The CUDA backend under test, announced once on stderr (outside the test harness's capture,
-/// so the run says whether it used the GPU even when every test passes). With
-/// DDR_REQUIRE_GPU=1 (tools/gpu-check.sh sets it) a missing GPU fails instead of emulating.
 fn cuda() -> CudaBackend {
-    static NOTE: OnceLock<()> = OnceLock::new();
-    let (b, why) = CudaBackend::real_or_emulated(0);
-    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
-        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
-    }
-    NOTE.get_or_init(|| {
-        let line = match &why {
-            None => format!("cuda_parity: running on the GPU: {}\n", b.describe()),
-            Some(e) => format!("cuda_parity: running under EMULATION (no usable GPU: {e})\n"),
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    });
-    b
+    common::cuda_under_test("cuda_parity")
 }
 
 /// SplitMix64: reproducible inputs without a dependency.

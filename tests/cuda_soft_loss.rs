@@ -8,8 +8,7 @@
 //!
 //! `cargo test --release --test cuda_soft_loss`
 
-use std::io::Write;
-use std::sync::OnceLock;
+mod common;
 
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::CudaBackend;
@@ -25,19 +24,7 @@ const LOSS_ATOL: f32 = 1e-4;
 const LOSS_RTOL: f32 = 1e-3;
 
 fn cuda() -> CudaBackend {
-    static NOTE: OnceLock<()> = OnceLock::new();
-    let (b, why) = CudaBackend::real_or_emulated(0);
-    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
-        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
-    }
-    NOTE.get_or_init(|| {
-        let line = match &why {
-            None => format!("cuda_soft_loss: running on the GPU: {}\n", b.describe()),
-            Some(e) => format!("cuda_soft_loss: running under EMULATION (no usable GPU: {e})\n"),
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    });
-    b
+    common::cuda_under_test("cuda_soft_loss")
 }
 
 /// Reproducible values in [lo, hi) from a hash of the index.

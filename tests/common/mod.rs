@@ -1,15 +1,17 @@
-//! Helpers shared by integration tests (union of the engine and data helpers).
-//! Shared helpers for integration tests: the one tolerance check (|got − want| ≤ atol + rtol·|want|,
-//! worst index reported), and a small safetensors reader for the golden files in
-//! ../shared/golden (or `$DDR_GOLDEN_DIR`).
-//! Helpers shared by the data tests: the one tolerance check, fixture lookup, and small writers
-//! for the formats the tests generate (torch-style zips, pickles).
+//! Helpers shared by the integration tests: the one tolerance check (|got − want| ≤ atol +
+//! rtol·|want|, worst index reported), a small safetensors reader for the golden files in
+//! ../shared/golden (or `$DDR_GOLDEN_DIR`), fixture lookup, writers for the formats the data tests
+//! generate (torch-style zips, pickles), and the CUDA backend the CUDA tests run on.
 #![allow(dead_code)]
 
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ddr_fast::backend::cuda::CudaBackend;
+use ddr_fast::backend::Backend;
 
 /// A tolerance: pass when |got − want| ≤ atol + rtol·|want| element by element.
 #[derive(Clone, Copy, Debug)]
@@ -512,4 +514,24 @@ pub fn write_idx_dir(dir: &Path, n_train: usize, n_test: usize, gzip: bool) {
             ddr_fast::data::idx::encode(0x801, &[n as u32], &lab),
         );
     }
+}
+
+/// The CUDA backend the CUDA tests run on: the GPU when one opens, else the host emulator. `test`
+/// names the test binary in the one line announcing the choice on stderr (outside the harness's
+/// capture, so a green run still says where it ran). With DDR_REQUIRE_GPU=1 (tools/gpu-check.sh
+/// sets it) a missing GPU fails instead of emulating.
+pub fn cuda_under_test(test: &str) -> CudaBackend {
+    static NOTE: OnceLock<()> = OnceLock::new();
+    let (b, why) = CudaBackend::real_or_emulated(0);
+    if let (Some(e), Ok("1")) = (&why, std::env::var("DDR_REQUIRE_GPU").as_deref()) {
+        panic!("DDR_REQUIRE_GPU=1 but the GPU could not be opened: {e}");
+    }
+    NOTE.get_or_init(|| {
+        let line = match &why {
+            None => format!("{test}: running on the GPU: {}\n", b.describe()),
+            Some(e) => format!("{test}: running under EMULATION (no usable GPU: {e})\n"),
+        };
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    });
+    b
 }
