@@ -13,7 +13,7 @@ use std::time::Instant;
 use ddr_fast::aug::{self, AugPlan, BatchDims, BatchDraws, DrawKey, DsaMode, DsaParams};
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::CudaBackend;
-use ddr_fast::backend::{Backend, DeviceChoice};
+use ddr_fast::backend::{Backend, DeviceChoice, Opened, Origin};
 use ddr_fast::error::Result;
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -90,19 +90,12 @@ fn main() {
         .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let device = std::env::var("DDR_BENCH_DEVICE").unwrap_or_else(|_| "auto".into());
-    let cpu = || -> Box<dyn Augmenter> { Box::new(Cpu { dims, x: x.clone() }) };
-    let mut dev: Box<dyn Augmenter> = match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE")
-    {
-        DeviceChoice::Cpu => cpu(),
-        DeviceChoice::Emulated => cuda(CudaBackend::emulated(), dims, &x),
-        DeviceChoice::Cuda(n) => cuda(CudaBackend::new(n).expect("open the GPU"), dims, &x),
-        DeviceChoice::Auto => match CudaBackend::new(0) {
-            Ok(b) => cuda(b, dims, &x),
-            Err(e) => {
-                eprintln!("no GPU ({e}); timing the CPU");
-                cpu()
-            }
-        },
+    let choice = DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE");
+    let (opened, line) = choice.open(Origin::Flag).expect("open DDR_BENCH_DEVICE");
+    eprintln!("{line}");
+    let mut dev: Box<dyn Augmenter> = match opened {
+        Opened::Cpu(_) => Box::new(Cpu { dims, x: x.clone() }),
+        Opened::Cuda(b) => cuda(b, dims, &x),
     };
     let dsa = |mode| AugPlan::Dsa {
         params: DsaParams::ddranking(),

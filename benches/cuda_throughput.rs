@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ddr_fast::backend::cpu::CpuBackend;
-use ddr_fast::backend::cuda::CudaBackend;
-use ddr_fast::backend::{Backend, DeviceChoice, LossKind, NormKind, OptimizerCfg, OptimizerKind};
+use ddr_fast::backend::{
+    Backend, DeviceChoice, LossKind, NormKind, Opened, OptimizerCfg, OptimizerKind, Origin,
+};
 use ddr_fast::model::{ConvNetSpec, SplitMix64};
 use ddr_fast::train::Cohort;
 
@@ -89,17 +89,12 @@ fn main() {
         warmup: env_usize("DDR_BENCH_WARMUP", 3),
     };
     let device = std::env::var("DDR_BENCH_DEVICE").unwrap_or_else(|_| "auto".into());
-    let (desc, per_step) = match DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE") {
-        DeviceChoice::Cpu => time_steps(CpuBackend::new(), &s),
-        DeviceChoice::Emulated => time_steps(CudaBackend::emulated(), &s),
-        DeviceChoice::Cuda(n) => time_steps(CudaBackend::new(n).expect("open the GPU"), &s),
-        DeviceChoice::Auto => match CudaBackend::new(0) {
-            Ok(b) => time_steps(b, &s),
-            Err(e) => {
-                eprintln!("no GPU ({e}); timing the CPU backend");
-                time_steps(CpuBackend::new(), &s)
-            }
-        },
+    let choice = DeviceChoice::parse(&device).expect("DDR_BENCH_DEVICE");
+    let (opened, line) = choice.open(Origin::Flag).expect("open DDR_BENCH_DEVICE");
+    eprintln!("{line}");
+    let (desc, per_step) = match opened {
+        Opened::Cpu(b) => time_steps(b, &s),
+        Opened::Cuda(b) => time_steps(b, &s),
     };
     let images_per_s = (s.students * s.batch) as f64 / per_step;
     let students_per_hour = 3600.0 * images_per_s / IMAGES_PER_STUDENT;
