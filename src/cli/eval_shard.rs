@@ -13,8 +13,9 @@ use super::eval::EvalArgs;
 use super::eval_device::DryTarget;
 use crate::backend::{Backend, DeviceChoice, Origin};
 use crate::error::{Error, Result};
+use crate::metrics::cache::writer_prefix;
 use crate::metrics::config::EvalConfig;
-use crate::metrics::execute::{evaluate, Inputs, RunOptions, SubsetFn};
+use crate::metrics::execute::{cache_dir, evaluate, Inputs, RunOptions, SubsetFn};
 use crate::metrics::report::EvalRecord;
 use crate::metrics::shard::{collect, train_shard, Collected, Shard};
 
@@ -207,6 +208,12 @@ pub fn evaluate_mode<B: Backend>(
 ) -> Result<Option<EvalRecord>> {
     if let Some(s) = &args.shard {
         let shard: Shard = s.parse()?;
+        // Said first, so whoever watches a shard knows its file before it has finished.
+        eprintln!(
+            "shard {s}: records go to {}/trainings.jsonl.d/{}-*.jsonl",
+            cache_dir(cfg).display(),
+            writer_prefix()
+        );
         let out = train_shard(be, cfg, inputs, subset, opts, shard)?;
         println!("{}", out.line());
         return Ok(None);

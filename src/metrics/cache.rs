@@ -120,7 +120,7 @@ pub struct Record {
 /// Finished trainings shared by any number of processes on any number of machines.
 ///
 /// Layout under `dir`: the legacy single file `name` (read, never written any more) and a folder
-/// `name.d/` holding one JSON-lines file per writer, `<host>-<pid>-<random>.jsonl`. Why one file
+/// `name.d/` holding one JSON-lines file per writer, `<host>-<pid>-<random>-<n>.jsonl`. Why one file
 /// per writer: appends from two processes to one file interleave on NFS (O_APPEND is not atomic
 /// across clients) and a lock file outlives a killed holder; a file with a single writer needs
 /// neither. Each handle creates its own file on its first append and never touches another's.
@@ -236,36 +236,44 @@ impl Store {
     }
 }
 
-/// `<host>-<pid>-<random>.jsonl`: unique across machines (host), processes (pid) and pid reuse or
-/// several handles in one process (random: SHA-256 of the clock, the pid and a per-process
-/// counter, since the crate has no random-number dependency).
+/// `<host>-<pid>-<random>`: the name prefix of every writer file this process creates, unique
+/// across machines (host), processes (pid) and pid reuse (random: SHA-256 of the clock and the pid,
+/// since the crate has no random-number dependency). Shards print it so a person or a test can
+/// tell whose file is whose.
+pub fn writer_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".into());
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let pid = std::process::id();
+        let r = hex(&Sha256::digest(format!("{nanos}|{pid}").as_bytes())[..8]);
+        format!("{host}-{pid}-{r}")
+    })
+}
+
+/// `<prefix>-<n>.jsonl`: n counts the stores this process has written to.
 fn writer_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let pid = std::process::id();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = format!("{nanos}|{pid}|{n}|{:p}", &n);
-    let r = hex(&Sha256::digest(seed.as_bytes())[..8]);
-    format!("{host}-{pid}-{r}.jsonl")
+    format!("{}-{n}.jsonl", writer_prefix())
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
