@@ -22,6 +22,13 @@ class Stop(Exception):
     pass
 
 
+def journal_lines(out):
+    """Every record of an output folder's journal: one JSON-lines file per writer process in
+    journal.jsonl.d/ (README "Scaling out")."""
+    return [l for f in sorted((out / "journal.jsonl.d").glob("*.jsonl"))
+            for l in f.read_text().splitlines()]
+
+
 def test_interrupt_then_resume(tmp_path, syn):
     """A progress callback that raises stops the evaluation like Ctrl-C does: the cohort in flight
     finishes and is journaled, the exception propagates; the same call then resumes and gives the
@@ -39,7 +46,7 @@ def test_interrupt_then_resume(tmp_path, syn):
     with pytest.raises(Stop):
         ddr_fast.evaluate(images, labels, progress=stop_at_first_progress, max_students=1, **keys)
     assert seen and seen[-1][1] > 0
-    journal = (tmp_path / "out" / "journal.jsonl").read_text().splitlines()
+    journal = journal_lines(tmp_path / "out")
     assert 1 <= len(journal) < 3, journal
 
     resumed = ddr_fast.evaluate(images, labels, progress=False, max_students=1, **keys)
@@ -79,7 +86,7 @@ def test_sigint_stops_cleanly_and_resumes(tmp_path, syn):
     out, err = child.communicate(timeout=300)
     assert child.returncode != 0 and "finished" not in out
     assert "KeyboardInterrupt" in err and "stopping after the cohort in training" in err, err
-    journal = (tmp_path / "out" / "journal.jsonl").read_text().splitlines()
+    journal = journal_lines(tmp_path / "out")
     assert 1 <= len(journal) < 3
     images, labels = syn
     resumed = ddr_fast.evaluate(images, labels, progress=False, max_students=1, **keys)

@@ -16,9 +16,7 @@ use crate::metrics::cache::{identity_of_path, Store};
 use crate::metrics::config::{parse_device, EvalConfig};
 use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
 use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
-use crate::metrics::execute::{
-    cache_dir, evaluate, model_spec, select as select_rows, Inputs, RunOptions,
-};
+use crate::metrics::execute::{cache_dir, model_spec, select as select_rows, Inputs, RunOptions};
 use crate::metrics::inputs::{fit_zca, load_real_for, load_syn, load_teachers, to_image_set};
 use crate::metrics::plan::{pack, plan, Identities, PlanSizes};
 use crate::metrics::report::{table, write_outputs};
@@ -164,7 +162,8 @@ pub struct EvalArgs {
     /// auto | cpu | cuda | cuda:N | emulated (YAML: device). auto takes GPU 0 when a driver and
     /// a GPU are present, else the CPU. The YAML's cuda without a GPU runs on the CPU with a
     /// warning; this flag's cuda without a GPU is an error. emulated runs the CUDA kernels on the
-    /// host emulator: the GPU's code path, very slow (tests, debugging).
+    /// host emulator: the GPU's code path, very slow (tests, debugging). cuda:all or cuda:0,1,…
+    /// runs one shard process per GPU, then collects (README "Scaling out").
     #[arg(long)]
     pub device: Option<String>,
     /// Device memory in GB that --dry-run plans cohorts for when the GPU asked for is not on this
@@ -193,12 +192,41 @@ pub struct EvalArgs {
     /// Throughput in FLOP/s for the --dry-run estimate (default: an assumed figure, printed).
     #[arg(long)]
     pub throughput: Option<f64>,
+    /// Train only the I-th of N shards of the plan (0 <= I < N), balanced by predicted cost, into
+    /// the shared cache; no scores (README "Scaling out").
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Train nothing: the scores from the cache once every training is there, else which are
+    /// missing.
+    #[arg(long)]
+    pub collect: bool,
+    /// With --collect: while trainings are missing, look again every 30 s for up to SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "collect")]
+    pub wait: Option<u64>,
+    /// Run as K shard processes on this machine (their --device; CPU cores split between them),
+    /// then collect. --device cuda:all or cuda:0,1,… runs one per GPU without this flag.
+    #[arg(long, value_name = "K")]
+    pub workers: Option<usize>,
+    /// Print a scheduler recipe instead of running: slurm (a job-array script) or k8s (an
+    /// Indexed Job manifest), each with the collect step after the shards. Needs --shards.
+    #[arg(long, value_name = "slurm|k8s")]
+    pub emit: Option<String>,
+    /// Shards of the --emit recipe.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Container image of --emit k8s (default ddr-fast:<version>).
+    #[arg(long)]
+    pub image: Option<String>,
     /// Test hook: stop after this many cohorts, as if interrupted.
     #[arg(long, hide = true)]
     pub stop_after_cohorts: Option<usize>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
+    let args = &match super::eval_shard::launch(args)? {
+        super::eval_shard::Launch::Done => return Ok(()),
+        super::eval_shard::Launch::Continue(a) => a,
+    };
     let demo = is_demo(args);
     let mut cfg = if demo {
         demo_config()
@@ -245,6 +273,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         )?;
         print!("{}", settings_text(&prov.resolve(&cfg)));
         return dry_run(args, &cfg, &inputs, &target);
+    }
+    if args.collect {
+        let kind = super::eval_shard::collect_kind(choice, origin)?;
+        let be = Arc::new(CpuBackend::new());
+        return run_on(&be, args, cfg, prov, notes, demo, kind);
     }
     let (opened, line) = choice.open(origin)?;
     eprintln!("{line}");
@@ -360,7 +393,10 @@ fn run_on<B: Backend>(
     let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
         crate::data::random_subset(l, c, ipc, seed, run)
     };
-    let mut rec = evaluate(be, &cfg, &inputs, &subset, &opts)?;
+    let mode = super::eval_shard::evaluate_mode(be, args, &cfg, &inputs, &subset, &opts)?;
+    let Some(mut rec) = mode else {
+        return Ok(()); // a shard: its trainings are in the cache, the scores come from --collect
+    };
     rec.settings = settings;
     print!("{}", table(&cfg, &rec));
     write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;

@@ -4,7 +4,8 @@
 //! (the [`Training`] itself, the identities of dataset / synthetic set / teachers / device, the
 //! crate version and [`TRAINER_REVISION`]). Records are JSON lines appended with one `write` call
 //! each and flushed to disk before the next cohort starts; a reader skips a torn last line, so a
-//! killed process loses at most the cohort it was running.
+//! killed process loses at most the cohort it was running. Many processes on many machines share
+//! one store safely: each writes only its own file ([`Store`] says how and why).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -116,78 +117,163 @@ pub struct Record {
     pub what: String,
 }
 
-/// An append-only JSON-lines file of [`Record`]s.
+/// Finished trainings shared by any number of processes on any number of machines.
+///
+/// Layout under `dir`: the legacy single file `name` (read, never written any more) and a folder
+/// `name.d/` holding one JSON-lines file per writer, `<host>-<pid>-<random>-<n>.jsonl`. Why one file
+/// per writer: appends from two processes to one file interleave on NFS (O_APPEND is not atomic
+/// across clients) and a lock file outlives a killed holder; a file with a single writer needs
+/// neither. Each handle creates its own file on its first append and never touches another's.
+///
+/// - Write: the records of one cohort as one `write` to our own file, then `fsync` (the folder is
+///   fsynced once after the file is created), so a killed writer leaves whole lines and at most
+///   one torn last line — in its own file only. A writer never reopens an old file (its name is
+///   new per handle), so a torn tail is never followed by more data.
+/// - Read: the legacy file and every `*.jsonl` in `name.d/`, in name order; a line that does not
+///   parse (a torn tail) is skipped. Records of one key are identical whoever wrote them (the key
+///   is the content hash of a deterministic training), so the merge order does not matter.
+/// - NFS: close-to-open consistency makes a closed append visible to any later open; a file that
+///   another machine created moments ago may be missing from a directory listing until the
+///   client's directory attribute cache expires (`actimeo`, seconds). The worst case is a
+///   training computed twice, never a corrupt or lost record; `--collect` runs after the shards
+///   have ended, so it sees them all.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
+    /// The pre-sharing single file, still read so older caches keep working.
+    legacy: PathBuf,
+    /// `name.d/`: one file per writer.
+    dir: PathBuf,
+    /// This handle's own file, created on its first append.
+    mine: std::sync::OnceLock<PathBuf>,
 }
 
 impl Store {
-    /// Opens (creating the folder if needed) the store at `dir/name`.
+    /// Opens (creating the folders if needed) the store `name` in `dir`.
     pub fn open(dir: &Path, name: &str) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let writers = dir.join(format!("{name}.d"));
+        std::fs::create_dir_all(&writers).map_err(|e| Error::io(&writers, e))?;
         Ok(Store {
-            path: dir.join(name),
+            legacy: dir.join(name),
+            dir: writers,
+            mine: std::sync::OnceLock::new(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The folder of per-writer files.
+    pub fn writers_dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Every complete record, last one winning per key. A torn or foreign line (from a killed
-    /// writer) is skipped, not fatal.
+    /// This handle's own file: the one `append` writes (created on the first append).
+    pub fn writer_path(&self) -> &Path {
+        self.mine.get_or_init(|| self.dir.join(writer_name()))
+    }
+
+    /// Every complete record of every writer; a torn or foreign line is skipped, not fatal.
     pub fn load(&self) -> Result<HashMap<String, Record>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-            Err(e) => return Err(Error::io(&self.path, e)),
-        };
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        Ok(self
+            .load_all()?
+            .into_iter()
             .map(|r| (r.key.clone(), r))
             .collect())
     }
 
-    /// Append records as one write, then fsync, so a crash leaves whole lines or a torn tail.
+    /// Every complete record in file-name order, duplicates included (tests count them to prove
+    /// that no finished training was computed twice).
+    pub fn load_all(&self) -> Result<Vec<Record>> {
+        let mut files = vec![self.legacy.clone()];
+        let mut writers: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        writers.sort();
+        files.extend(writers);
+        let mut out = Vec::new();
+        for f in &files {
+            let text = match std::fs::read_to_string(f) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(f, e)),
+            };
+            out.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Record>(l).ok()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Append records to this writer's own file as one write, then fsync, so a kill leaves whole
+    /// lines or a torn tail that readers skip.
     pub fn append(&self, records: &[Record]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let path = self.writer_path();
         let mut buf = String::new();
         for r in records {
-            let line =
-                serde_json::to_string(r).map_err(|e| Error::format(&self.path, e.to_string()))?;
+            let line = serde_json::to_string(r).map_err(|e| Error::format(path, e.to_string()))?;
             buf.push_str(&line);
             buf.push('\n');
         }
+        let created = !path.exists();
         let mut f: File = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
-        // A torn line left by a killed writer must not swallow our first record.
-        if f.metadata().map(|m| m.len() > 0).unwrap_or(false) && !ends_with_newline(&self.path) {
-            buf.insert(0, '\n');
-        }
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         f.write_all(buf.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))?;
-        f.sync_data().map_err(|e| Error::io(&self.path, e))?;
+            .map_err(|e| Error::io(path, e))?;
+        f.sync_data().map_err(|e| Error::io(path, e))?;
+        if created {
+            // The new name must survive a machine crash too, not only a killed process.
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+        }
         Ok(())
     }
 }
 
-fn ends_with_newline(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else {
-        return true;
-    };
-    if f.seek(SeekFrom::End(-1)).is_err() {
-        return true;
-    }
-    let mut b = [0u8; 1];
-    f.read_exact(&mut b).is_ok() && b[0] == b'\n'
+/// `<host>-<pid>-<random>`: the name prefix of every writer file this process creates, unique
+/// across machines (host), processes (pid) and pid reuse (random: SHA-256 of the clock and the pid,
+/// since the crate has no random-number dependency). Shards print it so a person or a test can
+/// tell whose file is whose.
+pub fn writer_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".into());
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let pid = std::process::id();
+        let r = hex(&Sha256::digest(format!("{nanos}|{pid}").as_bytes())[..8]);
+        format!("{host}-{pid}-{r}")
+    })
+}
+
+/// `<prefix>-<n>.jsonl`: n counts the stores this process has written to.
+fn writer_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}.jsonl", writer_prefix())
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
@@ -226,20 +312,34 @@ mod tests {
     }
 
     #[test]
-    fn store_round_trip_and_torn_tail() {
+    fn store_round_trip_torn_tail_and_legacy_file() {
         let dir = tempfile::tempdir().unwrap();
+        // A cache written before per-writer files: still read.
+        std::fs::write(
+            dir.path().join("r.jsonl"),
+            format!("{}\n", serde_json::to_string(&rec("old", 0.1)).unwrap()),
+        )
+        .unwrap();
         let s = Store::open(dir.path(), "r.jsonl").unwrap();
         s.append(&[rec("a", 0.5), rec("b", 0.25)]).unwrap();
-        // A writer killed mid-line leaves a torn tail; later appends must still be readable.
-        let mut f = OpenOptions::new().append(true).open(s.path()).unwrap();
-        f.write_all(b"{\"key\":\"c\",\"ac").unwrap();
+        // A writer killed mid-line leaves a torn tail in its own file only.
+        let t = Store::open(dir.path(), "r.jsonl").unwrap();
+        t.append(&[rec("c", 0.125)]).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(t.writer_path())
+            .unwrap();
+        f.write_all(b"{\"key\":\"e\",\"ac").unwrap();
         drop(f);
         s.append(&[rec("d", 0.75)]).unwrap();
+        assert_ne!(s.writer_path(), t.writer_path());
         let m = s.load().unwrap();
-        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m.len(), 5, "{m:?}");
+        assert_eq!(m["old"].acc, 0.1);
         assert_eq!(m["a"].acc, 0.5);
+        assert_eq!(m["c"].acc, 0.125);
         assert_eq!(m["d"].acc, 0.75);
-        assert!(!m.contains_key("c"));
+        assert!(!m.contains_key("e"));
     }
 
     #[test]

@@ -83,13 +83,63 @@ pub fn evaluate<B: Backend>(
     opts: &RunOptions,
 ) -> Result<EvalRecord> {
     let t0 = Instant::now();
+    let (plan, done) = run_plan(be, cfg, inputs, subset, opts, None)?;
+    record(cfg, opts, &plan, &done, t0)
+}
+
+/// The trainings of one plan after a run: every finished one's record and where it came from.
+pub struct Trained {
+    pub results: HashMap<usize, Record>,
+    pub sources: HashMap<usize, Source>,
+    /// Seconds spent training cohorts in this call.
+    pub train_s: f64,
+    pub cohorts_run: usize,
+    /// The file this call's cache records went to (None with no_cache or nothing trained).
+    pub cache_file: Option<PathBuf>,
+}
+
+/// Reduces a plan whose trainings are all finished into the evaluation's record.
+pub(crate) fn record(
+    cfg: &EvalConfig,
+    opts: &RunOptions,
+    plan: &Plan,
+    done: &Trained,
+    t0: Instant,
+) -> Result<EvalRecord> {
+    let outcome = reduce(cfg, plan, &done.results)?;
+    let timings = timings(
+        plan,
+        &done.results,
+        &done.sources,
+        t0.elapsed().as_secs_f64(),
+        done.train_s,
+        done.cohorts_run,
+    );
+    Ok(EvalRecord {
+        ddr_fast_version: crate::VERSION.to_string(),
+        metric: cfg.metric,
+        device: opts.device.clone(),
+        config: cfg.clone(),
+        settings: Default::default(),
+        timings,
+        outcome,
+        notes: opts.notes.clone(),
+    })
+}
+
+/// Plans the evaluation, takes every training it can from the journal and the cache, and trains
+/// the rest — only those in `only` when given (a shard's share; empty for `--collect`).
+pub(crate) fn run_plan<B: Backend>(
+    be: &Arc<B>,
+    cfg: &EvalConfig,
+    inputs: &Inputs,
+    subset: SubsetFn<'_>,
+    opts: &RunOptions,
+    only: Option<&[usize]>,
+) -> Result<(Plan, Trained)> {
     cfg.validate()?;
     let plan = plan(cfg, &inputs.ids)?;
-    let sizes = PlanSizes {
-        n_syn: inputs.syn.len(),
-        n_full: inputs.train.len(),
-        classes: inputs.train.classes,
-    };
+    let sizes = plan_sizes(inputs);
 
     let cache = if cfg.no_cache {
         None
@@ -121,7 +171,7 @@ pub fn evaluate<B: Backend>(
         } else if let Some(r) = cache_map.get(&p.key) {
             results.insert(p.id, r.clone());
             sources.insert(p.id, Source::Cached);
-        } else {
+        } else if only.is_none_or(|o| o.contains(&p.id)) {
             todo.push(p.id);
         }
     }
@@ -299,26 +349,29 @@ pub fn evaluate<B: Backend>(
         }
     }
     bar.finish_and_clear();
+    let cache_file = cache
+        .as_ref()
+        .filter(|_| ci > 0)
+        .map(|c| c.writer_path().to_path_buf());
+    Ok((
+        plan,
+        Trained {
+            results,
+            sources,
+            train_s,
+            cohorts_run: ci,
+            cache_file,
+        },
+    ))
+}
 
-    let outcome = reduce(cfg, &plan, &results)?;
-    let timings = timings(
-        &plan,
-        &results,
-        &sources,
-        t0.elapsed().as_secs_f64(),
-        train_s,
-        ci,
-    );
-    Ok(EvalRecord {
-        ddr_fast_version: crate::VERSION.to_string(),
-        metric: cfg.metric,
-        device: opts.device.clone(),
-        config: cfg.clone(),
-        settings: Default::default(),
-        timings,
-        outcome,
-        notes: opts.notes.clone(),
-    })
+/// The sizes the planner and the packer need, from the loaded inputs.
+pub fn plan_sizes(inputs: &Inputs) -> PlanSizes {
+    PlanSizes {
+        n_syn: inputs.syn.len(),
+        n_full: inputs.train.len(),
+        classes: inputs.train.classes,
+    }
 }
 
 fn timings(

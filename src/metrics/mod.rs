@@ -15,5 +15,6 @@ pub mod report;
 pub mod scores;
 pub mod session;
 pub mod settings;
+pub mod shard;
 pub mod watch;
 pub mod yaml;
