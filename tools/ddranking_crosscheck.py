@@ -9,6 +9,9 @@ run-distribution:
   * LRS-soft  mode M with a teacher (KL, DSA, SGD)        LabelRobustScoreSoft
   * ARS       soft labels, mode M (KL, CutMix, AdamW)     AugmentationRobustScore
   * full-data accuracy (the reference's REAL_DATA_TRAINING_CONFIG recipe), separately.
+  * `seeds`: LRS-hard's hard-label training of the synthetic set alone, at one learning rate
+    (--seeds-lr), with DSA and without, over --seeds-runs runs per side. Many runs of one training
+    resolve a small difference that 5 runs of the lr search cannot (see the README).
 
 The "synthetic" set is the first IPC images of each class of the real training set (a fixed set,
 so only the training randomness differs between runs). Sized for a shared 2-core CPU: ConvNet-3 at
@@ -45,7 +48,8 @@ Usage (installs nothing; needs a Python with ddranking, torch, torchvision, safe
       --data-dir ../shared/data/cifar10 --work /tmp/xc --test-images 2000 --full \\
       [--side prepare|ref|ddr|compare|all] [--metrics lrs_hard lrs_soft ars]
 The sides and metrics can run as separate processes (each writes <side>_<metric>.json);
-`--metrics --full` (no names) runs the full-data comparison alone.
+`--metrics --full` (no names) runs the full-data comparison alone, `--metrics seeds` the focused
+synthetic-set comparison.
 """
 
 import argparse
@@ -65,7 +69,12 @@ QUANTITIES = {
     "lrs_hard": ["syn_hard", "rdm_recipe", "hlr", "ior", "lrs"],
     "lrs_soft": ["syn_hard", "syn_recipe", "rdm_recipe", "hlr", "ior", "lrs"],
     "ars": ["syn_aug", "rdm_aug", "syn_noaug", "rdm_noaug", "with_aug", "without_aug", "ars"],
+    # dsa: best of the tests at epochs 10 and 20 (what LRS-hard keeps); dsa_last: the epoch-20
+    # test alone (LRS-soft tests every 20 epochs); noaug: best test, no augmentation.
+    "seeds": ["dsa", "dsa_last", "noaug"],
 }
+# Optional sections: run only when named in --metrics.
+EXTRA = ["seeds"]
 MEAN = [0.4914, 0.4822, 0.4465]
 STD = [0.2023, 0.1994, 0.2010]
 TOL_SE = 3.0
@@ -274,7 +283,10 @@ def run_reference(a, work):
     std = torch.tensor(STD).view(1, 3, 1, 1)
     syn = (torch.tensor(np.load(os.path.join(work, "syn_pixels.npy"))) - mean) / std
     out = {}
-    for m in a.metrics:
+    if "seeds" in a.metrics:
+        out["seeds"] = ref_seeds(a, work, syn)
+        save(work, "ref_seeds.json", out["seeds"])
+    for m in [m for m in a.metrics if m not in EXTRA]:
         with open(os.path.join(work, f"{m}.yaml")) as f:
             cfg = yaml.safe_load(f)
         cfg.pop("metric")
@@ -325,6 +337,49 @@ def run_reference(a, work):
         save(work, "ref_full.json", out["full"])
 
 
+def ref_seeds(a, work, syn):
+    """LabelRobustScoreHard's own hard-label training of the synthetic set at --seeds-lr, run i
+    seeded set_seed(3000 + i) right before it; with its DSA, then with no augmentation."""
+    import yaml
+    import ddranking.metrics.hard_label as hl
+    from ddranking.config import Config
+    from ddranking.metrics import LabelRobustScoreHard
+    from ddranking.utils.misc import set_seed
+    tests = []
+    real_validate = hl.validate
+
+    def logged(*args, **kw):
+        acc = real_validate(*args, **kw)
+        tests.append(float(acc))
+        return acc
+
+    hl.validate = logged
+    cfg = yaml.safe_load(open(os.path.join(work, "lrs_hard.yaml")))
+    cfg.pop("metric")
+    ev = LabelRobustScoreHard(config=Config(cfg))
+    labels = torch_labels(a.ipc)
+    runs, t0 = [{} for _ in range(a.seeds_runs)], time.time()
+    dsa = ev.aug_func
+    for name, aug in [("dsa", dsa), ("noaug", None)]:
+        ev.aug_func = aug
+        for i in range(a.seeds_runs):
+            set_seed(3000 + i)
+            del tests[:]
+            acc, _ = ev._compute_hard_label_metrics_helper(syn.clone(), None, labels, a.seeds_lr,
+                                                           "syn")
+            runs[i][name] = float(acc)
+            if name == "dsa":
+                runs[i]["dsa_last"] = tests[-1]
+    hl.validate = real_validate
+    print(f"reference seeds: {time.time() - t0:.0f} s")
+    return {"runs": runs, "seconds": time.time() - t0}
+
+
+def torch_labels(ipc):
+    import torch
+    return torch.arange(10).repeat_interleave(ipc)
+
+
 def derive(m, r, full_pct):
     """HLR / IOR / LRS or ARS of one run in percent, by the paper's formula (fractions inside)."""
     if m.startswith("lrs"):
@@ -359,7 +414,10 @@ def run_ddr(a, work):
     common = ["--data-dir", a.data_dir, "--syn", os.path.join(work, "syn.safetensors"),
               "--width", str(a.width), "--full-acc", str(a.full_acc), "--seed", "0",
               "--teacher-dir", os.path.join(work, "teachers")]
-    for m in a.metrics:
+    if "seeds" in a.metrics:
+        out["seeds"] = ddr_seeds(a, work, common)
+        save(work, "ddr_seeds.json", out["seeds"])
+    for m in [m for m in a.metrics if m not in EXTRA]:
         rec, secs = ddr(a, ["--config", os.path.join(work, f"{m}.yaml")] + common,
                         os.path.join(work, f"ddr_{m}"))
         runs = []
@@ -388,6 +446,28 @@ def run_ddr(a, work):
         save(work, "ddr_full.json", out["full"])
 
 
+def ddr_seeds(a, work, common):
+    """The same trainings in ddr-fast: metric acc with hard labels at one learning rate, run i
+    seeded 1000 + i (seed 1000, runs 0..N-1), with DSA and with no augmentation."""
+    runs, t0 = [{} for _ in range(a.seeds_runs)], time.time()
+    for name, aug in [("dsa", "dsa"), ("noaug", "none")]:
+        out_dir = os.path.join(work, f"ddr_seeds_{name}")
+        args = ["--config", os.path.join(work, "lrs_hard.yaml")] + common
+        args[args.index("--seed") + 1] = "1000"
+        rec, _ = ddr(a, args + ["--metric", "acc", "--label-type", "hard", "--aug", aug,
+                                "--lr-grid", str(a.seeds_lr), "--num-eval", str(a.seeds_runs)],
+                     out_dir)
+        # Each run's one training and its tests, in run order (its `what` names the run).
+        journal = [json.loads(l) for l in open(os.path.join(out_dir, "journal.jsonl"))]
+        by_run = {int(j["what"].rsplit(" ", 1)[1]): j for j in journal}
+        for i, r in enumerate(rec["runs"]):
+            runs[i][name] = 100.0 * r["acc"]["syn_recipe"]
+            if name == "dsa":
+                runs[i]["dsa_last"] = 100.0 * by_run[r["run"]]["tests"][-1]
+    print(f"ddr-fast seeds: {time.time() - t0:.0f} s")
+    return {"runs": runs, "seconds": time.time() - t0}
+
+
 def stats(xs):
     xs = np.asarray(xs, dtype=np.float64)
     sd = xs.std(ddof=1) if len(xs) > 1 else 0.0
@@ -397,7 +477,7 @@ def stats(xs):
 def compare(a, work):
     def load(side):
         out = {}
-        for m in METRICS + ["full"]:
+        for m in METRICS + ["full"] + EXTRA:
             path = os.path.join(work, f"{side}_{m}.json")
             if os.path.exists(path):
                 out[m] = json.load(open(path))
@@ -405,7 +485,7 @@ def compare(a, work):
 
     ref, mine = load("ref"), load("ddr")
     rows, bad = [], 0
-    sections = [m for m in METRICS + ["full"] if m in ref and m in mine]
+    sections = [m for m in METRICS + ["full"] + EXTRA if m in ref and m in mine]
     for m in sections:
         qs = QUANTITIES.get(m, ["full_hard"])
         for q in qs:
@@ -438,7 +518,7 @@ def main():
     p.add_argument("--data-dir", default="../shared/data/cifar10")
     p.add_argument("--work", default="/tmp/ddr-crosscheck")
     p.add_argument("--side", choices=["prepare", "ref", "ddr", "compare", "all"], default="all")
-    p.add_argument("--metrics", nargs="*", default=METRICS, choices=METRICS)
+    p.add_argument("--metrics", nargs="*", default=METRICS, choices=METRICS + EXTRA)
     p.add_argument("--full", action="store_true",
                    help="also compare the full-data training (run with --metrics and no names "
                         "for it alone)")
@@ -451,6 +531,8 @@ def main():
     p.add_argument("--full-epochs", type=int, default=1)
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds-runs", type=int, default=40, help="runs per side of `seeds`")
+    p.add_argument("--seeds-lr", type=float, default=0.1, help="learning rate of `seeds`")
     p.add_argument("--test-images", type=int, default=10000,
                    help="test on the first N test images (both sides)")
     a = p.parse_args()

@@ -12,14 +12,16 @@ use super::eval_setup::{apply_flags, demo_config, demo_note, is_demo};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, Opened, Origin};
 use crate::error::{Error, Result};
-use crate::metrics::cache::{identity_of_path, Store};
+use crate::metrics::cache::Store;
 use crate::metrics::config::{parse_device, EvalConfig};
 use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
 use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
 use crate::metrics::execute::{cache_dir, model_spec, select as select_rows, Inputs, RunOptions};
-use crate::metrics::inputs::{fit_zca, load_real_for, load_syn, load_teachers, to_image_set};
-use crate::metrics::plan::{pack, plan, Identities, PlanSizes};
+use crate::metrics::plan::{pack, plan, PlanSizes};
 use crate::metrics::report::{table, write_outputs};
+use crate::metrics::session::{
+    adopt_syn_lr, assemble_inputs, load_real_inputs, load_syn_source, SynSource,
+};
 use crate::metrics::settings::{settings_text, Provenance};
 use crate::metrics::yaml::load_yaml;
 
@@ -307,35 +309,28 @@ fn load_inputs<B: Backend>(
     demo: bool,
     kind: &str,
 ) -> Result<Inputs> {
-    let real = load_real_for(cfg)?;
-    let zca = fit_zca(cfg, &real)?;
-    let train = to_image_set(&real.train, &real, zca.as_ref())?;
-    let test = to_image_set(&real.test, &real, zca.as_ref())?;
-    let (syn, syn_id) = match &cfg.syn_path {
+    let real = load_real_inputs(cfg)?;
+    let (syn, syn_id) = match cfg.syn_path.clone() {
         Some(p) => {
-            let (set, lr, id) = load_syn(cfg, p, &real)?;
-            if cfg.syn_lr.is_none() {
-                if let Some(lr) = lr {
-                    notes.push(format!("syn_lr {lr} read from {}", p.display()));
-                    cfg.syn_lr = Some(lr);
-                    prov.mark(["syn_lr"], &format!("file {}", p.display()));
-                }
+            let syn = load_syn_source(cfg, SynSource::Path(p), &real.real)?;
+            if adopt_syn_lr(cfg, &syn, notes) {
+                prov.mark(["syn_lr"], &format!("file {}", syn.origin));
             }
-            (set, id)
+            (syn.set, syn.id)
         }
         None if demo => {
             // Pixel features: ConvNet features of 2,000 images cost minutes on a loaded 2-core CPU,
             // more than the demo's whole budget (`ddr-fast select --features convnet` has them).
             let idx = select(
                 be,
-                &train,
+                &real.train,
                 SelectMethod::Herding,
                 FeatureKind::Pixels,
                 cfg.ipc,
                 cfg.seed,
             )?;
             let id = format!("herding-pixels:{idx:?}");
-            (select_rows(&train, &idx), id)
+            (select_rows(&real.train, &idx), id)
         }
         None => {
             return Err(Error::config(
@@ -343,27 +338,7 @@ fn load_inputs<B: Backend>(
             ))
         }
     };
-    let (teachers, teacher_id) = load_teachers(cfg, &real)?;
-    let dataset_id = match crate::metrics::inputs::data_dir(cfg) {
-        Some(d) if real.name != "fashion-mnist-embedded" => {
-            format!("{}:{}", real.name, identity_of_path(&d)?)
-        }
-        _ => format!("{}:{}", real.name, crate::VERSION),
-    };
-    let ids = Identities {
-        dataset: dataset_id,
-        syn: syn_id,
-        teachers: teacher_id,
-        device: kind.to_string(),
-    };
-    Ok(Inputs {
-        train,
-        test,
-        syn,
-        teachers,
-        ids,
-        pixel_norm: zca.is_none().then(|| real.norm.clone()),
-    })
+    assemble_inputs(cfg, real, syn, syn_id, kind)
 }
 
 /// Loads the inputs, sizes the cohorts for the device and runs the evaluation on it.

@@ -16,7 +16,7 @@ use super::yaml::apply_yaml_str;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::data::synthetic::{synthetic_from_arrays, SynArrays};
-use crate::data::SynExpect;
+use crate::data::{Norm, RealData, SynExpect};
 use crate::error::{Error, Result};
 use crate::train::trainer::ImageSet;
 
@@ -46,26 +46,58 @@ pub fn settings(text: &str, label: &str, metric: Metric) -> Result<(EvalConfig, 
     Ok((cfg, warnings))
 }
 
-/// Reads and validates every input of `cfg` and the synthetic set. A learning rate stored with the
-/// set becomes `syn_lr` when none was given (noted in `notes`).
-pub fn load_inputs(
-    cfg: &mut EvalConfig,
-    syn: SynSource,
-    notes: &mut Vec<String>,
-) -> Result<Inputs> {
+/// The real data of an evaluation as the students see it: normalised, or whitened with ZCA.
+pub struct RealInputs {
+    pub real: RealData,
+    /// The training split (random subsets and the full-data training draw from it).
+    pub train: ImageSet,
+    pub test: ImageSet,
+    /// The normalisation `train` is in; None when ZCA-whitened.
+    pub pixel_norm: Option<Norm>,
+}
+
+/// Reads the real dataset of `cfg` and brings both splits into the students' input space.
+pub fn load_real_inputs(cfg: &EvalConfig) -> Result<RealInputs> {
     let real = load_real_for(cfg)?;
     let zca = fit_zca(cfg, &real)?;
     let train = to_image_set(&real.train, &real, zca.as_ref())?;
     let test = to_image_set(&real.test, &real, zca.as_ref())?;
-    let (syn, lr, syn_id, origin) = match syn {
+    let pixel_norm = zca.is_none().then(|| real.norm.clone());
+    Ok(RealInputs {
+        real,
+        train,
+        test,
+        pixel_norm,
+    })
+}
+
+/// A synthetic set read and checked against the real data.
+pub struct LoadedSyn {
+    pub set: ImageSet,
+    /// The learning rate stored with the set, if any.
+    pub lr: Option<f64>,
+    /// Changes when the set's content changes (cache keys).
+    pub id: String,
+    /// The path or the caller's name, for notes and messages.
+    pub origin: String,
+}
+
+/// Reads the synthetic set from a path or from arrays in memory.
+pub fn load_syn_source(cfg: &EvalConfig, syn: SynSource, real: &RealData) -> Result<LoadedSyn> {
+    Ok(match syn {
         SynSource::Path(p) => {
-            let (set, lr, id) = load_syn(cfg, &p, &real)?;
-            (set, lr, id, p.display().to_string())
+            let (set, lr, id) = load_syn(cfg, &p, real)?;
+            LoadedSyn {
+                set,
+                lr,
+                id,
+                origin: p.display().to_string(),
+            }
         }
         SynSource::Arrays { name, arrays } => {
             let id = arrays.identity();
             let s =
-                synthetic_from_arrays(&name, arrays, &SynExpect::for_real(&real, Some(cfg.ipc)))?;
+                synthetic_from_arrays(&name, arrays, &SynExpect::for_real(real, Some(cfg.ipc)))?;
             let set = ImageSet {
                 images: s.images, // (N, C, H, W), normalised
                 labels: s.labels,
@@ -74,36 +106,73 @@ pub fn load_inputs(
                 size: s.height,
                 classes: s.classes,
             };
-            (set, s.lr.map(f64::from), id, name)
+            LoadedSyn {
+                set,
+                lr: s.lr.map(f64::from),
+                id,
+                origin: name,
+            }
         }
-    };
-    if cfg.syn_lr.is_none() {
-        if let Some(lr) = lr {
-            notes.push(format!("syn_lr {lr} read from {origin}"));
+    })
+}
+
+/// A learning rate stored with the set becomes `syn_lr` when none was given (noted in `notes`).
+/// Returns whether it did.
+pub fn adopt_syn_lr(cfg: &mut EvalConfig, syn: &LoadedSyn, notes: &mut Vec<String>) -> bool {
+    match (cfg.syn_lr, syn.lr) {
+        (None, Some(lr)) => {
+            notes.push(format!("syn_lr {lr} read from {}", syn.origin));
             cfg.syn_lr = Some(lr);
+            true
         }
+        _ => false,
     }
-    let (teachers, teacher_id) = load_teachers(cfg, &real)?;
+}
+
+/// The evaluation's inputs from the real data and the synthetic set: loads the teachers and
+/// names every input's identity for the cache keys. `device` ("cpu", "cuda", "cuda-emulated")
+/// goes into the keys too: devices agree to rounding only.
+pub fn assemble_inputs(
+    cfg: &EvalConfig,
+    real: RealInputs,
+    syn: ImageSet,
+    syn_id: String,
+    device: &str,
+) -> Result<Inputs> {
+    let (teachers, teacher_id) = load_teachers(cfg, &real.real)?;
     // The embedded set is part of the binary: its version identifies it.
     let dataset = match data_dir(cfg) {
-        Some(d) if real.name != "fashion-mnist-embedded" => {
-            format!("{}:{}", real.name, identity_of_path(&d)?)
+        Some(d) if real.real.name != "fashion-mnist-embedded" => {
+            format!("{}:{}", real.real.name, identity_of_path(&d)?)
         }
-        _ => format!("{}:{}", real.name, crate::VERSION),
+        _ => format!("{}:{}", real.real.name, crate::VERSION),
     };
     Ok(Inputs {
-        train,
-        test,
+        train: real.train,
+        test: real.test,
         syn,
         teachers,
         ids: Identities {
             dataset,
             syn: syn_id,
             teachers: teacher_id,
-            device: "cpu".into(),
+            device: device.into(),
         },
-        pixel_norm: zca.is_none().then(|| real.norm.clone()),
+        pixel_norm: real.pixel_norm,
     })
+}
+
+/// Reads and validates every input of `cfg` and the synthetic set. A learning rate stored with the
+/// set becomes `syn_lr` when none was given (noted in `notes`).
+pub fn load_inputs(
+    cfg: &mut EvalConfig,
+    syn: SynSource,
+    notes: &mut Vec<String>,
+) -> Result<Inputs> {
+    let real = load_real_inputs(cfg)?;
+    let syn = load_syn_source(cfg, syn, &real.real)?;
+    adopt_syn_lr(cfg, &syn, notes);
+    assemble_inputs(cfg, real, syn.set, syn.id, "cpu")
 }
 
 /// Loads the inputs, evaluates on the CPU backend and writes `out_dir` / `csv_path` when set.
