@@ -142,6 +142,7 @@ pub struct StepFeed<B: Backend> {
 }
 
 impl<B: Backend> StepFeed<B> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         be: &Arc<B>,
         students: usize,
