@@ -15,20 +15,25 @@ struct OptimParams {
   u32 step;            // 1-based
   u32 kind;            // 0 SGD, 1 Adam, 2 AdamW
   float momentum, beta1, beta2, eps, weight_decay, unused;
+  // (4) the step clock (cuda/rows.cu), or null. When set, the step is clock[0] + 1 and the rates
+  // are row clock[2] of lrs (E, S), read here so that a recorded step replays at every step.
+  const u32* clock;
 };
-static_assert(sizeof(OptimParams) == 88, "OptimParams must match src/backend/cuda/params.rs");
+static_assert(sizeof(OptimParams) == 96, "OptimParams must match src/backend/cuda/params.rs");
 
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) optimizer_step(const OptimParams p) {
   // Bias corrections in double: 1 − β^t loses digits in f32 for β2 = 0.999 and small t.
-  const float bc1 = (float)(1.0 - pow((double)p.beta1, (double)p.step));
-  const float bc2 = (float)(1.0 - pow((double)p.beta2, (double)p.step));
+  const u32 step = p.clock ? p.clock[0] + 1u : p.step;
+  const float* lrs = p.clock ? p.lrs + (u64)p.clock[2] * (p.n / p.row) : p.lrs;
+  const float bc1 = (float)(1.0 - pow((double)p.beta1, (double)step));
+  const float bc2 = (float)(1.0 - pow((double)p.beta2, (double)step));
   for (u64 i = grid_start(); i < p.n; i += grid_step()) {
-    const float lr = p.lrs[i / p.row];
+    const float lr = lrs[i / p.row];
     float w = p.params[i];
     float g = p.grads[i];
     if (p.kind == 0) {
       g += p.weight_decay * w;
-      const float buf = p.step == 1 ? g : p.momentum * p.state1[i] + g;
+      const float buf = step == 1 ? g : p.momentum * p.state1[i] + g;
       p.state1[i] = buf;
       w -= lr * buf;
     } else {

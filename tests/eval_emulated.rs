@@ -221,3 +221,236 @@ fn emulated_eval_matches_the_cpu() {
         );
     }
 }
+
+// ---- the step without the host (issue 14, item 6) ----------------------------------------------
+
+mod step {
+    use std::sync::Arc;
+
+    use ddr_fast::aug::{AugPlan, DsaMode, DsaParams};
+    use ddr_fast::backend::cpu::CpuBackend;
+    use ddr_fast::backend::cuda::CudaBackend;
+    use ddr_fast::backend::{Backend, LossKind, NormKind, OptimizerCfg, OptimizerKind};
+    use ddr_fast::metrics::config::Scheduler;
+    use ddr_fast::model::{init_buffers, init_params, ConvNet, ConvNetSpec};
+    use ddr_fast::train::trainer::{
+        train_cohort_keep, CohortSettings, DeviceSet, ImageSet, StudentKey, StudentResult,
+        StudentSetup, Teacher,
+    };
+
+    /// Two classes on 3×8×8 images (small enough for the emulator): class c has mean brightness
+    /// ±0.5 plus a deterministic texture.
+    fn toy_set(n_per_class: usize, offset: u32) -> ImageSet {
+        let (c, s) = (3, 8);
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n_per_class as u32 {
+            for class in 0..2u32 {
+                let sign = if class == 0 { 0.5 } else { -0.5 };
+                for p in 0..(c * s * s) as u32 {
+                    let h =
+                        (p.wrapping_mul(2_654_435_761) ^ (i + offset).wrapping_mul(40_503)) % 1000;
+                    images.push(sign + (h as f32 / 1000.0 - 0.5) * 0.6);
+                }
+                labels.push(class);
+            }
+        }
+        ImageSet {
+            images,
+            labels,
+            soft: None,
+            channels: c,
+            size: s,
+            classes: 2,
+        }
+    }
+
+    /// 20 images in batches of 8: steps of 8, 8 and 4, so both the full and the short last batch
+    /// get their own recorded step.
+    fn settings(epochs: usize, aug: AugPlan, loss: LossKind) -> CohortSettings {
+        let spec = ConvNetSpec::new(2, 4, NormKind::Instance, 3, 8, 2).unwrap();
+        CohortSettings {
+            net: ConvNet::new(spec),
+            epochs,
+            test_interval: 1,
+            batch_size: 8,
+            loss,
+            optimizer: OptimizerCfg::new(OptimizerKind::Adam, 5e-4),
+            scheduler: Scheduler::Step,
+            step_size: 2,
+            aug,
+        }
+    }
+
+    fn key(role: u32) -> StudentKey {
+        StudentKey {
+            seed: 3,
+            run: 0,
+            role,
+        }
+    }
+
+    fn setup(data: &ImageSet, role: u32, augment: bool, teacher: bool) -> StudentSetup<'_> {
+        StudentSetup {
+            data,
+            lr: 0.01,
+            key: key(role),
+            augment,
+            teacher_targets: teacher,
+        }
+    }
+
+    /// A randomly initialised teacher of the students' architecture (mode M's path).
+    fn teacher(cs: &CohortSettings) -> Teacher {
+        let net = cs.net.clone();
+        let mut params = vec![0f32; net.param_len()]; // (P)
+        init_params(&net.layout, 11, &mut params);
+        let mut running = vec![0f32; net.buffer_len()]; // (R)
+        init_buffers(&net.layout, &mut running);
+        Teacher {
+            net,
+            params,
+            running,
+        }
+    }
+
+    /// Trains `students` and returns the results, the trained parameters (S, P) and the
+    /// backend's replay count.
+    fn train<B: Backend>(
+        be: &Arc<B>,
+        cs: &CohortSettings,
+        students: &[StudentSetup<'_>],
+        teachers: &[Teacher],
+    ) -> (Vec<StudentResult>, Vec<f32>) {
+        let test = DeviceSet::upload(be, &toy_set(10, 500), "test set").unwrap();
+        let (r, cohort) =
+            train_cohort_keep(be, cs, students, &test, teachers, &mut |_, _| {}).unwrap();
+        (r, be.download(cohort.params()).unwrap())
+    }
+
+    #[test]
+    fn a_replayed_step_equals_its_launches_run_directly() {
+        // DSA in mode M on one student, a mode-M teacher's targets on the other, KL loss: every
+        // kind of per-step value (rows, draws, step number, rate, soft targets) is exercised.
+        let aug = AugPlan::Dsa {
+            params: DsaParams::ddranking(),
+            mode: DsaMode::All,
+        };
+        let cs = settings(
+            3,
+            aug,
+            LossKind::Kl {
+                temperature: 4.0,
+                scale_loss: false,
+            },
+        );
+        let (a, b) = (toy_set(10, 0), toy_set(10, 77));
+        let students = [setup(&a, 1, true, true), setup(&b, 2, false, true)];
+        let teachers = [teacher(&cs)];
+        let graphs = Arc::new(CudaBackend::emulated().with_graphs(true));
+        let direct = Arc::new(CudaBackend::emulated().with_graphs(false));
+        let (r_g, p_g) = train(&graphs, &cs, &students, &teachers);
+        let (r_d, p_d) = train(&direct, &cs, &students, &teachers);
+        // 3 epochs × 3 steps; per batch size the first run is direct and the second recorded
+        // (then replayed): full batches replay from step 2, the short one from epoch 2.
+        eprintln!(
+            "step graphs: {} replays of 9 steps with graphs on, {} with DDR_CUDA_GRAPHS=0",
+            graphs.replays(),
+            direct.replays()
+        );
+        assert_eq!(
+            graphs.replays(),
+            9 - 2,
+            "every step but the first of each size replays"
+        );
+        assert_eq!(direct.replays(), 0);
+        // Host work: per epoch 3 writes (clock, permutations, draws), per test point 3 reads
+        // (loss sums, stop marks, correct counts); once, the teacher's running statistics
+        // (a write, only with batch norm) and this test's read of the parameters. Nothing per
+        // step.
+        let (writes, reads, _) = graphs.host_work();
+        eprintln!(
+            "step graphs: host work over 3 epochs of 3 steps: {writes} writes, {reads} reads"
+        );
+        let teacher_writes = u64::from(!teachers[0].running.is_empty());
+        assert_eq!((writes, reads), (3 * 3 + teacher_writes, 3 * 3 + 1));
+        assert_eq!(direct.host_work().0, writes);
+        let worst = p_g
+            .iter()
+            .zip(&p_d)
+            .enumerate()
+            .find(|(_, (g, d))| g.to_bits() != d.to_bits());
+        assert!(
+            worst.is_none(),
+            "replayed and direct steps differ at parameter {:?}",
+            worst
+        );
+        assert_eq!(r_g, r_d, "results (tests, losses) differ");
+        assert_eq!(r_g[0].train_loss.len(), 3);
+        assert!(r_g
+            .iter()
+            .all(|r| r.train_loss.iter().all(|l| l.is_finite() && *l > 0.0)));
+    }
+
+    /// The step (1-based) of epoch 1 in which image `i` of a student's N images is trained on.
+    fn step_of(key: StudentKey, i: u32, n: usize, batch: usize) -> usize {
+        let order = key.shuffle(0, n);
+        let pos = order.iter().position(|&r| r == i).unwrap();
+        pos / batch + 1
+    }
+
+    /// The set with stored soft labels (N, 2): logit 2 for its class, 0 for the other.
+    fn with_soft(mut set: ImageSet) -> ImageSet {
+        let soft = set
+            .labels
+            .iter()
+            .flat_map(|&l| [2.0 * (l == 0) as u8 as f32, 2.0 * (l == 1) as u8 as f32])
+            .collect();
+        set.soft = Some(soft);
+        set
+    }
+
+    fn nan_stops_one_student<B: Backend>(be: &Arc<B>, device: &str) -> Vec<StudentResult> {
+        // The NaN goes into a stored soft label under MSE-GT, whose loss reads the target
+        // directly: a NaN pixel would not do (ReLU, a max with 0, drops NaN, so the loss stays
+        // finite), nor would KL (a NaN target probability is skipped like a zero one, xlogy,
+        // and shows only a step later through the weights).
+        let mse = LossKind::MseGt {
+            w_mse: 1.0,
+            w_ce: 1.0,
+        };
+        let cs = settings(2, AugPlan::None, mse);
+        let good = with_soft(toy_set(10, 0));
+        let mut bad = with_soft(toy_set(10, 0));
+        let poisoned = 13u32; // an image index; its first soft label becomes NaN
+        bad.soft.as_mut().unwrap()[poisoned as usize * 2] = f32::NAN;
+        let students = [setup(&good, 1, false, false), setup(&bad, 2, false, false)];
+        let (r, _) = train(be, &cs, &students, &[]);
+        let want = format!("epoch 1 step {}", step_of(key(2), poisoned, 20, 8));
+        eprintln!("nan ({device}): {:?}", r[1].stopped);
+        assert!(
+            r[0].stopped.is_none(),
+            "{device}: the healthy student stopped"
+        );
+        assert_eq!(r[0].tests.len(), 2, "{device}");
+        assert_eq!(r[0].train_loss.len(), 2, "{device}");
+        let why = r[1]
+            .stopped
+            .as_deref()
+            .expect("a NaN pixel must stop its student");
+        assert!(why.contains(&want), "{device}: `{why}` should name {want}");
+        assert!(r[1].tests.is_empty(), "{device}: tested after diverging");
+        assert!(
+            r[1].train_loss.is_empty(),
+            "{device}: epoch 1 never completed"
+        );
+        r
+    }
+
+    #[test]
+    fn a_nan_in_one_students_data_stops_only_that_student() {
+        let cpu = nan_stops_one_student(&Arc::new(CpuBackend::new()), "cpu");
+        let emu = nan_stops_one_student(&Arc::new(CudaBackend::emulated()), "emulated");
+        assert_eq!(cpu[1].stopped, emu[1].stopped);
+    }
+}

@@ -18,6 +18,9 @@
 #   lrs_cpu      run 0 of the same plan at two of its learning rates with --device cpu         60 s
 #                (full-data accuracy taken from lrs_gpu), accuracies compared (rule below)
 #   bench        `ddr-fast bench --device cuda --json`: images/s → students/hour             30 s
+#   graphs       run 0 of the plan at one rate twice, CUDA graphs on and off                   40 s
+#                (DDR_CUDA_GRAPHS=0): students/hour of each (DDR_CHECK_GRAPHS=0 skips it; with it
+#                the steps sum to 8 min 40 s)
 #
 # Inputs: CIFAR-10 binaries from DDR_CIFAR10_DIR (default ../shared/data/cifar10), the config
 # from DDR_CONFIG (default ../shared/configs/lrs_hard_cifar10_ipc10.yaml), golden files from
@@ -185,7 +188,7 @@ PY
 }
 
 if [[ "${result[build]}" == FAIL* ]]; then
-  for s in info cuda_parity cuda_golden memcheck racecheck lrs_gpu lrs_cpu bench; do record "$s" "SKIP (no build)"; done
+  for s in info cuda_parity cuda_golden memcheck racecheck lrs_gpu lrs_cpu bench graphs; do record "$s" "SKIP (no build)"; done
 else
   # ---- info: the kernels are embedded for sm_90 and the GPU is visible ------------------------
   if timeout 20 "$cli_bin" info --json >"$log_dir/info.json" 2>"$log_dir/info.log" &&
@@ -282,6 +285,19 @@ PY
     fi
   fi
 
+  # ---- CUDA graphs on vs off: the same small plan, each step replayed vs launched one by one ----
+  if [[ "${DDR_CHECK_GRAPHS:-1}" == 0 ]]; then
+    record graphs "SKIP (DDR_CHECK_GRAPHS=0)"
+  elif [[ -z "$config" || -z "${full_acc:-}" ]]; then
+    record graphs "SKIP (no LRS-hard GPU run to take the plan from)"
+  else
+    graphs_eval=("$cli_bin" eval --config "$config" --data-dir "$cifar" --syn "$log_dir/syn_ipc10.safetensors"
+      --epochs "$EPOCHS" --test-interval "$TEST_INTERVAL" --no-cache --quiet --device cuda --num-eval 1
+      --lr-grid 0.01 --eval-full-data false --full-acc "$full_acc")
+    run_step graphs 40 bash -c '"$@" --out "$0/graphs_on" && DDR_CUDA_GRAPHS=0 "$@" --out "$0/graphs_off"' \
+      "$log_dir" "${graphs_eval[@]}"
+  fi
+
   # ---- throughput ----------------------------------------------------------------------------
   run_step bench 30 "$cli_bin" bench --device cuda --json --students "${DDR_BENCH_STUDENTS:-16}" --batch 256 \
     --repeats 20 --warmup 3
@@ -311,6 +327,18 @@ t = json.load(open(sys.argv[1]))["timings"]
 print(f"{t[\"ran\"]} trainings in {t[\"train_s\"]:.1f} s of training ({3600 * t[\"ran\"] / max(t[\"train_s\"], 1e-9):.0f}/hour at this shortened recipe)")' \
     "$log_dir/lrs_gpu/result.json" 2>/dev/null)
 fi
+graphs_line=""
+if [[ -f "$log_dir/graphs_on/result.json" && -f "$log_dir/graphs_off/result.json" ]]; then
+  graphs_line=$(python3 - "$log_dir/graphs_on/result.json" "$log_dir/graphs_off/result.json" <<'PY' 2>/dev/null
+import json, sys
+def per_hour(p):
+    t = json.load(open(p))["timings"]
+    return 3600 * t["ran"] / max(t["train_s"], 1e-9)
+on, off = per_hour(sys.argv[1]), per_hour(sys.argv[2])
+print(f"graphs on {on:.0f}/hour, off (DDR_CUDA_GRAPHS=0) {off:.0f}/hour: x{on / max(off, 1e-9):.2f}")
+PY
+  )
+fi
 elapsed=$(($(date +%s) - start))
 summary=$(
   echo "# ddr-fast GPU check"
@@ -328,6 +356,7 @@ summary=$(
   [[ -f "$log_dir/compare.txt" ]] && { echo "GPU vs CPU, run 0:"; sed 's/^/    /' "$log_dir/compare.txt"; echo; }
   echo "Students/hour (CIFAR-10 IPC-10, ConvNet-3, the config's 1000 epochs): ${per_hour:-not measured (bench ${result[bench]:-not run})}"
   [[ -n "$measured" ]] && echo "Shortened LRS-hard run on the GPU: $measured"
+  echo "CUDA graphs (run 0 at lr 0.01, shortened recipe): ${graphs_line:-not measured (graphs ${result[graphs]:-not run})}"
   echo
   echo "Logs: $log_dir"
 )

@@ -54,6 +54,9 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     type Buf<T: Elem> = Vec<T>;
+    /// Steps are not recorded: each runs its ops directly.
+    type StepGraph = ();
+    type AugTable = BatchDims;
 
     fn describe(&self) -> String {
         let mode = match self.precision {
@@ -295,5 +298,72 @@ impl Backend for CpuBackend {
         correct: &mut Vec<u32>,
     ) -> Result<()> {
         ops::accuracy::cpu::count_correct(students, batch, classes, logits, labels, correct)
+    }
+
+    fn batch_rows(
+        &self,
+        clock: &Vec<u32>,
+        perms: &Vec<u32>,
+        base: &Vec<u32>,
+        row_labels: &Vec<u32>,
+        full_batch: usize,
+        idx: &mut Vec<u32>,
+        labels: &mut Vec<u32>,
+    ) -> Result<()> {
+        ops::step::cpu::batch_rows(clock, perms, base, row_labels, full_batch, idx, labels)
+    }
+
+    fn aug_table(&self, _plan: &AugPlan, dims: BatchDims) -> Result<BatchDims> {
+        Ok(dims)
+    }
+
+    fn augment_at(
+        &self,
+        plan: &AugPlan,
+        clock: &Vec<u32>,
+        table: &Vec<u32>,
+        stride: usize,
+        dims: &mut BatchDims,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
+        let at = ops::step::step_in_epoch(clock)? * stride;
+        let words = table.get(at..).unwrap_or_default();
+        let draws = ops::step::draws_from_words(words, dims.students, dims.batch)?;
+        aug::apply(plan, &draws, *dims, x)
+    }
+
+    fn optimizer_step_at(
+        &self,
+        cfg: &OptimizerCfg,
+        students: usize,
+        clock: &Vec<u32>,
+        lrs: &Vec<f32>,
+        params: &mut Vec<f32>,
+        grads: &Vec<f32>,
+        state1: &mut Vec<f32>,
+        state2: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::step::step_in_epoch(clock)?;
+        let (step, e) = (
+            clock[ops::step::CLOCK_STEP],
+            clock[ops::step::CLOCK_EPOCH] as usize,
+        );
+        let row = lrs.get(e * students..(e + 1) * students).ok_or_else(|| {
+            crate::error::Error::shape(format!(
+                "optimizer_step_at: no learning rates for epoch {e} of {students} students in {}",
+                lrs.len()
+            ))
+        })?;
+        ops::optim::cpu::step(cfg, step + 1, row, params, grads, state1, state2)
+    }
+
+    fn loss_watch(
+        &self,
+        clock: &mut Vec<u32>,
+        loss: &Vec<f32>,
+        sums: &mut Vec<f64>,
+        stopped: &mut Vec<u32>,
+    ) -> Result<()> {
+        ops::step::cpu::loss_watch(clock, loss, sums, stopped)
     }
 }

@@ -28,6 +28,8 @@ pub struct DeviceMemory {
 pub trait Elem: Copy + Default + Send + Sync + 'static {}
 impl Elem for f32 {}
 impl Elem for u32 {}
+/// Per-epoch loss sums (`loss_watch`) are accumulated in f64, as the host summed them.
+impl Elem for f64 {}
 
 /// Where one layer's tensors sit inside a student's parameter row of length `row` (= P).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,5 +350,102 @@ pub trait Backend: Send + Sync {
         logits: &Self::Buf<f32>,
         labels: &Self::Buf<u32>,
         correct: &mut Self::Buf<u32>,
+    ) -> Result<()>;
+
+    // ---- the step without the host (reference loops: `crate::ops::step`) -------------------
+    // A training step reads everything that changes from step to step on the device: the batch
+    // rows from per-epoch permutations, the augmentation draws from a per-epoch table, the
+    // optimizer step and learning rate from a clock buffer, and it watches its losses there. So
+    // one step can be recorded once and replayed (`begin_recording` … `replay`); a backend that
+    // does not record (the CPU) runs the same launches directly every step, with the same
+    // results. The trainer's `train::step_graph::StepGraph` drives this.
+
+    /// A recorded training step: a CUDA graph on a GPU, the recorded launch list under
+    /// emulation; `()` where nothing is recorded.
+    type StepGraph: Send;
+    /// The device side of augmenting from a per-epoch draw table: the step's draws and a scratch
+    /// batch at fixed addresses (CUDA); `()` on the CPU.
+    type AugTable: Send;
+
+    /// Starts recording: until `end_recording`, launches are recorded instead of run, and a
+    /// memory operation (alloc, upload, write, download) is an error, as it would break a CUDA
+    /// stream capture. Ok(false): this backend does not record (the CPU, or CUDA with
+    /// `DDR_CUDA_GRAPHS=0`); the caller then runs its launches directly.
+    fn begin_recording(&self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Ends the recording begun by `begin_recording` (Ok(true)) and returns it, ready to replay.
+    fn end_recording(&self) -> Result<Self::StepGraph> {
+        Err(Error::device(format!(
+            "{} does not record steps (begin_recording said so)",
+            self.describe()
+        )))
+    }
+    /// Runs a recorded step once more, on the current contents of the buffers it names.
+    fn replay(&self, graph: &Self::StepGraph) -> Result<()> {
+        let _ = graph;
+        Err(Error::device(format!(
+            "{} does not record steps, so it cannot replay one",
+            self.describe()
+        )))
+    }
+
+    /// The step's batch rows idx (S·b) and labels (S·b) from the epoch's permutations perms
+    /// (S, N), each student's first row base (S) and the labels of every row row_labels (R), at
+    /// the step within the epoch that clock (4) points at, batches of `full_batch`.
+    /// Reference: `crate::ops::step::cpu::batch_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_rows(
+        &self,
+        clock: &Self::Buf<u32>,
+        perms: &Self::Buf<u32>,
+        base: &Self::Buf<u32>,
+        row_labels: &Self::Buf<u32>,
+        full_batch: usize,
+        idx: &mut Self::Buf<u32>,
+        labels: &mut Self::Buf<u32>,
+    ) -> Result<()>;
+
+    /// The fixed-address side of `augment_at` for batches of `dims`, launching the kernels of
+    /// every op `plan` can draw (each skips the students whose draws leave it out).
+    fn aug_table(&self, plan: &AugPlan, dims: BatchDims) -> Result<Self::AugTable>;
+
+    /// `augment` with the draws of the step clock (4) points at, read from an epoch's table
+    /// (steps, stride) of `ops::step::draws_to_words` words. Reference: `crate::aug::apply` on
+    /// the decoded draws.
+    fn augment_at(
+        &self,
+        plan: &AugPlan,
+        clock: &Self::Buf<u32>,
+        table: &Self::Buf<u32>,
+        stride: usize,
+        ws: &mut Self::AugTable,
+        x: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// `optimizer_step` with the step number clock[STEP] + 1 and the learning rates of row
+    /// clock[EPOCH] of lrs (E, S), both read on the device.
+    #[allow(clippy::too_many_arguments)]
+    fn optimizer_step_at(
+        &self,
+        cfg: &OptimizerCfg,
+        students: usize,
+        clock: &Self::Buf<u32>,
+        lrs: &Self::Buf<f32>,
+        params: &mut Self::Buf<f32>,
+        grads: &Self::Buf<f32>,
+        state1: &mut Self::Buf<f32>,
+        state2: &mut Self::Buf<f32>,
+    ) -> Result<()>;
+
+    /// Adds each running student's loss (S) to sums (E, S) at row clock[EPOCH], stops (stopped
+    /// (S) = 1-based global step) a student whose loss is NaN or infinite, then advances the
+    /// clock by one step. Reference: `crate::ops::step::cpu::loss_watch`.
+    fn loss_watch(
+        &self,
+        clock: &mut Self::Buf<u32>,
+        loss: &Self::Buf<f32>,
+        sums: &mut Self::Buf<f64>,
+        stopped: &mut Self::Buf<u32>,
     ) -> Result<()>;
 }

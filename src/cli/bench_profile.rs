@@ -79,6 +79,9 @@ fn norm_label(pass: &str, g: &NormGeom) -> String {
 
 impl<B: Backend> Backend for Timed<'_, B> {
     type Buf<T: Elem> = B::Buf<T>;
+    /// Profiled steps are not recorded: each op runs (and is timed) on its own.
+    type StepGraph = ();
+    type AugTable = B::AugTable;
 
     fn describe(&self) -> String {
         self.inner.describe()
@@ -326,6 +329,78 @@ impl<B: Backend> Backend for Timed<'_, B> {
                 self.inner
                     .count_correct(students, batch, classes, logits, labels, correct)
             },
+        )
+    }
+
+    // The step bookkeeping (graph branch, issue 14): delegated and timed like the other ops.
+    fn batch_rows(
+        &self,
+        clock: &Self::Buf<u32>,
+        perms: &Self::Buf<u32>,
+        base: &Self::Buf<u32>,
+        row_labels: &Self::Buf<u32>,
+        full_batch: usize,
+        idx: &mut Self::Buf<u32>,
+        labels: &mut Self::Buf<u32>,
+    ) -> Result<()> {
+        self.time(
+            || "batch_rows".into(),
+            || {
+                self.inner
+                    .batch_rows(clock, perms, base, row_labels, full_batch, idx, labels)
+            },
+        )
+    }
+
+    fn aug_table(&self, plan: &AugPlan, dims: BatchDims) -> Result<Self::AugTable> {
+        self.inner.aug_table(plan, dims)
+    }
+
+    fn augment_at(
+        &self,
+        plan: &AugPlan,
+        clock: &Self::Buf<u32>,
+        table: &Self::Buf<u32>,
+        stride: usize,
+        ws: &mut Self::AugTable,
+        x: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || "augment".into(),
+            || self.inner.augment_at(plan, clock, table, stride, ws, x),
+        )
+    }
+
+    fn optimizer_step_at(
+        &self,
+        cfg: &OptimizerCfg,
+        students: usize,
+        clock: &Self::Buf<u32>,
+        lrs: &Self::Buf<f32>,
+        params: &mut Self::Buf<f32>,
+        grads: &Self::Buf<f32>,
+        state1: &mut Self::Buf<f32>,
+        state2: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || "optimizer step".into(),
+            || {
+                self.inner
+                    .optimizer_step_at(cfg, students, clock, lrs, params, grads, state1, state2)
+            },
+        )
+    }
+
+    fn loss_watch(
+        &self,
+        clock: &mut Self::Buf<u32>,
+        loss: &Self::Buf<f32>,
+        sums: &mut Self::Buf<f64>,
+        stopped: &mut Self::Buf<u32>,
+    ) -> Result<()> {
+        self.time(
+            || "loss_watch".into(),
+            || self.inner.loss_watch(clock, loss, sums, stopped),
         )
     }
 }

@@ -12,6 +12,7 @@ pub mod optim;
 pub mod precision;
 pub mod rows;
 pub mod scratch;
+pub mod step;
 
 use crate::error::{Error, Result};
 

@@ -52,9 +52,11 @@ pub struct Cohort<B: Backend> {
     /// (S) the learning rates of the next step, on the host and on the device.
     lrs: Vec<f32>,
     lrs_buf: B::Buf<f32>,
-    /// Workspaces are rebuilt only when the batch size changes (e.g. the last partial batch).
-    train_ws: Option<Workspace<B>>,
-    eval_ws: Option<Workspace<B>>,
+    /// Workspaces, one per batch size seen (the full and the last partial batch, the test
+    /// chunks), kept for the cohort's life: a recorded step names their buffers, so they must
+    /// neither move on the device nor be freed while its graph lives.
+    train_ws: Vec<Workspace<B>>,
+    eval_ws: Vec<Workspace<B>>,
 }
 
 impl<B: Backend> Cohort<B> {
@@ -115,8 +117,8 @@ impl<B: Backend> Cohort<B> {
             num_batches_tracked: 0,
             base_lrs: lrs.to_vec(),
             lrs: lrs.to_vec(),
-            train_ws: None,
-            eval_ws: None,
+            train_ws: Vec::new(),
+            eval_ws: Vec::new(),
             students: s,
             opt,
             net,
@@ -217,11 +219,10 @@ impl<B: Backend> Cohort<B> {
     ) -> Result<Vec<f32>> {
         self.check_x(x, batch)?;
         let be = &*self.backend;
-        let ws = match self.train_ws.take() {
-            Some(ws) if ws.batch == batch => ws,
-            _ => self.net.workspace(be, self.students, batch, true)?,
-        };
-        let ws = self.train_ws.insert(ws);
+        let i = workspace_for(&mut self.train_ws, batch, || {
+            self.net.workspace(be, self.students, batch, true)
+        })?;
+        let ws = &mut self.train_ws[i];
         self.net
             .forward(be, ws, x, &self.params, &mut self.running, Mode::Train)?;
         if self.net.spec.norm == NormKind::Batch {
@@ -235,15 +236,71 @@ impl<B: Backend> Cohort<B> {
         be.download(ws.loss().expect("train workspaces carry a loss buffer"))
     }
 
+    /// The launches of one training step with nothing read from the host, for a step that is
+    /// recorded once and replayed (`train::step_graph`): as `train_step`, but the optimizer takes
+    /// its step number and the rates (row clock[EPOCH] of lrs (E, S)) from the device clock, and
+    /// the loss (S) stays on the device ([`Cohort::step_loss`]). The host's step counters are
+    /// advanced separately, by [`Cohort::count_steps`], since a replay does not run this code.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step_launches(
+        &mut self,
+        x: &B::Buf<f32>,
+        labels: &B::Buf<u32>,
+        soft: Option<&B::Buf<f32>>,
+        loss: LossKind,
+        batch: usize,
+        clock: &B::Buf<u32>,
+        lrs: &B::Buf<f32>,
+    ) -> Result<()> {
+        self.check_x(x, batch)?;
+        let be = &*self.backend;
+        let i = workspace_for(&mut self.train_ws, batch, || {
+            self.net.workspace(be, self.students, batch, true)
+        })?;
+        let ws = &mut self.train_ws[i];
+        self.net
+            .forward(be, ws, x, &self.params, &mut self.running, Mode::Train)?;
+        self.net.loss(be, ws, loss, labels, soft)?;
+        self.net
+            .backward(be, ws, x, &self.params, &mut self.grads)?;
+        be.optimizer_step_at(
+            &self.opt,
+            self.students,
+            clock,
+            lrs,
+            &mut self.params,
+            &self.grads,
+            &mut self.state.state1,
+            &mut self.state.state2,
+        )
+    }
+
+    /// Counts `n` steps run by [`Cohort::train_step_launches`] or replays of them in the host's
+    /// step counters (`steps`, `num_batches_tracked`).
+    pub fn count_steps(&mut self, n: u32) {
+        self.state.step += n;
+        if self.net.spec.norm == NormKind::Batch {
+            self.num_batches_tracked += n as u64;
+        }
+    }
+
+    /// (S) the losses of the last training step of batch size `batch`, on the device.
+    pub fn step_loss(&self, batch: usize) -> Result<&B::Buf<f32>> {
+        self.train_ws
+            .iter()
+            .find(|ws| ws.batch == batch)
+            .and_then(|ws| ws.loss())
+            .ok_or_else(|| Error::config(format!("no training step of batch {batch} ran yet")))
+    }
+
     /// Eval-mode logits (S, B, K) of x (S, B, C, H, W); batch norm uses the running statistics.
     pub fn eval_logits(&mut self, x: &B::Buf<f32>, batch: usize) -> Result<&B::Buf<f32>> {
         self.check_x(x, batch)?;
         let be = &*self.backend;
-        let ws = match self.eval_ws.take() {
-            Some(ws) if ws.batch == batch => ws,
-            _ => self.net.workspace(be, self.students, batch, false)?,
-        };
-        let ws = self.eval_ws.insert(ws);
+        let i = workspace_for(&mut self.eval_ws, batch, || {
+            self.net.workspace(be, self.students, batch, false)
+        })?;
+        let ws = &mut self.eval_ws[i];
         self.net
             .forward(be, ws, x, &self.params, &mut self.running, Mode::Eval)?;
         Ok(ws.logits())
@@ -263,4 +320,17 @@ impl<B: Backend> Cohort<B> {
         let logits = self.eval_logits(x, batch)?;
         backend.count_correct(s, batch, k, logits, labels, correct)
     }
+}
+
+/// The index of the workspace for `batch` in `list`, made by `make` the first time.
+fn workspace_for<B: Backend>(
+    list: &mut Vec<Workspace<B>>,
+    batch: usize,
+    make: impl FnOnce() -> Result<Workspace<B>>,
+) -> Result<usize> {
+    if let Some(i) = list.iter().position(|ws| ws.batch == batch) {
+        return Ok(i);
+    }
+    list.push(make()?);
+    Ok(list.len() - 1)
 }

@@ -9,7 +9,7 @@ use crate::train::trainer::TEST_BATCH;
 
 /// Fraction of the free memory left unused: the CUDA context and loaded modules grow after the
 /// query, the allocator rounds and fragments, and the model below ignores a few small buffers
-/// (norm statistics of the partial last batch, per-step index and label uploads).
+/// (the per-epoch loss sums, the clock).
 pub const MEMORY_MARGIN: f64 = 0.15;
 
 pub use crate::backend::DeviceMemory;
@@ -60,7 +60,15 @@ pub fn student_bytes(c: &CohortShape) -> u64 {
     let batch = b * img + 2 * b * k + TEST_BATCH as u64 * img;
     // Its own training set with stored soft labels.
     let data = c.own_images as u64 * (img + k);
-    4 * (weights + work + batch + data) + 4 * 2 * b + 8
+    // The short last batch's training workspace, kept beside the full one (a recorded step
+    // names its buffers), and the epoch tables (train::step_graph): a permutation of N and
+    // the draws of an epoch, 13 words per image and 7 per step (loss sums, 2 words an epoch,
+    // are left to the margin).
+    let n = c.own_images.max(c.shared_images) as u64;
+    let last = if b > 0 && n > b { n % b } else { 0 };
+    let last_work = 2 * activation_floats(&c.spec, last as usize);
+    let tables = n + 13 * n + 7 * n.div_ceil(b.max(1));
+    4 * (weights + work + last_work + batch + data + tables) + 4 * 2 * b + 8
 }
 
 /// Bytes the cohort needs once, whatever S: the shared training set, the test set and the

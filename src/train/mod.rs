@@ -5,6 +5,7 @@ pub mod cohort;
 pub mod memory;
 pub mod optim;
 pub mod schedule;
+pub mod step_graph;
 pub mod trainer;
 pub mod trainer_data;
 pub mod trainer_device;

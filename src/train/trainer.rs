@@ -7,6 +7,11 @@
 //! augment (students with the switch on) → [mode M: mean teacher logits on the augmented batch] →
 //! forward → loss → backward → optimizer step; the scheduler steps once per epoch. A student whose
 //! loss turns NaN/Inf is stopped: its later tests are skipped and the reason is returned.
+//!
+//! The host's part (step_graph.rs): per run, the learning rates of every epoch; per epoch, the
+//! permutations, the augmentation draws of all its steps and the step clock, written to the
+//! device; per step, one call that replays the recorded step (CUDA) or runs its launches (CPU).
+//! Losses are summed and divergence is detected on the device, read back at test points only.
 
 use std::sync::Arc;
 
@@ -18,9 +23,11 @@ use crate::error::{Error, Result};
 use crate::metrics::config::Scheduler;
 use crate::model::ConvNet;
 
+use super::step_graph::EpochTables;
 pub use super::trainer_data::{ImageSet, StudentKey};
 pub use super::trainer_device::DeviceSet;
 use super::trainer_device::{CohortData, StepFeed, TestFeed};
+use crate::ops::step as step_ops;
 
 /// Images per test forward: the test set is cut into batches of this size, each replicated for the
 /// S students (S × 500 × C × H × W floats stays below 100 MB at S = 16 on CIFAR).
@@ -70,6 +77,8 @@ pub struct StudentResult {
     /// Every test accuracy in order.
     pub tests: Vec<f64>,
     pub stopped: Option<String>,
+    /// Mean training loss of each epoch run, in order (NaN-free: stops at divergence).
+    pub train_loss: Vec<f64>,
 }
 
 /// Progress callback: (epochs done, epochs total).
@@ -183,84 +192,123 @@ pub fn train_cohort_keep<B: Backend>(
     let mut test_feed = TestFeed::new(be, test, s_n)?;
     let mut feeds: Vec<StepFeed<B>> = Vec::new(); // one per distinct batch size (full, last)
     let wants_teacher = students.iter().any(|st| st.teacher_targets);
+    let augmenting = cs.aug != AugPlan::None && students.iter().any(|st| st.augment);
+
+    // ---- per-step values on the device (step_graph.rs): the whole run's rates once ----------
+    let lrs: Vec<f32> = (0..cs.epochs)
+        .flat_map(|e| students.iter().map(move |st| (st.lr, e)))
+        .map(|(lr, e)| sched.lr(lr, e))
+        .collect(); // (E, S)
+    let stride = if augmenting {
+        step_ops::draw_stride(s_n, full_b)
+    } else {
+        0
+    };
+    let mut tables = EpochTables::new(be, s_n, n, steps_per_epoch, stride, &lrs)?;
+    let dims = |b: usize| BatchDims {
+        students: s_n,
+        batch: b,
+        c: spec.channels,
+        h: spec.im_size,
+        w: spec.im_size,
+    };
 
     let mut results: Vec<StudentResult> = vec![
         StudentResult {
             best: 0.0,
             tests: Vec::new(),
-            stopped: None
+            stopped: None,
+            train_loss: Vec::new(),
         };
         s_n
     ];
     let mut step: u32 = 0;
+    let mut read_epochs = 0; // epochs whose loss sums have been read back
     for epoch in 0..cs.epochs {
-        cohort.apply_schedule(&sched, epoch)?;
-        let orders: Vec<Vec<u32>> = students
+        // The epoch's uploads: permutations, draws, clock (a few small writes, no wait).
+        let perms: Vec<u32> = students
             .iter()
-            .map(|st| st.key.shuffle(epoch as u32, n))
-            .collect();
+            .flat_map(|st| st.key.shuffle(epoch as u32, n))
+            .collect(); // (S, N)
+        let draws = if augmenting {
+            Some(epoch_draws(
+                cs,
+                students,
+                step,
+                steps_per_epoch,
+                full_b,
+                n,
+                stride,
+                dims,
+            )?)
+        } else {
+            None
+        };
+        tables.start_epoch(be, epoch, step, &perms, draws.as_deref())?;
         for j in 0..steps_per_epoch {
-            let lo = j * full_b;
-            let b = full_b.min(n - lo);
+            let b = full_b.min(n - j * full_b);
             let f = match feeds.iter().position(|f| f.batch == b) {
                 Some(i) => i,
                 None => {
-                    feeds.push(StepFeed::new(be, s_n, b, img, k, soft_loss, wants_teacher)?);
+                    let aug = if augmenting {
+                        Some(be.aug_table(&cs.aug, dims(b))?)
+                    } else {
+                        None
+                    };
+                    feeds.push(StepFeed::new(
+                        be,
+                        s_n,
+                        b,
+                        img,
+                        k,
+                        soft_loss,
+                        wants_teacher,
+                        aug,
+                    )?);
                     feeds.len() - 1
                 }
             };
             let feed = &mut feeds[f];
-            // (S·b) rows of the cohort's data and their labels: the only per-step upload.
-            let mut idx = vec![0u32; s_n * b];
-            let mut labels = vec![0u32; s_n * b];
-            for (s, st) in students.iter().enumerate() {
-                for (i, &src) in orders[s][lo..lo + b].iter().enumerate() {
-                    idx[s * b + i] = train.base[s] + src;
-                    labels[s * b + i] = st.data.labels[src as usize];
-                }
-            }
-            be.write(&idx, &mut feed.idx)?;
-            be.write(&labels, &mut feed.labels)?;
-            be.gather_rows(&train.images, img, &feed.idx, &mut feed.x)?;
-            if let (Some(src), Some(dst)) = (&train.soft, feed.soft.as_mut()) {
-                be.gather_rows(src, k, &feed.idx, dst)?;
-            }
-            let dims = BatchDims {
-                students: s_n,
-                batch: b,
-                c: spec.channels,
-                h: spec.im_size,
-                w: spec.im_size,
-            };
-            if cs.aug != AugPlan::None && students.iter().any(|st| st.augment) {
-                let keys: Vec<Option<DrawKey>> = students
-                    .iter()
-                    .map(|st| {
-                        st.augment.then_some(DrawKey {
-                            seed: st.key.seed,
-                            run: st.key.run,
-                            role: st.key.role,
-                            step,
-                        })
-                    })
-                    .collect();
-                let draws = aug::sample(&cs.aug, &keys, dims)?;
-                be.augment(&cs.aug, &draws, dims, &mut feed.x)?;
-            }
-            if wants_teacher {
-                feed.teacher_targets(be, &mut teacher_cohorts, students, k)?;
-            }
-            let loss = cohort.train_step(&feed.x, &feed.labels, feed.soft.as_ref(), cs.loss, b)?; // (S)
-            for (s, l) in loss.iter().enumerate() {
-                if !l.is_finite() && results[s].stopped.is_none() {
-                    results[s].stopped =
-                        Some(format!("loss {l} at epoch {} step {}", epoch + 1, j + 1));
-                }
-            }
+            let mut graph = std::mem::take(&mut feed.graph);
+            let ran = graph.run(be, || {
+                step_launches(
+                    be,
+                    cs,
+                    &mut cohort,
+                    feed,
+                    &train,
+                    &mut tables,
+                    &mut teacher_cohorts,
+                    students,
+                    full_b,
+                )
+            });
+            feed.graph = graph;
+            ran?;
+            cohort.count_steps(1);
             step += 1;
         }
         let last = epoch + 1 == cs.epochs;
         if (epoch + 1) % cs.test_interval == 0 || last {
+            // The only reads inside training: loss sums and stop marks, then the test.
+            let (sums, stopped) = tables.read(be)?;
+            for (s, r) in results.iter_mut().enumerate() {
+                let at = stopped[s] as usize; // 1-based global step, 0: running
+                if at != 0 && r.stopped.is_none() {
+                    r.stopped = Some(format!(
+                        "loss not finite (NaN or ±inf) at epoch {} step {}",
+                        (at - 1) / steps_per_epoch + 1,
+                        (at - 1) % steps_per_epoch + 1
+                    ));
+                }
+                for e in read_epochs..=epoch {
+                    if at == 0 || at > (e + 1) * steps_per_epoch {
+                        r.train_loss
+                            .push(sums[e * s_n + s] / steps_per_epoch as f64);
+                    }
+                }
+            }
+            read_epochs = epoch + 1;
             let correct = test_feed.pass(&mut cohort)?;
             for (s, c) in correct.into_iter().enumerate() {
                 if results[s].stopped.is_some() {
@@ -279,6 +327,101 @@ pub fn train_cohort_keep<B: Backend>(
         }
     }
     Ok((results, cohort))
+}
+
+/// One training step's launches (recorded once and replayed by `StepGraph`): nothing here reads
+/// or writes host memory; every per-step value comes from `tables` at the device clock.
+#[allow(clippy::too_many_arguments)]
+fn step_launches<B: Backend>(
+    be: &Arc<B>,
+    cs: &CohortSettings,
+    cohort: &mut Cohort<B>,
+    feed: &mut StepFeed<B>,
+    train: &CohortData<B>,
+    tables: &mut EpochTables<B>,
+    teachers: &mut [TeacherCohort<B>],
+    students: &[StudentSetup<'_>],
+    full_b: usize,
+) -> Result<()> {
+    let spec = cohort.net().spec;
+    let (k, img) = (spec.classes, spec.image_len());
+    be.batch_rows(
+        &tables.clock,
+        &tables.perms,
+        &train.base_dev,
+        &train.labels,
+        full_b,
+        &mut feed.idx,
+        &mut feed.labels,
+    )?;
+    be.gather_rows(&train.images, img, &feed.idx, &mut feed.x)?;
+    if let (Some(src), Some(dst)) = (&train.soft, feed.soft.as_mut()) {
+        be.gather_rows(src, k, &feed.idx, dst)?;
+    }
+    if let Some(ws) = feed.aug.as_mut() {
+        be.augment_at(
+            &cs.aug,
+            &tables.clock,
+            &tables.draws,
+            tables.stride,
+            ws,
+            &mut feed.x,
+        )?;
+    }
+    if students.iter().any(|st| st.teacher_targets) {
+        feed.teacher_targets(be, teachers, students, k)?;
+    }
+    cohort.train_step_launches(
+        &feed.x,
+        &feed.labels,
+        feed.soft.as_ref(),
+        cs.loss,
+        feed.batch,
+        &tables.clock,
+        &tables.lrs,
+    )?;
+    be.loss_watch(
+        &mut tables.clock,
+        cohort.step_loss(feed.batch)?,
+        &mut tables.sums,
+        &mut tables.stopped,
+    )
+}
+
+/// An epoch's augmentation draws, `steps` × `stride` words: step j's draws sampled on the host
+/// by `aug::sample` from each augmented student's key at global step `first + j` (the same
+/// numbers the CPU path draws), as `ops::step::draws_to_words`, zero-padded to the stride.
+#[allow(clippy::too_many_arguments)]
+fn epoch_draws(
+    cs: &CohortSettings,
+    students: &[StudentSetup<'_>],
+    first: u32,
+    steps: usize,
+    full_b: usize,
+    n: usize,
+    stride: usize,
+    dims: impl Fn(usize) -> BatchDims,
+) -> Result<Vec<u32>> {
+    let mut table = vec![0u32; steps * stride]; // (steps, stride)
+    for j in 0..steps {
+        let b = full_b.min(n - j * full_b);
+        let keys: Vec<Option<DrawKey>> = students
+            .iter()
+            .map(|st| {
+                st.augment.then_some(DrawKey {
+                    seed: st.key.seed,
+                    run: st.key.run,
+                    role: st.key.role,
+                    step: first + j as u32,
+                })
+            })
+            .collect();
+        let draws = aug::sample(&cs.aug, &keys, dims(b))?;
+        aug::check_draws(&draws, dims(b))?;
+        let words = step_ops::draws_to_words(&draws);
+        table[j * stride..][..words.len()].copy_from_slice(&words);
+    }
+    Ok(table)
 }
 
 /// One pass over the test set for all S students, each seeing every image. Returns correct

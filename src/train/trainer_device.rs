@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::cohort::Cohort;
+use super::step_graph::StepGraph;
 use super::trainer::{StudentSetup, TeacherCohort, TEST_BATCH};
 use super::trainer_data::ImageSet;
 use crate::backend::Backend;
@@ -51,6 +52,10 @@ pub struct CohortData<B: Backend> {
     pub soft: Option<B::Buf<f32>>,
     /// (S) the first row of each student's set in `images`.
     pub base: Vec<u32>,
+    /// (S) `base` on the device, for `Backend::batch_rows`.
+    pub base_dev: B::Buf<u32>,
+    /// (R) the class of every row of `images`.
+    pub labels: B::Buf<u32>,
 }
 
 impl<B: Backend> CohortData<B> {
@@ -71,6 +76,7 @@ impl<B: Backend> CohortData<B> {
             rows = rows.max(first + sets[i].len());
         }
         u32::try_from(rows).map_err(|_| too_many(rows))?;
+        let labels: Vec<u32> = sets.iter().flat_map(|s| s.labels.iter().copied()).collect(); // (R)
         let images = match sets.as_slice() {
             [one] => be.upload(&one.images)?,
             _ => {
@@ -93,7 +99,13 @@ impl<B: Backend> CohortData<B> {
         } else {
             None
         };
-        Ok(CohortData { images, soft, base })
+        Ok(CohortData {
+            images,
+            soft,
+            base_dev: be.upload(&base)?,
+            labels: be.upload(&labels)?,
+            base,
+        })
     }
 }
 
@@ -103,9 +115,15 @@ fn too_many(rows: usize) -> Error {
     ))
 }
 
-/// The buffers of training steps of one batch size b, allocated once per cohort.
+/// The buffers of training steps of one batch size b, allocated once per cohort, and the step
+/// recorded over them.
 pub struct StepFeed<B: Backend> {
     pub batch: usize,
+    /// The step's launches, recorded once and replayed (declared first: dropped before the
+    /// buffers it names).
+    pub graph: StepGraph<B>,
+    /// The draws and scratch batch of `Backend::augment_at` (None: no student augments).
+    pub aug: Option<B::AugTable>,
     /// (S·b) rows of `CohortData::images` this step trains on.
     pub idx: B::Buf<u32>,
     /// (S, b)
@@ -124,6 +142,7 @@ pub struct StepFeed<B: Backend> {
 }
 
 impl<B: Backend> StepFeed<B> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         be: &Arc<B>,
         students: usize,
@@ -132,6 +151,7 @@ impl<B: Backend> StepFeed<B> {
         classes: usize,
         soft_loss: bool,
         teachers: bool,
+        aug: Option<B::AugTable>,
     ) -> Result<Self> {
         let m = students * batch;
         let mut chunks = Vec::new();
@@ -146,6 +166,8 @@ impl<B: Backend> StepFeed<B> {
         }
         Ok(StepFeed {
             batch,
+            graph: StepGraph::default(),
+            aug,
             idx: be.alloc(m)?,
             labels: be.alloc(m)?,
             x: be.alloc(m * image_len)?,

@@ -11,6 +11,7 @@
 use super::ops::{check_len, u32_of};
 use super::params::{AugParams, ZcaParams};
 use super::{CudaBackend, CudaBuf};
+use crate::aug::draws::DSA_OPS;
 use crate::aug::draws::{
     OP_COLOR, OP_CROP, OP_CUTMIX, OP_CUTOUT, OP_FLIP, OP_MIXUP, OP_ROTATE, OP_SCALE,
 };
@@ -82,11 +83,44 @@ impl CudaBackend {
         })
     }
 
+    /// A workspace for augmenting from an epoch's draw table (`Backend::augment_at`): its launch
+    /// list is every op `plan` can draw, fixed for the run so that a recorded step replays it;
+    /// each kernel skips the students whose draws of the step leave its op out.
+    pub fn aug_table_workspace(&self, plan: &AugPlan, dims: BatchDims) -> Result<AugWorkspace> {
+        let mut ws = self.aug_workspace(dims)?;
+        ws.ops = match plan {
+            AugPlan::None => 0,
+            AugPlan::Dsa { .. } => DSA_OPS.iter().fold(0, |acc, op| acc | op),
+            AugPlan::Mixup { .. } => OP_MIXUP,
+            AugPlan::Cutmix { .. } => OP_CUTMIX,
+        };
+        // aug_copy_back copies only the students whose batch ended in scratch.
+        ws.copy_back = ws.ops & MOVES != 0;
+        Ok(ws)
+    }
+
+    /// `Backend::augment_at`: the step's draws copied on the device from the table (steps,
+    /// stride) at the clock's step into the workspace, then `augment_with`.
+    pub(super) fn augment_at_table(
+        &self,
+        plan: &AugPlan,
+        clock: &CudaBuf<u32>,
+        table: &CudaBuf<u32>,
+        stride: usize,
+        ws: &mut AugWorkspace,
+        x: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        let student_words = ws.students.len;
+        self.step_words_kernel(clock, table, stride, 0, &mut ws.students)?;
+        self.step_words_kernel(clock, table, stride, student_words, &mut ws.images)?;
+        self.augment_with(plan, ws, x)
+    }
+
     /// Checks one step's draws against the workspace's batch shape and uploads them.
     pub fn write_draws(&self, draws: &BatchDraws, ws: &mut AugWorkspace) -> Result<()> {
         check_draws(draws, ws.dims)?;
-        self.upload_into(student_words(&draws.students), &mut ws.students.mem)?;
-        self.upload_into(image_words(&draws.images), &mut ws.images.mem)?;
+        self.upload_into(student_words(&draws.students), &mut ws.students.mem, true)?;
+        self.upload_into(image_words(&draws.images), &mut ws.images.mem, true)?;
         ws.ops = draws.students.iter().fold(0, |acc, s| acc | s.ops);
         ws.copy_back = draws
             .students

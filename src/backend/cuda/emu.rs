@@ -12,6 +12,9 @@ type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_scale_add(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_batch_rows(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_step_words(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_loss_watch(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_backward_input_tf32x3(
@@ -62,6 +65,9 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
     let f: EmuEntry = match kernel {
         "gather_rows" => emu_gather_rows,
         "scale_add" => emu_scale_add,
+        "batch_rows" => emu_batch_rows,
+        "step_words" => emu_step_words,
+        "loss_watch" => emu_loss_watch,
         "conv3x3_forward_tf32x3" => emu_conv3x3_forward_tf32x3,
         "conv3x3_forward_tf32" => emu_conv3x3_forward_tf32,
         "conv3x3_backward_input_tf32x3" => emu_conv3x3_backward_input_tf32x3,
@@ -143,6 +149,58 @@ pub unsafe fn launch<P>(kernel: &str, grid: [u32; 3], block: u32, params: &P) ->
         )
     };
     Ok(())
+}
+
+/// A launch recorded instead of run (a step being recorded as a graph): the kernel's entry, its
+/// geometry and a copy of its params struct, run again by `run`.
+pub struct Recorded {
+    entry: EmuEntry,
+    grid: [u32; 3],
+    block: [u32; 3],
+    /// The params struct's bytes, in u64 words so that it is aligned for every field.
+    params: Vec<u64>,
+}
+
+/// Records one launch for later replays (see [`Recorded`]).
+pub fn record<P: Copy>(kernel: &str, grid: [u32; 3], block: u32, params: &P) -> Result<Recorded> {
+    let entry = entry(kernel).ok_or_else(|| {
+        Error::device(format!(
+            "kernel `{kernel}` has no emulated entry (cuda/*.cu emu_{kernel})"
+        ))
+    })?;
+    let mut words = vec![0u64; size_of::<P>().div_ceil(8)];
+    // SAFETY: `words` holds at least size_of::<P>() bytes; P is a plain #[repr(C)] params struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            params as *const P as *const u8,
+            words.as_mut_ptr() as *mut u8,
+            size_of::<P>(),
+        )
+    };
+    Ok(Recorded {
+        entry,
+        grid,
+        block: [block, 1, 1],
+        params: words,
+    })
+}
+
+impl Recorded {
+    /// Runs the recorded launch once more; returns when it has finished.
+    ///
+    /// # Safety
+    /// The buffers the recorded params point to must still be alive, of the sizes they had when
+    /// it was recorded (the trainer keeps every buffer of a recorded step for the graph's life).
+    pub unsafe fn run(&self) {
+        // SAFETY: forwarded from the caller; the bytes are a copy of a valid params struct.
+        unsafe {
+            (self.entry)(
+                self.grid.as_ptr(),
+                self.block.as_ptr(),
+                self.params.as_ptr() as *const c_void,
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@ mod aug;
 pub mod choice;
 pub mod embedded;
 mod emu;
+mod graph;
 mod ops;
 pub mod params;
 mod real;
 mod selftest;
+mod step;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use crate::backend::Elem;
 use crate::error::{Error, Result};
 pub use aug::AugWorkspace;
 pub use choice::DeviceChoice;
+pub use graph::CudaStepGraph;
 use params::KernelParams;
 use real::RealDevice;
 
@@ -107,6 +110,15 @@ pub struct CudaBackend {
     conv_precision: ConvPrecision,
     /// Emulated only: a device memory size that allocations fail beyond (None: unlimited).
     emu_budget: Option<Arc<EmuBudget>>,
+    /// Record training steps and replay them (`DDR_CUDA_GRAPHS=0` turns it off).
+    graphs: bool,
+    /// The step being recorded, if any (graph.rs).
+    recording: graph::RecordingSlot,
+    /// Recorded steps replayed so far (tests and the README's host-work counts).
+    replays: AtomicU64,
+    /// Host → device overwrites (`Backend::write`) and device → host reads so far (ditto).
+    writes: AtomicU64,
+    reads: AtomicU64,
 }
 
 fn as_bytes<T: Elem>(s: &[T]) -> &[u8] {
@@ -127,6 +139,11 @@ impl CudaBackend {
             dev: Device::Real(Box::new(RealDevice::open(ordinal)?)),
             conv_precision: ConvPrecision::default(),
             emu_budget: None,
+            graphs: graph::graphs_from_env(),
+            recording: Default::default(),
+            replays: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         })
     }
 
@@ -136,6 +153,11 @@ impl CudaBackend {
             dev: Device::Emulated,
             conv_precision: ConvPrecision::default(),
             emu_budget: None,
+            graphs: graph::graphs_from_env(),
+            recording: Default::default(),
+            replays: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -211,11 +233,22 @@ impl CudaBackend {
         self.conv_precision
     }
 
+    /// Host work so far: (overwrites of device buffers from the host, reads back to the host,
+    /// recorded steps replayed). Counts, not times: what the README's step section quotes.
+    pub fn host_work(&self) -> (u64, u64, u64) {
+        (
+            self.writes.load(Ordering::Relaxed),
+            self.reads.load(Ordering::Relaxed),
+            self.replays.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn is_emulated(&self) -> bool {
         matches!(self.dev, Device::Emulated)
     }
 
     fn alloc_bytes(&self, bytes: usize) -> Result<Mem> {
+        self.refuse_while_recording("allocating device memory")?;
         Ok(match &self.dev {
             Device::Real(d) => Mem::Real(d.alloc_zeroed(bytes)?),
             Device::Emulated => Mem::Emu(emu::EmuMem::zeroed(bytes)),
@@ -285,6 +318,9 @@ impl CudaBackend {
         params: &P,
     ) -> Result<()> {
         check_geometry(kernel, grid, block, params)?;
+        if self.record_launch(kernel, grid, block, params)? {
+            return Ok(());
+        }
         match &self.dev {
             // SAFETY: forwarded from the caller.
             Device::Real(d) => unsafe { d.launch(kernel, grid, block, params) },
@@ -293,9 +329,16 @@ impl CudaBackend {
         }
     }
 
-    fn upload_into<T: Elem>(&self, host: &[T], mem: &mut Mem) -> Result<()> {
+    /// Copies host data into a buffer; `staged`: through pinned staging (a recurring upload of
+    /// the same size, e.g. the trainer's per-epoch tables) rather than from pageable memory.
+    fn upload_into<T: Elem>(&self, host: &[T], mem: &mut Mem, staged: bool) -> Result<()> {
+        self.refuse_while_recording("copying to the device")?;
+        if staged {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
         let bytes = as_bytes(host);
         match (&self.dev, mem) {
+            (Device::Real(d), Mem::Real(m)) if staged => d.upload_staged(bytes, m),
             (Device::Real(d), Mem::Real(m)) => d.upload(bytes, m),
             (Device::Emulated, Mem::Emu(m)) => {
                 m.bytes_mut()[..bytes.len()].copy_from_slice(bytes);
@@ -318,6 +361,7 @@ impl CudaBackend {
     }
 
     fn sync(&self) -> Result<()> {
+        self.refuse_while_recording("waiting for the device")?;
         match &self.dev {
             Device::Real(d) => d.synchronize(),
             Device::Emulated => Ok(()),
@@ -340,6 +384,8 @@ impl CudaBackend {
     }
 
     fn download_elems<T: Elem>(&self, src: &CudaBuf<T>) -> Result<Vec<T>> {
+        self.refuse_while_recording("copying from the device")?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let mut out = vec![T::default(); src.len];
         let bytes = as_bytes_mut(&mut out);
         match (&self.dev, &src.mem) {

@@ -50,6 +50,8 @@ pub(super) fn u32_of(op: &str, what: &str, v: usize) -> Result<u32> {
 
 impl Backend for CudaBackend {
     type Buf<T: Elem> = CudaBuf<T>;
+    type StepGraph = super::CudaStepGraph;
+    type AugTable = super::AugWorkspace;
 
     fn describe(&self) -> String {
         self.describe_device()
@@ -61,13 +63,13 @@ impl Backend for CudaBackend {
 
     fn upload<T: Elem>(&self, host: &[T]) -> Result<CudaBuf<T>> {
         let mut b = self.alloc_elems::<T>(host.len())?;
-        self.upload_into(host, &mut b.mem)?;
+        self.upload_into(host, &mut b.mem, false)?;
         Ok(b)
     }
 
     fn write<T: Elem>(&self, host: &[T], dst: &mut CudaBuf<T>) -> Result<()> {
         check_len("write", "dst", dst.len, host.len())?;
-        self.upload_into(host, &mut dst.mem)
+        self.upload_into(host, &mut dst.mem, true)
     }
 
     fn download<T: Elem>(&self, src: &CudaBuf<T>) -> Result<Vec<T>> {
@@ -510,6 +512,7 @@ impl Backend for CudaBackend {
             eps: cfg.eps,
             weight_decay: cfg.weight_decay,
             unused: 0.0,
+            clock: 0,
         };
         if p.row == 0 {
             return Ok(());
@@ -576,6 +579,65 @@ impl Backend for CudaBackend {
         };
         // SAFETY: sizes checked above; one block per student (grid = S).
         unsafe { self.launch("count_correct", p.students, &p) }
+    }
+
+    // ---- the step without the host: graph.rs, step.rs, aug.rs (graph branch) -----------------
+    fn begin_recording(&self) -> Result<bool> {
+        self.begin_recording_impl()
+    }
+    fn end_recording(&self) -> Result<super::CudaStepGraph> {
+        self.end_recording_impl()
+    }
+    fn replay(&self, graph: &super::CudaStepGraph) -> Result<()> {
+        self.replay_impl(graph)
+    }
+    fn batch_rows(
+        &self,
+        clock: &CudaBuf<u32>,
+        perms: &CudaBuf<u32>,
+        base: &CudaBuf<u32>,
+        row_labels: &CudaBuf<u32>,
+        full_batch: usize,
+        idx: &mut CudaBuf<u32>,
+        labels: &mut CudaBuf<u32>,
+    ) -> Result<()> {
+        self.batch_rows_kernel(clock, perms, base, row_labels, full_batch, idx, labels)
+    }
+    fn aug_table(&self, plan: &AugPlan, dims: BatchDims) -> Result<super::AugWorkspace> {
+        self.aug_table_workspace(plan, dims)
+    }
+    fn augment_at(
+        &self,
+        plan: &AugPlan,
+        clock: &CudaBuf<u32>,
+        table: &CudaBuf<u32>,
+        stride: usize,
+        ws: &mut super::AugWorkspace,
+        x: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.augment_at_table(plan, clock, table, stride, ws, x)
+    }
+    fn optimizer_step_at(
+        &self,
+        cfg: &OptimizerCfg,
+        students: usize,
+        clock: &CudaBuf<u32>,
+        lrs: &CudaBuf<f32>,
+        params: &mut CudaBuf<f32>,
+        grads: &CudaBuf<f32>,
+        state1: &mut CudaBuf<f32>,
+        state2: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.optimizer_step_at_kernel(cfg, students, clock, lrs, params, grads, state1, state2)
+    }
+    fn loss_watch(
+        &self,
+        clock: &mut CudaBuf<u32>,
+        loss: &CudaBuf<f32>,
+        sums: &mut CudaBuf<f64>,
+        stopped: &mut CudaBuf<u32>,
+    ) -> Result<()> {
+        self.loss_watch_kernel(clock, loss, sums, stopped)
     }
 }
 

@@ -170,8 +170,55 @@ pub struct OptimParams {
     pub eps: f32,
     pub weight_decay: f32,
     pub unused: f32,
+    /// (4) u32 step clock, or 0: when set the kernel takes the step and the lrs (E, S) row from it.
+    pub clock: u64,
 }
-const _: () = assert!(size_of::<OptimParams>() == 88);
+const _: () = assert!(size_of::<OptimParams>() == 96);
+
+/// cuda/rows.cu `BatchRowsParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchRowsParams {
+    pub clock: u64,      // (4) u32
+    pub perms: u64,      // (S, N) u32
+    pub base: u64,       // (S) u32
+    pub row_labels: u64, // (R) u32
+    pub idx: u64,        // (S·b) u32
+    pub labels: u64,     // (S·b) u32
+    pub students: u64,
+    pub n: u64,
+    pub batch: u64,
+    pub full_batch: u64,
+    pub rows: u64,
+}
+const _: () = assert!(size_of::<BatchRowsParams>() == 88);
+
+/// cuda/rows.cu `StepWordsParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepWordsParams {
+    pub clock: u64, // (4) u32
+    pub table: u64, // (steps, stride) u32
+    pub dst: u64,   // (n) u32
+    pub stride: u64,
+    pub at: u64,
+    pub n: u64,
+    pub table_len: u64,
+}
+const _: () = assert!(size_of::<StepWordsParams>() == 56);
+
+/// cuda/rows.cu `LossWatchParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossWatchParams {
+    pub clock: u64,   // (4) u32
+    pub loss: u64,    // (S) f32
+    pub sums: u64,    // (E, S) f64
+    pub stopped: u64, // (S) u32
+    pub students: u64,
+    pub epochs: u64,
+}
+const _: () = assert!(size_of::<LossWatchParams>() == 48);
 
 /// cuda/selftest.cu `SelftestParams`.
 #[repr(C)]
@@ -247,6 +294,9 @@ unsafe impl DeviceRepr for OptimParams {}
 unsafe impl DeviceRepr for SelftestParams {}
 unsafe impl DeviceRepr for AugParams {}
 unsafe impl DeviceRepr for ZcaParams {}
+unsafe impl DeviceRepr for BatchRowsParams {}
+unsafe impl DeviceRepr for StepWordsParams {}
+unsafe impl DeviceRepr for LossWatchParams {}
 unsafe impl KernelParams for GatherParams {}
 unsafe impl KernelParams for ScaleAddParams {}
 unsafe impl KernelParams for ConvParams {}
@@ -258,3 +308,6 @@ unsafe impl KernelParams for OptimParams {}
 unsafe impl KernelParams for SelftestParams {}
 unsafe impl KernelParams for AugParams {}
 unsafe impl KernelParams for ZcaParams {}
+unsafe impl KernelParams for BatchRowsParams {}
+unsafe impl KernelParams for StepWordsParams {}
+unsafe impl KernelParams for LossWatchParams {}

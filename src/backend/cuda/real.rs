@@ -1,7 +1,10 @@
 //! The real device: one CUDA context through cudarc's dynamically loaded driver API, the embedded
 //! fatbins loaded once as modules, every kernel function looked up once and cached by name.
 //! cudarc's per-launch event tracking is disabled: work goes to one stream in order and the
-//! backend synchronises explicitly (downloads and `Backend::synchronize`).
+//! backend synchronises explicitly (downloads and `Backend::synchronize`). That stream is a
+//! dedicated one, not the legacy default stream, because CUDA graph capture (graph.rs) refuses
+//! the latter. Recurring uploads (`Backend::write`: the trainer's per-epoch tables) go through
+//! page-locked staging buffers kept per size, so they are real asynchronous copies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::sys::CUresult;
 use cudarc::driver::{
     result as cu, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
-    LaunchConfig, PushKernelArg,
+    LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -19,6 +22,9 @@ use crate::error::{Error, Result};
 
 /// The CUDA version the embedded kernels were compiled with (13.0) as the driver reports it.
 const NEEDED_DRIVER_API: i32 = 13000;
+/// Page-locked staging kept at most (bytes over all sizes): the trainer's per-epoch tables are a
+/// few MB; a larger recurring upload falls back to a pageable copy rather than pin more RAM.
+const STAGING_MAX_BYTES: usize = 256 << 20;
 
 pub struct RealDevice {
     /// Holds the context (and so every buffer and module of it) alive.
@@ -31,6 +37,8 @@ pub struct RealDevice {
     /// The most recent launch (kernel, grid, block): a kernel's fault surfaces at the next
     /// synchronisation, and the message then names the likeliest culprit.
     last_launch: Mutex<Option<(&'static str, [u32; 3], u32)>>,
+    /// Page-locked staging buffers by byte length (`upload_staged`).
+    staging: Mutex<HashMap<usize, PinnedHostSlice<u8>>>,
 }
 
 /// Turns a driver error into a message a user can act on.
@@ -115,7 +123,9 @@ impl RealDevice {
         // SAFETY: called before any buffer or stream of this context exists; all work then goes to
         // one stream in order, with explicit synchronisation.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| driver_error("creating a CUDA stream", e))?;
         let name = ctx
             .name()
             .map_err(|e| driver_error("reading the GPU name", e))?;
@@ -152,6 +162,7 @@ impl RealDevice {
             sm_count,
             capability,
             last_launch: Mutex::new(None),
+            staging: Mutex::new(HashMap::new()),
         })
     }
 
@@ -172,6 +183,37 @@ impl RealDevice {
     pub fn upload(&self, host: &[u8], dst: &mut CudaSlice<u8>) -> Result<()> {
         self.stream
             .memcpy_htod(host, dst)
+            .map_err(|e| driver_error("copying to the GPU", e))
+    }
+
+    /// `upload` through a page-locked staging buffer of exactly `host.len()` bytes, kept for the
+    /// next upload of that size: the copy is asynchronous, and writing the staging buffer again
+    /// waits (on its event) only for that buffer's previous copy, never for the whole stream.
+    pub fn upload_staged(&self, host: &[u8], dst: &mut CudaSlice<u8>) -> Result<()> {
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if host.is_empty() {
+            return Ok(());
+        }
+        if !staging.contains_key(&host.len()) {
+            let held: usize = staging.keys().sum();
+            if held + host.len() > STAGING_MAX_BYTES {
+                return self.upload(host, dst);
+            }
+            // SAFETY: the buffer is written in full below before any copy reads it.
+            let pinned = unsafe { self.stream.context().alloc_pinned::<u8>(host.len()) }
+                .map_err(|e| driver_error("allocating page-locked staging memory", e))?;
+            staging.insert(host.len(), pinned);
+        }
+        let pinned = staging
+            .get_mut(&host.len())
+            .expect("a staging buffer of this size, inserted above");
+        pinned
+            .as_mut_slice()
+            .map_err(|e| driver_error("waiting for a staging buffer", e))?
+            .copy_from_slice(host);
+        let mut view = dst.slice_mut(0..host.len());
+        self.stream
+            .memcpy_htod(&*pinned, &mut view)
             .map_err(|e| driver_error("copying to the GPU", e))
     }
 
