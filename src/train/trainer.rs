@@ -69,6 +69,8 @@ pub struct StudentResult {
     pub best: f64,
     /// Every test accuracy in order.
     pub tests: Vec<f64>,
+    /// Mean training loss of each epoch run, in order (NaN-free: stops at divergence).
+    pub train_loss: Vec<f64>,
     pub stopped: Option<String>,
 }
 
@@ -188,6 +190,7 @@ pub fn train_cohort_keep<B: Backend>(
         StudentResult {
             best: 0.0,
             tests: Vec::new(),
+            train_loss: Vec::new(),
             stopped: None
         };
         s_n
@@ -199,6 +202,7 @@ pub fn train_cohort_keep<B: Backend>(
             .iter()
             .map(|st| st.key.shuffle(epoch as u32, n))
             .collect();
+        let mut loss_sum = vec![0f64; s_n]; // (S) this epoch's per-step losses, summed
         for j in 0..steps_per_epoch {
             let lo = j * full_b;
             let b = full_b.min(n - lo);
@@ -252,12 +256,18 @@ pub fn train_cohort_keep<B: Backend>(
             }
             let loss = cohort.train_step(&feed.x, &feed.labels, feed.soft.as_ref(), cs.loss, b)?; // (S)
             for (s, l) in loss.iter().enumerate() {
+                loss_sum[s] += f64::from(*l);
                 if !l.is_finite() && results[s].stopped.is_none() {
                     results[s].stopped =
                         Some(format!("loss {l} at epoch {} step {}", epoch + 1, j + 1));
                 }
             }
             step += 1;
+        }
+        for (r, sum) in results.iter_mut().zip(&loss_sum) {
+            if r.stopped.is_none() {
+                r.train_loss.push(sum / steps_per_epoch as f64);
+            }
         }
         let last = epoch + 1 == cs.epochs;
         if (epoch + 1) % cs.test_interval == 0 || last {
