@@ -120,8 +120,14 @@ pub fn leaderboard(results: &[Loaded], anchors: &[String]) -> Result<String> {
         s.push_str(&row);
         let (sc, acc) = (get(main_score(m)), get(plain_accuracy(m)));
         if m != Metric::Acc && sc.mean.is_finite() && acc.mean.is_finite() {
+            // Two results of one method (two IPCs, say) are told apart by their folders.
+            let twins = results.iter().filter(|o| o.name == l.name).count() > 1;
             points.push(Labelled {
-                label: l.name.clone(),
+                label: if twins {
+                    format!("{} [{}]", l.name, l.origin)
+                } else {
+                    l.name.clone()
+                },
                 x: (100.0 * acc.mean, 100.0 * acc.std),
                 y: (100.0 * sc.mean, 100.0 * sc.std),
             });

@@ -67,6 +67,7 @@ h3 { font-size: 1.05em; margin-bottom: .3em; }
 table { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
 th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+td:not([data-sort]) { text-align: left; }
 table.sortable th { cursor: pointer; } table.sortable th:hover { background: #e4e4e4; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 8px; }
 .grid svg, .wide svg { width: 100%; height: auto; }

@@ -319,7 +319,13 @@ fn grid(s: &mut String, l: &Loaded) -> Result<()> {
         for (i, v) in order.iter().enumerate() {
             match by_lr.get(&i).map(|xs| mean_std(q, xs)).transpose()? {
                 Some(m) => {
-                    let _ = write!(s, "<td>{} ± {}</td>", pct(m.mean), pct(m.std));
+                    let _ = write!(
+                        s,
+                        "<td data-sort=\"{}\">{} ± {}</td>",
+                        m.mean,
+                        pct(m.mean),
+                        pct(m.std)
+                    );
                     pts.push((*v, 100.0 * m.mean, 100.0 * m.std));
                 }
                 None => s.push_str("<td></td>"),
