@@ -141,9 +141,9 @@ pub fn leaderboard(results: &[Loaded], anchors: &[String]) -> Result<String> {
             "LRS / ARS ×100",
             &points,
         )?;
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<div class=\"wide\" style=\"max-width:700px\">{chart}</div>\n"
+            "<div class=\"wide\" style=\"max-width:700px\">{chart}</div>"
         );
     }
     Ok(s)

@@ -53,10 +53,10 @@ pub fn section(l: &Loaded, anchor: &str) -> Result<String> {
     let o = &rec.outcome;
     let cfg = &rec.config;
     let mut s = String::new();
-    let _ = write!(
+    let _ = writeln!(
         s,
         "<h2 id=\"{}\">{} — {} on {} IPC {}</h2>\n<p class=\"muted\">{} width {}, {} run(s), \
-         device {}, ddr-fast {}; from {}</p>\n",
+         device {}, ddr-fast {}; from {}</p>",
         esc(anchor),
         esc(&l.name),
         esc(&rec.metric.to_string()),
@@ -167,9 +167,9 @@ fn scores(s: &mut String, l: &Loaded) -> Result<()> {
         "×100",
         &cats,
     )?;
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<div class=\"wide\" style=\"max-width:640px\">{chart}</div>\n"
+        "<div class=\"wide\" style=\"max-width:640px\">{chart}</div>"
     );
     Ok(())
 }
@@ -339,7 +339,7 @@ fn grid(s: &mut String, l: &Loaded) -> Result<()> {
             .filter_map(|r| r.lr.get(q).map(|v| (Some(r.run), *v)))
             .collect();
         let text: Vec<String> = chosen.iter().map(|(_, v)| lr(*v)).collect();
-        let _ = write!(s, "{}</tr>\n", td(&text.join(" ")));
+        let _ = writeln!(s, "{}</tr>", td(&text.join(" ")));
         // Only a searched quantity has an edge: the grid's rates it tried, two or more of them
         // (the full-data training uses its recipe's one rate; a given syn_lr is not searched).
         let tried: Vec<f64> = order
@@ -380,9 +380,9 @@ fn grid(s: &mut String, l: &Loaded) -> Result<()> {
             );
         }
         let chart = plots::lr_grid("accuracy per learning rate", &series)?;
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "</p>\n<div class=\"wide\" style=\"max-width:640px\">{chart}</div>\n"
+            "</p>\n<div class=\"wide\" style=\"max-width:640px\">{chart}</div>"
         );
     }
     Ok(())
@@ -392,10 +392,10 @@ fn grid(s: &mut String, l: &Loaded) -> Result<()> {
 fn settings(s: &mut String, l: &Loaded) {
     let rec = &l.rec;
     let t = &rec.timings;
-    let _ = write!(
+    let _ = writeln!(
         s,
         "<h3>Run</h3>\n<p>ddr-fast {} on {}; {:.1} s total, {:.1} s training; trainings: {} run, {} from \
-         cache, {} resumed, in {} cohort(s).</p>\n",
+         cache, {} resumed, in {} cohort(s).</p>",
         esc(&rec.ddr_fast_version),
         esc(&rec.device),
         t.total_s,
@@ -416,9 +416,9 @@ fn settings(s: &mut String, l: &Loaded) {
     s.push_str(&header(&["setting", "value", "from"]));
     s.push_str("<tbody>");
     for (k, v) in &rec.settings {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<tr>{}{}{}</tr>\n",
+            "<tr>{}{}{}</tr>",
             td(k),
             td(&v.value.to_string()),
             td(&v.source)
