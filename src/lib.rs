@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod perf;
+pub mod report;
 pub mod train;
 
 pub use error::{Error, Result};

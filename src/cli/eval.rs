@@ -377,6 +377,10 @@ fn run_on<B: Backend>(
     write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;
     if let Some(d) = &cfg.out_dir {
         println!("  wrote {}", d.join("result.json").display());
+        println!(
+            "  wrote {}",
+            crate::report::write_eval_report(&rec, d)?.display()
+        );
     }
     eprintln!(
         "evaluated on {} in {:.1} s",

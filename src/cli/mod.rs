@@ -9,6 +9,7 @@ mod eval_emit;
 mod eval_setup;
 mod eval_shard;
 mod info;
+mod report;
 mod select;
 mod train_teacher;
 
@@ -37,6 +38,9 @@ pub enum Command {
     Data(data::DataArgs),
     /// DD-Ranking scores (LRS, ARS) of a distilled set; with no data arguments, the demo.
     Eval(Box<eval::EvalArgs>),
+    /// One self-contained HTML report of result folders: curves and scores of one, a leaderboard
+    /// of several.
+    Report(report::ReportArgs),
     /// Build a coreset (herding or random) of a real training set, saved as a synthetic set.
     Select(select::SelectArgs),
     /// Train a teacher on the full real training set and save it (safetensors, PyTorch names).
@@ -51,6 +55,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Data(args) => data::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Select(args) => select::run(&args),
         Command::TrainTeacher(args) => train_teacher::run(&args),
     }

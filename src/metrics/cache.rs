@@ -109,6 +109,10 @@ pub struct Record {
     pub acc: f64,
     /// Every test accuracy in order (fractions).
     pub tests: Vec<f64>,
+    /// Mean training loss of each epoch run, in order (the curve of the HTML report). Absent from
+    /// records written before it existed, which load with an empty curve.
+    #[serde(default)]
+    pub train_loss: Vec<f64>,
     /// Why the student stopped early (NaN/Inf loss at epoch e), if it did.
     pub stopped: Option<String>,
     /// Wall-clock seconds of its cohort divided by the cohort's size.
@@ -305,6 +309,7 @@ mod tests {
             key: key.into(),
             acc,
             tests: vec![acc],
+            train_loss: vec![2.0, 1.5],
             stopped: None,
             seconds: 1.0,
             what: "t".into(),
@@ -340,6 +345,22 @@ mod tests {
         assert_eq!(m["c"].acc, 0.125);
         assert_eq!(m["d"].acc, 0.75);
         assert!(!m.contains_key("e"));
+    }
+
+    /// A line written before the loss curve existed (no `train_loss`) still loads, with an empty
+    /// curve; a new record keeps its curve through the file.
+    #[test]
+    fn record_without_curve_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), "r.jsonl").unwrap();
+        let old =
+            r#"{"key":"old","acc":0.5,"tests":[0.25,0.5],"stopped":null,"seconds":1.0,"what":"t"}"#;
+        std::fs::write(s.path(), format!("{old}\n")).unwrap();
+        s.append(&[rec("new", 0.75)]).unwrap();
+        let m = s.load().unwrap();
+        assert_eq!(m["old"].tests, vec![0.25, 0.5]);
+        assert!(m["old"].train_loss.is_empty());
+        assert_eq!(m["new"].train_loss, vec![2.0, 1.5]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::plan::{
     pack, plan, Cohort, DataSource, Identities, LabelMode, Plan, PlanSizes, Training,
 };
 use super::reduce::reduce;
-use super::report::{EvalRecord, Source, Timings, TrainingTiming};
+use super::report::{Curve, EvalRecord, Source, Timings, TrainingTiming};
 use super::watch::Watch;
 use crate::aug::{AugPlan, DsaMode, DsaParams};
 use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
@@ -331,6 +331,7 @@ pub(crate) fn run_plan<B: Backend>(
                 key: plan.trainings[id].key.clone(),
                 acc: r.best,
                 tests: r.tests,
+                train_loss: r.train_loss,
                 stopped: r.stopped,
                 seconds: per,
                 what: plan.trainings[id].training.describe(),
@@ -385,13 +386,26 @@ fn timings(
     let trainings: Vec<TrainingTiming> = plan
         .trainings
         .iter()
-        .map(|p| TrainingTiming {
-            id: p.id,
-            what: p.training.describe(),
-            key: p.key.clone(),
-            source: sources[&p.id],
-            seconds: results[&p.id].seconds,
-            acc: results[&p.id].acc,
+        .map(|p| {
+            let r = &results[&p.id];
+            TrainingTiming {
+                id: p.id,
+                what: p.training.describe(),
+                key: p.key.clone(),
+                source: sources[&p.id],
+                seconds: r.seconds,
+                acc: r.acc,
+                curve: Curve {
+                    quantity: p.slot.quantity.name().to_string(),
+                    run: p.slot.run,
+                    lr: p.training.lr,
+                    epochs: p.training.epochs,
+                    test_interval: p.training.test_interval,
+                    tests: r.tests.clone(),
+                    train_loss: r.train_loss.clone(),
+                    stopped: r.stopped.clone(),
+                },
+            }
         })
         .collect();
     let count = |s: Source| trainings.iter().filter(|t| t.source == s).count();

@@ -217,6 +217,7 @@ mod tests {
                         key: t.key.clone(),
                         acc,
                         tests: vec![acc],
+                        train_loss: Vec::new(),
                         stopped: None,
                         seconds: 0.0,
                         what: String::new(),

@@ -36,6 +36,29 @@ pub struct TrainingTiming {
     /// Seconds it took when it was trained (its cohort's time / cohort size), from the record.
     pub seconds: f64,
     pub acc: f64,
+    /// The curve of the training, for the HTML report. Every field defaults, so a result.json
+    /// written before curves existed still loads (and its report says it has no curves).
+    #[serde(default)]
+    pub curve: Curve,
+}
+
+/// One training's place in the plan and its curves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// The quantity it is a candidate for (`syn_hard`, `rdm_recipe`, `full_hard`, ...).
+    pub quantity: String,
+    /// The run it belongs to; None for the full-data training shared by all runs.
+    pub run: Option<u32>,
+    pub lr: f64,
+    pub epochs: usize,
+    /// Epochs between tests; the last test is after the last epoch.
+    pub test_interval: usize,
+    /// Every test accuracy in order (fractions).
+    pub tests: Vec<f64>,
+    /// Mean training loss of each epoch run (empty for records from before curves existed).
+    pub train_loss: Vec<f64>,
+    /// Why it stopped early (non-finite loss), if it did.
+    pub stopped: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

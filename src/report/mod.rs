@@ -1,0 +1,163 @@
+//! The HTML report (`ddr-fast report DIR…`, and `report.html` at the end of `ddr-fast eval --out`):
+//! one self-contained file built from result.json records. One result: its scores, curves,
+//! learning-rate grid, diverged students and settings. Several: a leaderboard first, then each
+//! result's section.
+//!
+//! A result's method name is the stem of its synthetic set's file (`syn_path`: `dm_ipc10.safetensors`
+//! → `dm_ipc10`; a folder's own name), `herding (demo)` for the demo, which has no file.
+
+mod board;
+mod html;
+mod plots;
+mod single;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::metrics::cache::write_atomic;
+use crate::metrics::config::{EvalConfig, Metric};
+use crate::metrics::reduce::{Outcome, RunResult};
+use crate::metrics::report::{EvalRecord, Timings};
+use crate::metrics::scores::MeanStd;
+use crate::metrics::settings::Setting;
+
+pub use board::{main_score, plain_accuracy};
+
+/// One result.json as the report shows it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The method's name (see the module docs).
+    pub name: String,
+    /// Where it was read from, as the user named it.
+    pub origin: String,
+    pub rec: EvalRecord,
+}
+
+/// result.json as written. `EvalRecord` flattens its `Outcome` next to its own `metric`, so the
+/// file holds `metric` twice (same value) and `EvalRecord`'s derived reader, which hands the key
+/// to the outer struct only, cannot read it back; read through a JSON value (which keeps one of
+/// the two) into this mirror, which names every field once.
+#[derive(Deserialize)]
+struct Stored {
+    ddr_fast_version: String,
+    metric: Metric,
+    device: String,
+    config: EvalConfig,
+    #[serde(default)]
+    settings: BTreeMap<String, Setting>,
+    timings: Timings,
+    runs: Vec<RunResult>,
+    summary: BTreeMap<String, MeanStd>,
+    stopped: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Stored {
+    fn into_record(self) -> EvalRecord {
+        EvalRecord {
+            ddr_fast_version: self.ddr_fast_version,
+            metric: self.metric,
+            device: self.device,
+            config: self.config,
+            settings: self.settings,
+            timings: self.timings,
+            outcome: Outcome {
+                metric: self.metric,
+                runs: self.runs,
+                summary: self.summary,
+                stopped: self.stopped,
+            },
+            notes: self.notes,
+        }
+    }
+}
+
+/// The method name of a result: its synthetic set's file stem, or the demo's coreset.
+pub fn method_name(rec: &EvalRecord) -> String {
+    match &rec.config.syn_path {
+        Some(p) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string()),
+        None => "herding (demo)".into(),
+    }
+}
+
+/// Reads `path/result.json` (or `path` itself when it is a file).
+pub fn load(path: &Path) -> Result<Loaded> {
+    let file: PathBuf = if path.is_dir() {
+        path.join("result.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    let bad =
+        |e: serde_json::Error| Error::format(&file, format!("not a ddr-fast result.json: {e}"));
+    // Through a JSON value first: it keeps one `metric` (see [`Stored`]).
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    let rec = serde_json::from_value::<Stored>(value)
+        .map_err(bad)?
+        .into_record();
+    Ok(Loaded {
+        name: method_name(&rec),
+        origin: path.display().to_string(),
+        rec,
+    })
+}
+
+/// The whole page: one result's section, or the leaderboard followed by every result's section.
+pub fn render(results: &[Loaded]) -> Result<String> {
+    if results.is_empty() {
+        return Err(Error::config("report: no results to show"));
+    }
+    let anchors: Vec<String> = (0..results.len()).map(|i| format!("result-{i}")).collect();
+    let mut body = String::new();
+    let title = if results.len() == 1 {
+        let l = &results[0];
+        format!(
+            "ddr-fast report: {} ({} on {} IPC {})",
+            l.name, l.rec.metric, l.rec.config.dataset, l.rec.config.ipc
+        )
+    } else {
+        format!("ddr-fast leaderboard: {} results", results.len())
+    };
+    body.push_str(&format!("<h1>{}</h1>\n", html::esc(&title)));
+    body.push_str(&format!(
+        "<p class=\"muted\">made by ddr-fast {} from {}</p>\n",
+        crate::VERSION,
+        html::esc(
+            &results
+                .iter()
+                .map(|l| l.origin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    ));
+    if results.len() > 1 {
+        body.push_str(&board::leaderboard(results, &anchors)?);
+    }
+    for (l, a) in results.iter().zip(&anchors) {
+        body.push_str(&single::section(l, a)?);
+    }
+    Ok(html::page(&title, &body))
+}
+
+/// Writes the page of `results` to `out` (atomically).
+pub fn write(results: &[Loaded], out: &Path) -> Result<()> {
+    write_atomic(out, render(results)?.as_bytes())
+}
+
+/// `report.html` of a finished evaluation, next to its result.json; returns its path.
+pub fn write_eval_report(rec: &EvalRecord, dir: &Path) -> Result<PathBuf> {
+    let l = Loaded {
+        name: method_name(rec),
+        origin: dir.display().to_string(),
+        rec: rec.clone(),
+    };
+    let out = dir.join("report.html");
+    write(&[l], &out)?;
+    Ok(out)
+}
