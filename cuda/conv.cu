@@ -10,6 +10,7 @@
 // sizes below. The weight gradient splits K (B·oh·ow, up to 10⁵) over grid z and adds the partial
 // tiles with atomics into a slot cleared by conv3x3_backward_weight_clear.
 #include "conv_gemm.cuh"
+#include "conv_norm.cuh"
 
 struct ConvParams {
   const float* x;       // (S, B, cin, h, w), or (B, cin, h, w) shared by all students (x_shared)
@@ -75,8 +76,9 @@ struct FwdPass {
   }
 };
 
+// The forward of M tile `mt` (rows [mt·BM, (mt + 1)·BM)), N tile blockIdx.y, student blockIdx.z.
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
-__device__ __forceinline__ void conv_forward(const ConvParams& p) {
+__device__ __forceinline__ void conv_forward(const ConvParams& p, u32 mt) {
   const u64 s = blockIdx.z;
   const u32 hw = p.h * p.w, ohw = p.oh * p.ow, K = p.cin * 9;
   // A shared input is one copy for all students: the S grid slices then read the same images,
@@ -87,16 +89,50 @@ __device__ __forceinline__ void conv_forward(const ConvParams& p) {
                      p.out + s * p.batch * p.cout * ohw,
                      p.batch * ohw, p.cout, K, p.h, p.w, p.ow, ohw, hw, p.pad, p.cout, p.cin * hw,
                      FastDiv(ohw), FastDiv(p.ow)};
-  conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, 0,
+  conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, mt * BM, blockIdx.y * BN, pass.M, pass.N, 0,
                                  (K + GEMM_BK - 1) / GEMM_BK);
 }
 
 // Grid: (⌈B·oh·ow / BM⌉, ⌈cout / BN⌉, S).
 extern "C" __global__ void __launch_bounds__(CONV_TF32X3_THREADS) conv3x3_forward_tf32x3(const ConvParams p) {
-  conv_forward<CONV_TF32X3_TILE, true>(p);
+  conv_forward<CONV_TF32X3_TILE, true>(p, blockIdx.x);
 }
 extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_forward_tf32(const ConvParams p) {
-  conv_forward<CONV_TF32_TILE, false>(p);
+  conv_forward<CONV_TF32_TILE, false>(p, blockIdx.x);
+}
+
+// ---- forward fused with the block tail's norm statistics (conv_norm.cuh) ----------------------
+// The conv forward above over part.m_sub consecutive M tiles (a block's rows: part.tile_m =
+// m_sub·BM, so that one block can hold a whole plane larger than its register tile, e.g. 32×32 =
+// 4 × 256 rows), then the norm epilogue over those rows: y is written as by conv3x3_forward, the
+// per-tile (count, mean, M2) partials go to `part`, and where the launcher set `part.fused` the
+// statistics, the normalised, ReLU'd, pooled output (norm.out) and running statistics are written
+// here too. norm.y is conv.out.
+struct ConvNormParams {
+  ConvParams conv;
+  NormParams norm;
+  NormPartials part;
+};
+static_assert(sizeof(ConvNormParams) == 296, "ConvNormParams must match src/backend/cuda/params.rs");
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
+__device__ __forceinline__ void conv_forward_norm(const ConvNormParams& q) {
+  for (u32 i = 0; i < q.part.m_sub; ++i) {
+    // Every warp is done reading the previous sub-tile's pipeline stages before the next
+    // prologue overwrites them.
+    if (i > 0) __syncthreads();
+    conv_forward<BM, BN, WARPS_M, WARPS_N, kSplit>(q.conv, blockIdx.x * q.part.m_sub + i);
+  }
+  __syncthreads();  // every thread's y stores of this block's rows are visible to the whole block
+  conv_norm_epilogue<WARPS_M * WARPS_N>(q.norm, q.part, blockIdx.z, blockIdx.x, blockIdx.y * BN, BN);
+}
+
+// Grid: (⌈B·oh·ow / tile_m⌉, ⌈cout / BN⌉, S); part.tile_m = part.m_sub · BM.
+extern "C" __global__ void __launch_bounds__(CONV_TF32X3_THREADS) conv3x3_forward_norm_tf32x3(const ConvNormParams q) {
+  conv_forward_norm<CONV_TF32X3_TILE, true>(q);
+}
+extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_forward_norm_tf32(const ConvNormParams q) {
+  conv_forward_norm<CONV_TF32_TILE, false>(q);
 }
 
 // ---- input gradient: dx[b,ci,y,x] = Σ_{co,ky,kx} dy[b,co,y−ky+pad,x−kx+pad] · W[co,ci,ky,kx] ---
@@ -224,6 +260,12 @@ extern "C" void emu_conv3x3_forward_tf32x3(const unsigned* grid, const unsigned*
 }
 extern "C" void emu_conv3x3_forward_tf32(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(conv3x3_forward_tf32, grid, block, params);
+}
+extern "C" void emu_conv3x3_forward_norm_tf32x3(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_forward_norm_tf32x3, grid, block, params);
+}
+extern "C" void emu_conv3x3_forward_norm_tf32(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(conv3x3_forward_norm_tf32, grid, block, params);
 }
 extern "C" void emu_conv3x3_backward_input_tf32x3(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(conv3x3_backward_input_tf32x3, grid, block, params);

@@ -5,91 +5,7 @@
 // plane (no division per element: pooled and pixel coordinates come from precomputed divisors);
 // statistics in one pass, shifted per-thread sums merged by Chan's formula (see Moments), so large
 // activations do not cancel.
-#include "common.cuh"
-
-struct NormParams {
-  const float* y;       // (S, B, c, h, w) the conv output
-  const float* params;  // (S, param_row): γ at w_off, β at b_off (c each)
-  float* running;       // (S, running_row): running mean at rmean_off, running var at rvar_off
-  float* stats;         // instance (S, B, c, 2), batch (S, c, 2): mean, 1/std
-  const float* dout;    // (S, B, c, ph, pw), backward only
-  float* out;           // forward: (S, B, c, ph, pw); backward: dy (S, B, c, h, w)
-  float* grads;         // (S, param_row), backward_params only
-  u64 param_row, w_off, b_off;
-  u64 running_row, rmean_off, rvar_off;
-  u32 students, batch, c, h, w, ph, pw;
-  u32 kind;   // 0 instance, 1 batch, 2 none
-  u32 train;  // 1 train mode, 0 eval mode
-  u32 unused;
-  float eps, momentum;
-};
-static_assert(sizeof(NormParams) == 152, "NormParams must match src/backend/cuda/params.rs");
-
-// The normalisation group a block works on: student s, channel ch, and the images b0 .. b0+nb.
-struct Group {
-  u64 s;
-  u32 ch, b0, nb;
-  u64 n;  // elements in the group: nb · h · w
-};
-
-__device__ __forceinline__ u64 group_count(const NormParams& p) {
-  return p.kind == 1 ? (u64)p.students * p.c : (u64)p.students * p.batch * p.c;
-}
-
-__device__ __forceinline__ Group group_of(const NormParams& p, u64 g) {
-  Group gr;
-  if (p.kind == 1) {
-    gr.s = g / p.c;
-    gr.ch = g % p.c;
-    gr.b0 = 0;
-    gr.nb = p.batch;
-  } else {
-    gr.s = g / ((u64)p.batch * p.c);
-    gr.ch = g % p.c;
-    gr.b0 = (g / p.c) % p.batch;
-    gr.nb = 1;
-  }
-  gr.n = (u64)gr.nb * p.h * p.w;
-  return gr;
-}
-
-// Index of the (s, b, ch) plane in (S, B, c, ·, ·) tensors.
-__device__ __forceinline__ u64 plane_of(const NormParams& p, u64 s, u32 b, u32 ch) { return (s * p.batch + b) * p.c + ch; }
-
-__device__ __forceinline__ u64 stats_at(const NormParams& p, const Group& gr) {
-  return p.kind == 1 ? (gr.s * p.c + gr.ch) * 2 : ((gr.s * p.batch + gr.b0) * p.c + gr.ch) * 2;
-}
-
-// Count, mean and sum of squared deviations of a set of values; two sets combine exactly by Chan
-// et al.'s formula, so per-thread partials merge without a raw sum of squares.
-struct Moments {
-  float n, mean, m2;
-};
-
-__device__ __forceinline__ Moments chan(const Moments& a, const Moments& b) {
-  const float n = a.n + b.n;
-  if (n == 0.0f) return a;
-  // __fdividef: a couple of ulp, and no IEEE-division subroutine call (whose stack frame ptxas
-  // counts as a spill in this hot kernel).
-  const float d = b.mean - a.mean, fb = __fdividef(b.n, n);
-  return {n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb};
-}
-
-// The moments of a block's values, every thread getting the same result. `scratch` is a
-// __shared__ Moments[DDR_BLOCK / 32] owned by the caller.
-__device__ __forceinline__ Moments block_moments(Moments v, Moments* scratch) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const Moments other{__shfl_xor_sync(0xffffffffu, v.n, o), __shfl_xor_sync(0xffffffffu, v.mean, o),
-                        __shfl_xor_sync(0xffffffffu, v.m2, o)};
-    v = chan(v, other);
-  }
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
-  __syncthreads();
-  Moments t{0.0f, 0.0f, 0.0f};
-  for (u32 w = 0; w < DDR_BLOCK / 32; ++w) t = chan(t, scratch[w]);
-  __syncthreads();  // scratch may be reused right after
-  return t;
-}
+#include "norm_common.cuh"
 
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(const NormParams p) {
   __shared__ Moments scratch[DDR_BLOCK / 32];
@@ -103,8 +19,7 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(c
       gamma = p.params[gr.s * p.param_row + p.w_off + gr.ch];
       beta = p.params[gr.s * p.param_row + p.b_off + gr.ch];
       if (p.kind == 1 && !p.train) {
-        mean = p.running[gr.s * p.running_row + p.rmean_off + gr.ch];
-        rstd = 1.0f / sqrtf(p.running[gr.s * p.running_row + p.rvar_off + gr.ch] + p.eps);
+        running_stats(p, gr.s, gr.ch, &mean, &rstd);
       } else {
         // One pass over the group, plane by plane: per-thread sums of (v − shift) and its square
         // (shift = one of the values, so the sums do not cancel however large the mean is),
@@ -120,42 +35,59 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward(c
             n += 1.0f;
           }
         }
-        const float local_mean = n > 0.0f ? s1 / n : 0.0f;
-        Moments m{n, shift + local_mean, fmaxf(s2 - s1 * local_mean, 0.0f)};
-        m = block_moments(m, scratch);
-        mean = m.mean;
-        const float var = m.m2 / m.n;
-        rstd = 1.0f / sqrtf(var + p.eps);
-        if (threadIdx.x == 0) {
-          p.stats[stats_at(p, gr)] = mean;
-          p.stats[stats_at(p, gr) + 1] = rstd;
-          if (p.kind == 1) {
-            float* rm = p.running + gr.s * p.running_row + p.rmean_off + gr.ch;
-            float* rv = p.running + gr.s * p.running_row + p.rvar_off + gr.ch;
-            const float unbiased = m.n > 1.0f ? m.m2 / (m.n - 1.0f) : var;
-            *rm = (1.0f - p.momentum) * *rm + p.momentum * mean;
-            *rv = (1.0f - p.momentum) * *rv + p.momentum * unbiased;
-          }
-        }
+        const Moments m = block_moments(moments_of_sums(n, shift, s1, s2), scratch);
+        mean_rstd(p, m, &mean, &rstd);
+        if (threadIdx.x == 0) store_stats(p, gr, m, mean, rstd);
       }
     }
     // One thread per pooled output: average of the four ReLU'd normalised inputs.
-    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
-      const u64 plane = plane_of(p, gr.s, b, gr.ch);
-      const float* yp = p.y + plane * hw;
-      float* op = p.out + plane * phw;
-      for (u32 q = threadIdx.x; q < phw; q += blockDim.x) {
-        const u32 py = d_pw.div(q), px = q - py * p.pw;
-        const float* v = yp + 2 * py * p.w + 2 * px;
-        float acc = 0.0f;
-        for (u32 dy = 0; dy < 2; ++dy)
-          for (u32 dx = 0; dx < 2; ++dx) {
-            const float z = p.kind == 2 ? v[dy * p.w + dx] : gamma * (v[dy * p.w + dx] - mean) * rstd + beta;
-            acc += z > 0.0f ? z : 0.0f;
+    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b)
+      pool_plane(p, plane_of(p, gr.s, b, gr.ch), 0, phw, threadIdx.x, blockDim.x, mean, rstd, gamma, beta, d_pw);
+  }
+}
+
+// The norm pass after a fused conv forward that could not finish the groups itself (conv.cu
+// conv3x3_forward_norm_*): the statistics come from the conv epilogue's per-tile partials, merged
+// by Chan's formula, instead of a pass over y; then one pass normalises, ReLUs and pools. Batch
+// norm in eval mode and no norm need no statistics; eval-mode batch norm still fills `stats` with
+// the running statistics, as the CPU reference does.
+extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_forward_partials(const NormPartialsParams q) {
+  __shared__ Moments scratch[DDR_BLOCK / 32];
+  const NormParams& p = q.norm;
+  const u32 hw = p.h * p.w, phw = p.ph * p.pw, M = p.batch * hw;
+  const FastDiv d_pw(p.pw);
+  const u64 groups = group_count(p);
+  for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
+    const Group gr = group_of(p, g);
+    float mean = 0.0f, rstd = 1.0f, gamma = 1.0f, beta = 0.0f;
+    if (p.kind != 2) {
+      gamma = p.params[gr.s * p.param_row + p.w_off + gr.ch];
+      beta = p.params[gr.s * p.param_row + p.b_off + gr.ch];
+      if (p.kind == 1 && !p.train) {
+        running_stats(p, gr.s, gr.ch, &mean, &rstd);
+        if (threadIdx.x == 0) {
+          p.stats[stats_at(p, gr)] = mean;
+          p.stats[stats_at(p, gr) + 1] = rstd;
+        }
+      } else {
+        // The tiles holding rows of images b0 .. b0 + nb, and in each the segments of those images.
+        const u32 t0 = gr.b0 * hw / q.part.tile_m, t1 = ((gr.b0 + gr.nb) * hw - 1) / q.part.tile_m;
+        Moments m{0.0f, 0.0f, 0.0f};
+        for (u32 t = t0 + threadIdx.x; t <= t1; t += blockDim.x) {
+          const u32 m0 = t * q.part.tile_m, m1 = m0 + q.part.tile_m < M ? m0 + q.part.tile_m : M;
+          const u32 bf = m0 / hw, bl = (m1 - 1) / hw;
+          for (u32 b = bf > gr.b0 ? bf : gr.b0; b <= bl && b < gr.b0 + gr.nb; ++b) {
+            const float* pp = partial_at(q.part, p, gr.s, t, gr.ch, b - bf);
+            m = chan(m, Moments{pp[0], pp[1], pp[2]});
           }
-        op[q] = 0.25f * acc;
+        }
+        m = block_moments(m, scratch);
+        mean_rstd(p, m, &mean, &rstd);
+        if (threadIdx.x == 0) store_stats(p, gr, m, mean, rstd);
       }
     }
+    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b)
+      pool_plane(p, plane_of(p, gr.s, b, gr.ch), 0, phw, threadIdx.x, blockDim.x, mean, rstd, gamma, beta, d_pw);
   }
 }
 
@@ -255,6 +187,9 @@ extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward_
 #ifdef DDR_HOST_EMU
 extern "C" void emu_norm_relu_pool_forward(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(norm_relu_pool_forward, grid, block, params);
+}
+extern "C" void emu_norm_relu_pool_forward_partials(const unsigned* grid, const unsigned* block, const void* params) {
+  ddr_emu::launch(norm_relu_pool_forward_partials, grid, block, params);
 }
 extern "C" void emu_norm_relu_pool_backward(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(norm_relu_pool_backward, grid, block, params);

@@ -213,6 +213,50 @@ pub trait Backend: Send + Sync {
         self.conv3x3_forward(g, &xs, params, at, y)
     }
 
+    /// One ConvNet block's forward, conv → norm → ReLU → 2×2 pool: x (S, B, cin, h, w) → y
+    /// (S, B, cout, oh, ow) (kept for backward) and out (S, B, cout, oh/2, ow/2), with `stats` and
+    /// `running` as [`Backend::norm_relu_pool_forward`] fills them; `ng` describes y. `scratch` holds
+    /// [`Backend::conv_norm_scratch_len`] elements. The CUDA backend fuses the norm statistics (and
+    /// where the tile shape allows, the whole tail) into the conv epilogue. Reference (this
+    /// default): `conv3x3_forward` (or `conv3x3_forward_shared_input` when `x_shared`: x is one
+    /// (B, cin, h, w) copy read by every student, a test pass's first block) then
+    /// `norm_relu_pool_forward`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_norm_relu_pool_forward(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        mode: Mode,
+        x: &Self::Buf<f32>,
+        x_shared: bool,
+        params: &Self::Buf<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        running: &mut Self::Buf<f32>,
+        running_at: ParamAt,
+        y: &mut Self::Buf<f32>,
+        stats: &mut Self::Buf<f32>,
+        scratch: &mut Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = scratch; // the composition needs none
+        if x_shared {
+            self.conv3x3_forward_shared_input(cg, x, params, conv_at, y)?;
+        } else {
+            self.conv3x3_forward(cg, x, params, conv_at, y)?;
+        }
+        self.norm_relu_pool_forward(
+            ng, mode, y, params, norm_at, running, running_at, stats, out,
+        )
+    }
+
+    /// Elements of the scratch buffer [`Backend::conv_norm_relu_pool_forward`] needs for `g`
+    /// (0 for the reference composition).
+    fn conv_norm_scratch_len(&self, g: &ConvGeom) -> usize {
+        let _ = g;
+        0
+    }
+
     /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked, and the weight and bias
     /// gradients written into grads (S, P) at `at`.
     #[allow(clippy::too_many_arguments)]

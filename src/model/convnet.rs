@@ -25,6 +25,9 @@ pub struct Workspace<B: Backend> {
     conv_out: Vec<B::Buf<f32>>,
     /// Per block: saved norm statistics (layout `ops::norm_relu_pool::Saved`).
     stats: Vec<B::Buf<f32>>,
+    /// Per block: the fused block forward's scratch, `Backend::conv_norm_scratch_len` elements
+    /// (the CUDA backend's per-tile partial norm statistics; empty on the CPU).
+    scratch: Vec<B::Buf<f32>>,
     /// Per block: pooled output (S, B, W, h_d/2, h_d/2); the last one is the (S, B, num_feat) features.
     block_out: Vec<B::Buf<f32>>,
     /// (S, B, K)
@@ -128,10 +131,12 @@ impl ConvNet {
     ) -> Result<Workspace<B>> {
         let w = self.spec.width;
         let (mut conv_out, mut stats, mut block_out) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Vec::new();
         for d in 0..self.spec.depth {
             let hw = self.spec.block_conv_hw(d);
             conv_out.push(be.alloc(students * batch * w * hw * hw)?);
             stats.push(be.alloc(stats_len(&self.norm_geom(d, students, batch)))?);
+            scratch.push(be.alloc(be.conv_norm_scratch_len(&self.conv_geom(d, students, batch)))?);
             block_out.push(be.alloc(students * batch * w * (hw / 2) * (hw / 2))?);
         }
         let logits_len = students * batch * self.spec.classes;
@@ -157,6 +162,7 @@ impl ConvNet {
             batch,
             conv_out,
             stats,
+            scratch,
             block_out,
             logits: be.alloc(logits_len)?,
             grad,
@@ -186,28 +192,57 @@ impl ConvNet {
         running: &mut B::Buf<f32>,
         mode: Mode,
     ) -> Result<()> {
+        self.forward_blocks(be, ws, x, false, params, running, mode)
+    }
+
+    /// [`ConvNet::forward`] of S students on the same images: x (B, C, H, W) is one copy read by
+    /// every student (a test pass's chunk; the CUDA backend then reads it once for all S instead
+    /// of S gathered copies). The logits land in `ws.logits()`, (S, B, K).
+    pub fn forward_shared_input<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut Workspace<B>,
+        x: &B::Buf<f32>,
+        params: &B::Buf<f32>,
+        running: &mut B::Buf<f32>,
+        mode: Mode,
+    ) -> Result<()> {
+        self.forward_blocks(be, ws, x, true, params, running, mode)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_blocks<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut Workspace<B>,
+        x: &B::Buf<f32>,
+        x_shared: bool,
+        params: &B::Buf<f32>,
+        running: &mut B::Buf<f32>,
+        mode: Mode,
+    ) -> Result<()> {
         self.check_workspace(ws)?;
         let (s, b) = (ws.students, ws.batch);
         for d in 0..self.spec.depth {
             let at = self.layout.blocks[d];
-            let input = if d == 0 { x } else { &ws.block_out[d - 1] };
-            be.conv3x3_forward(
+            // Block d reads block d − 1's pooled output and writes its own.
+            let (lower, upper) = ws.block_out.split_at_mut(d);
+            let input = if d == 0 { x } else { &lower[d - 1] };
+            be.conv_norm_relu_pool_forward(
                 &self.conv_geom(d, s, b),
-                input,
-                params,
-                at.conv,
-                &mut ws.conv_out[d],
-            )?;
-            be.norm_relu_pool_forward(
                 &self.norm_geom(d, s, b),
                 mode,
-                &ws.conv_out[d],
+                input,
+                x_shared && d == 0,
                 params,
+                at.conv,
                 at.norm,
                 running,
                 at.running,
+                &mut ws.conv_out[d],
                 &mut ws.stats[d],
-                &mut ws.block_out[d],
+                &mut ws.scratch[d],
+                &mut upper[0],
             )?;
         }
         let feat = &ws.block_out[self.spec.depth - 1];
@@ -307,6 +342,29 @@ fn no_grad() -> Error {
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
+
+    /// A shared-input forward equals the ordinary forward on S copies of the images, bit for bit.
+    #[test]
+    fn shared_input_forward_is_the_forward_on_copies() {
+        let be = CpuBackend::new();
+        let spec = ConvNetSpec::from_name("ConvNet-2-W4", 3, 8, 3).unwrap();
+        let net = ConvNet::new(spec);
+        let (s, b) = (3, 2);
+        let one: Vec<f32> = (0..b * 3 * 8 * 8)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        let copies: Vec<f32> = (0..s).flat_map(|_| one.iter().copied()).collect(); // (S, B, 3, 8, 8)
+        let params: Vec<f32> = (0..s * net.param_len())
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 30.0)
+            .collect();
+        let mut ws = net.workspace(&be, s, b, false).unwrap();
+        net.forward(&be, &mut ws, &copies, &params, &mut vec![], Mode::Eval)
+            .unwrap();
+        let want = ws.logits().clone();
+        net.forward_shared_input(&be, &mut ws, &one, &params, &mut vec![], Mode::Eval)
+            .unwrap();
+        assert_eq!(ws.logits(), &want);
+    }
 
     /// Misused workspaces are errors, not panics or silent garbage.
     #[test]

@@ -2,12 +2,43 @@
 //! launch of one training step and of one test pass, with the work it does (tensor-core GEMM
 //! multiply-adds, fp32 multiply-adds on the CUDA cores) and the bytes it must move through HBM.
 //!
-//! Fusion assumed (issue 8, items 2 and 3): each conv epilogue writes its output and accumulates
-//! the norm statistics, so instance norm → ReLU → pool is one streaming pass; the test images of
-//! a chunk are read once for all S students. Bytes are compulsory traffic only (each tensor read
-//! or written once per launch; im2col re-reads hit L2/shared memory), in fp32.
+//! Fusion (issue 8, item 2, built: `Backend::conv_norm_relu_pool_forward`, cuda/conv_norm.cuh):
+//! each conv forward's epilogue writes y and per-tile partial norm statistics; where a TF32 tile
+//! (256 GEMM rows) holds whole planes, the same kernel normalises, ReLUs and pools ([`tail_fused`]),
+//! otherwise one norm pass reads y once (no statistics pass). Assumed, not built yet (item 3): the
+//! test images of a chunk read once for all S students, layer 1 as one GEMM with N = S·width.
+//! Bytes are compulsory traffic only (each tensor read or written once per launch; im2col
+//! re-reads and the fused epilogue's re-read of its own tile hit L2/shared memory), in fp32.
 
+use crate::backend::NormKind;
 use crate::model::ConvNetSpec;
+
+/// GEMM rows (M = images · pixels) of a TF32 conv forward tile: cuda/conv.cu CONV_TF32_TILE and
+/// `TILE_TF32` in src/backend/cuda/ops.rs.
+pub const TF32_TILE_M: usize = 256;
+/// Most register tiles one fused block runs back to back to hold a plane (`MAX_M_SUB` in
+/// src/backend/cuda/ops/fused.rs).
+const MAX_M_SUB: usize = 16;
+
+/// Whether block d's conv kernel finishes the whole block tail (norm → ReLU → pool) itself, as
+/// src/backend/cuda/ops/fused.rs decides for the TF32 tile: instance norm when a block (up to 16
+/// register tiles run back to back) holds whole planes; eval-mode batch norm and no norm when it holds whole pooling windows; never train-mode
+/// batch norm.
+pub fn tail_fused(spec: &ConvNetSpec, d: usize, eval: bool) -> bool {
+    let hw = spec.block_conv_hw(d);
+    let px = hw * hw;
+    match spec.norm {
+        NormKind::Instance => {
+            TF32_TILE_M % px == 0 || (px % TF32_TILE_M == 0 && px / TF32_TILE_M <= MAX_M_SUB)
+        }
+        NormKind::Batch if !eval => false,
+        _ => {
+            hw % 2 == 0
+                && TF32_TILE_M % (2 * hw) == 0
+                && (TF32_TILE_M % px == 0 || px % TF32_TILE_M == 0)
+        }
+    }
+}
 
 /// What a launch costs.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,21 +93,20 @@ pub fn train_step(spec: &ConvNetSpec, s: usize, batch: usize) -> Vec<Launch> {
     for d in 0..spec.depth {
         let (cin, cout, hw) = block(spec, d);
         let px = (hw * hw) as f64;
-        out.push(gemm(
-            &format!("conv{} forward (+ norm stats)", d + 1),
+        push_block(
+            &mut out,
+            d,
+            tail_fused(spec, d, false),
+            "",
             Gemm {
                 m: batch * hw * hw,
                 n: cout,
                 k: 9 * cin,
                 students: s,
             },
-            sb * px * (cin + cout) as f64 * F32,
-        ));
-        // Normalise + ReLU + pool: read y, write the pooled output.
-        out.push(stream(
-            &format!("norm_relu_pool{} forward", d + 1),
-            sb * px * cout as f64 * F32 * 1.25,
-        ));
+            sb * px * cin as f64 * F32,
+            sb * px * cout as f64 * F32,
+        );
     }
     let (fin, k) = (spec.num_feat(), spec.classes);
     out.push(simt(
@@ -169,15 +199,15 @@ pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
                 sc * px * cin as f64 * F32,
             )
         };
-        out.push(gemm(
-            &format!("conv{} forward (eval, + norm stats)", d + 1),
+        push_block(
+            &mut out,
+            d,
+            tail_fused(spec, d, true),
+            " (eval)",
             g,
-            bytes_in + sc * px * cout as f64 * F32,
-        ));
-        out.push(stream(
-            &format!("norm_relu_pool{} forward (eval)", d + 1),
-            sc * px * cout as f64 * F32 * 1.25,
-        ));
+            bytes_in,
+            sc * px * cout as f64 * F32,
+        );
     }
     let (fin, k) = (spec.num_feat(), spec.classes);
     out.push(simt(
@@ -187,6 +217,37 @@ pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
     ));
     out.push(simt("count_correct", sc * k as f64, sc * k as f64 * F32));
     out
+}
+
+/// One block's forward launches: the conv (reading `bytes_in`, writing y of `y_bytes`) with the
+/// norm statistics in its epilogue, then either nothing more (the conv kernel also wrote the
+/// pooled output, a quarter of y) or one norm → ReLU → pool pass (read y, write the pooled output).
+fn push_block(
+    out: &mut Vec<Launch>,
+    d: usize,
+    fused: bool,
+    tag: &str,
+    g: Gemm,
+    bytes_in: f64,
+    y_bytes: f64,
+) {
+    if fused {
+        out.push(gemm(
+            &format!("conv{} forward + norm + ReLU + pool{tag}", d + 1),
+            g,
+            bytes_in + y_bytes * 1.25,
+        ));
+    } else {
+        out.push(gemm(
+            &format!("conv{} forward + norm statistics{tag}", d + 1),
+            g,
+            bytes_in + y_bytes,
+        ));
+        out.push(stream(
+            &format!("norm_relu_pool{} forward from partials{tag}", d + 1),
+            y_bytes * 1.25,
+        ));
+    }
 }
 
 /// Parameters per student (conv weights + biases + norm affine + linear), as the flat row holds.
@@ -272,6 +333,31 @@ mod tests {
             students: 1,
         };
         assert!((g.padded_macs() / g.macs() - 32.0 / 27.0).abs() < 1e-12);
+    }
+
+    /// ConvNet-3 at 32 px with instance norm: every block finishes inside the conv kernel (block
+    /// 1's 1,024-row planes as 4 register tiles of one block), so the forward has no norm pass; a
+    /// 40 px input (1,600-row planes, not a whole number of tiles) keeps one; with batch norm every block fuses in eval
+    /// mode and none in train mode.
+    #[test]
+    fn which_blocks_fuse() {
+        let spec = convnet3();
+        assert!((0..3).all(|d| tail_fused(&spec, d, false)));
+        let names: Vec<String> = train_step(&spec, 2, 10)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("norm_relu_pool"))
+                .count(),
+            3
+        );
+        let odd = ConvNetSpec::from_name("ConvNet-3", 3, 40, 10).unwrap();
+        assert!(!tail_fused(&odd, 0, false));
+        let bn = ConvNetSpec::from_name("ConvNet-3-BN", 3, 32, 10).unwrap();
+        assert!((0..3).all(|d| tail_fused(&bn, d, true) && !tail_fused(&bn, d, false)));
     }
 
     #[test]

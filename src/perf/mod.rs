@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::metrics::plan::{n_train, Cohort, Plan, PlanSizes};
 use crate::model::ConvNetSpec;
 use gpu::{GpuSpec, TensorMode, GPUS, H100_SXM};
-pub use predict::{cohort_seconds, cohort_times, CohortWork, MainLoops};
+pub use predict::{cohort_breakdown, cohort_seconds, cohort_times, CohortWork, MainLoops};
 
 /// Images per test chunk of the trainer (`train::trainer::TEST_BATCH`).
 const TEST_CHUNK: usize = crate::train::trainer::TEST_BATCH;
@@ -161,7 +161,8 @@ pub fn describe_predictions(
         s,
         "    assumptions: main loops at {} other instructions per HMMA (fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
-         fp32 activations, norm statistics from a fused conv epilogue (not built yet); GPU figures: {}",
+         fp32 activations, norm statistics (and where a tile holds whole planes the whole block tail) in the conv epilogue, \
+         test images read once for all students with layer 1 as one GEMM (not built yet); GPU figures: {}",
         if loops.source.starts_with("the issue") { "target" } else { "reported" },
         loops.forward,
         loops.backward_input,
@@ -374,7 +375,54 @@ pub fn dry_run_report(
 ) -> Result<String> {
     let loops = main_loops()?;
     let ps = predict_cuda(plan, cohorts, spec, sizes, test_len, &loops);
-    Ok(describe_predictions(&ps, &loops, default_mode()))
+    let mut s = describe_predictions(&ps, &loops, default_mode());
+    let work = cohort_work(plan, cohorts, sizes);
+    if let Some(c) = work
+        .iter()
+        .filter(|c| c.n_train <= SMALL_IMAGES)
+        .max_by_key(|c| c.students)
+    {
+        s.push_str(&describe_breakdown(
+            spec,
+            c,
+            test_len,
+            &loops,
+            default_mode(),
+        ));
+    }
+    Ok(s)
+}
+
+/// Where one IPC-sized cohort's predicted time goes on an H100 in `mode`, per student.
+pub fn describe_breakdown(
+    spec: &ConvNetSpec,
+    c: &CohortWork,
+    test_len: usize,
+    loops: &MainLoops,
+    mode: TensorMode,
+) -> String {
+    let parts = cohort_breakdown(spec, c, test_len, TEST_CHUNK, &H100_SXM, mode, loops);
+    let total: f64 = parts.iter().map(|p| p.1).sum();
+    let per = c.students.max(1) as f64;
+    let mut s = format!(
+        "  where the time goes ({} {}, a cohort of {} on {} images, {} epochs, {} tests; per student):\n",
+        H100_SXM.name,
+        mode.name(),
+        c.students,
+        c.n_train,
+        c.epochs,
+        c.tests
+    );
+    for (kind, t) in &parts {
+        let _ = writeln!(
+            s,
+            "    {:>9} {:>5.1} %  {kind}",
+            human(t / per),
+            100.0 * t / total
+        );
+    }
+    let _ = writeln!(s, "    {:>9} total", human(total / per));
+    s
 }
 
 /// What `bench --predict` prints: the bench workload's predicted training-step and test-pass

@@ -153,6 +153,87 @@ pub fn cohort_seconds(
     c.epochs as f64 * epoch + c.tests as f64 * test
 }
 
+/// Where a cohort's predicted time goes: seconds of the whole cohort training per kind of launch
+/// (conv GEMMs, norm passes, ... of training steps and of test passes, launch-bound launches and
+/// the blocking syncs), largest first. The kinds sum to [`cohort_seconds`].
+#[allow(clippy::too_many_arguments)]
+pub fn cohort_breakdown(
+    spec: &ConvNetSpec,
+    c: &CohortWork,
+    test_len: usize,
+    test_chunk_len: usize,
+    gpu: &GpuSpec,
+    mode: TensorMode,
+    loops: &MainLoops,
+) -> Vec<(String, f64)> {
+    let mut kinds: Vec<(String, f64)> = Vec::new();
+    let mut add = |kind: String, t: f64| match kinds.iter_mut().find(|k| k.0 == kind) {
+        Some(k) => k.1 += t,
+        None => kinds.push((kind, t)),
+    };
+    let mut charge = |ls: Vec<Launch>, times: f64, pass: &str| {
+        for l in &ls {
+            let (t, bound) = launch_time(l, gpu, mode, loops);
+            let kind = if bound == Bound::Launch {
+                format!(
+                    "{pass}: launch-bound launches (≤ {:.0} µs of work)",
+                    LAUNCH_S * 1e6
+                )
+            } else {
+                format!("{pass}: {} ({bound:?}-bound)", launch_kind(&l.name))
+            };
+            add(kind, t * times);
+        }
+    };
+    let b = c.batch.min(c.n_train).max(1);
+    let (full, rest) = (c.n_train / b, c.n_train % b);
+    let steps = (c.epochs * full) as f64;
+    charge(train_step(spec, c.students, b), steps, "train");
+    if rest > 0 {
+        charge(train_step(spec, c.students, rest), c.epochs as f64, "train");
+    }
+    let chunk = test_chunk_len.max(1);
+    let tests = c.tests as f64;
+    charge(
+        test_chunk(spec, c.students, chunk),
+        tests * (test_len / chunk) as f64,
+        "test",
+    );
+    if test_len % chunk > 0 {
+        charge(
+            test_chunk(spec, c.students, test_len % chunk),
+            tests,
+            "test",
+        );
+    }
+    let steps_all = c.epochs as f64 * (full + usize::from(rest > 0)) as f64;
+    add("train: blocking syncs".into(), steps_all * SYNC_S);
+    add("test: blocking syncs".into(), tests * SYNC_S);
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    kinds
+}
+
+/// The kind of a launch for [`cohort_breakdown`], from its name in the kernel plan.
+fn launch_kind(name: &str) -> &'static str {
+    if name.starts_with("conv") {
+        if name.contains("backward_weight") {
+            "conv GEMM weight gradient"
+        } else if name.contains("backward_input") {
+            "conv GEMM input gradient"
+        } else {
+            "conv GEMM forward"
+        }
+    } else if name.starts_with("norm") {
+        "norm → ReLU → pool passes"
+    } else if name.starts_with("linear") || name.starts_with("loss") || name.starts_with("count") {
+        "linear head, loss, count"
+    } else if name.starts_with("optimizer") {
+        "optimizer step"
+    } else {
+        "gather, augment"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::gpu::{H100_SXM, H200_SXM};
@@ -214,6 +295,22 @@ mod tests {
         assert!(t(&H100_SXM, &target, 1) > t(&H100_SXM, &target, 16));
     }
 
+    /// The breakdown's kinds add up to the cohort's time.
+    #[test]
+    fn breakdown_sums_to_the_cohort_time() {
+        let spec = convnet3();
+        let loops = MainLoops::target();
+        let (c, gpu, mode) = (ipc10(16), H100_SXM, TensorMode::Tf32);
+        let total = cohort_seconds(&spec, &c, 10_000, 500, &gpu, mode, &loops);
+        let parts = cohort_breakdown(&spec, &c, 10_000, 500, &gpu, mode, &loops);
+        let sum: f64 = parts.iter().map(|p| p.1).sum();
+        assert!(
+            (sum - total).abs() / total < 1e-9,
+            "{sum} vs {total}: {parts:?}"
+        );
+        assert!(parts.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
     /// A tiny launch costs the launch overhead; a big GEMM at ratio 20 is issue-bound.
     #[test]
     fn bounds_are_named_right() {
@@ -233,8 +330,11 @@ mod tests {
             launch_time(&tiny, &H100_SXM, TensorMode::Tf32, &loops).1,
             Bound::Launch
         );
-        let big = &train_step(&convnet3(), 16, 100)[4];
-        assert!(big.name.starts_with("conv2 forward"));
+        let plan = train_step(&convnet3(), 16, 100);
+        let big = plan
+            .iter()
+            .find(|l| l.name.starts_with("conv2 forward"))
+            .expect("the plan has conv2's forward");
         assert_eq!(
             launch_time(big, &H100_SXM, TensorMode::Tf32, &loops).1,
             Bound::Issue

@@ -17,6 +17,13 @@ unsafe extern "C" {
     fn emu_loss_watch(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_forward_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_forward_norm_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_forward_norm_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_norm_relu_pool_forward_partials(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
     fn emu_conv3x3_backward_input_tf32x3(
         grid: *const u32,
         block: *const u32,
@@ -70,6 +77,9 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "loss_watch" => emu_loss_watch,
         "conv3x3_forward_tf32x3" => emu_conv3x3_forward_tf32x3,
         "conv3x3_forward_tf32" => emu_conv3x3_forward_tf32,
+        "conv3x3_forward_norm_tf32x3" => emu_conv3x3_forward_norm_tf32x3,
+        "conv3x3_forward_norm_tf32" => emu_conv3x3_forward_norm_tf32,
+        "norm_relu_pool_forward_partials" => emu_norm_relu_pool_forward_partials,
         "conv3x3_backward_input_tf32x3" => emu_conv3x3_backward_input_tf32x3,
         "conv3x3_backward_input_tf32" => emu_conv3x3_backward_input_tf32,
         "conv3x3_backward_weight_tf32x3" => emu_conv3x3_backward_weight_tf32x3,

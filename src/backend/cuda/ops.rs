@@ -14,6 +14,8 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 
+mod fused;
+
 pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
@@ -172,6 +174,33 @@ impl Backend for CudaBackend {
         self.conv_forward(g, x, true, params, at, y)
     }
 
+    fn conv_norm_relu_pool_forward(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        mode: Mode,
+        x: &CudaBuf<f32>,
+        x_shared: bool,
+        params: &CudaBuf<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        running: &mut CudaBuf<f32>,
+        running_at: ParamAt,
+        y: &mut CudaBuf<f32>,
+        stats: &mut CudaBuf<f32>,
+        scratch: &mut CudaBuf<f32>,
+        out: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv_norm_forward(
+            cg, ng, mode, x, x_shared, params, conv_at, norm_at, running, running_at, y, stats,
+            scratch, out,
+        )
+    }
+
+    fn conv_norm_scratch_len(&self, g: &ConvGeom) -> usize {
+        self.conv_norm_partials_len(g)
+    }
+
     fn conv3x3_backward(
         &self,
         g: &ConvGeom,
@@ -264,15 +293,7 @@ impl Backend for CudaBackend {
             train: u32::from(mode == Mode::Train),
             ..p
         };
-        if g.kind == NormKind::Batch {
-            check_len(OP, "running", running.len, g.students * running_at.row)?;
-            check_span(OP, "running mean", running_at.weight, g.c, running_at.row)?;
-            check_span(OP, "running var", running_at.bias, g.c, running_at.row)?;
-            p.running = self.addr(running)?;
-            p.running_row = running_at.row as u64;
-            p.rmean_off = running_at.weight as u64;
-            p.rvar_off = running_at.bias as u64;
-        }
+        self.with_running(OP, g, running, running_at, &mut p)?;
         let groups = norm_groups(g);
         // SAFETY: y, params, stats, out and (batch norm) running sizes checked above.
         unsafe { self.launch("norm_relu_pool_forward", self.grid_for_groups(groups), &p) }

@@ -96,6 +96,44 @@ pub struct NormParams {
 }
 const _: () = assert!(size_of::<NormParams>() == 152);
 
+/// cuda/norm_common.cuh `NormPartials`: the per-tile (count, mean, M2) statistics a fused conv
+/// forward leaves for the norm pass.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormPartials {
+    pub partials: u64, // (S, m_tiles, c, seg_max, 3)
+    /// Rows of the conv GEMM per M tile (one block's rows).
+    pub tile_m: u32,
+    pub m_tiles: u32,
+    /// Most images one M tile touches.
+    pub seg_max: u32,
+    /// 1: the conv kernel wrote every output (no norm pass follows).
+    pub fused: u32,
+    /// Conv register tiles per M tile: tile_m = m_sub · the kernel's BM.
+    pub m_sub: u32,
+    pub unused: u32,
+}
+const _: () = assert!(size_of::<NormPartials>() == 32);
+
+/// cuda/conv.cu `ConvNormParams`: the fused conv forward + norm epilogue.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvNormParams {
+    pub conv: ConvParams,
+    pub norm: NormParams,
+    pub part: NormPartials,
+}
+const _: () = assert!(size_of::<ConvNormParams>() == 296);
+
+/// cuda/norm_common.cuh `NormPartialsParams`: the norm pass after a fused conv forward.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormPartialsParams {
+    pub norm: NormParams,
+    pub part: NormPartials,
+}
+const _: () = assert!(size_of::<NormPartialsParams>() == 184);
+
 /// cuda/linear.cu `LinearParams`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -287,6 +325,8 @@ unsafe impl DeviceRepr for GatherParams {}
 unsafe impl DeviceRepr for ScaleAddParams {}
 unsafe impl DeviceRepr for ConvParams {}
 unsafe impl DeviceRepr for NormParams {}
+unsafe impl DeviceRepr for ConvNormParams {}
+unsafe impl DeviceRepr for NormPartialsParams {}
 unsafe impl DeviceRepr for LinearParams {}
 unsafe impl DeviceRepr for LossParams {}
 unsafe impl DeviceRepr for CountParams {}
@@ -301,6 +341,8 @@ unsafe impl KernelParams for GatherParams {}
 unsafe impl KernelParams for ScaleAddParams {}
 unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
+unsafe impl KernelParams for ConvNormParams {}
+unsafe impl KernelParams for NormPartialsParams {}
 unsafe impl KernelParams for LinearParams {}
 unsafe impl KernelParams for LossParams {}
 unsafe impl KernelParams for CountParams {}
