@@ -355,7 +355,8 @@ mod tests {
         let s = Store::open(dir.path(), "r.jsonl").unwrap();
         let old =
             r#"{"key":"old","acc":0.5,"tests":[0.25,0.5],"stopped":null,"seconds":1.0,"what":"t"}"#;
-        std::fs::write(s.path(), format!("{old}\n")).unwrap();
+        // In the single file of a cache from before per-writer files (still read, never written).
+        std::fs::write(dir.path().join("r.jsonl"), format!("{old}\n")).unwrap();
         s.append(&[rec("new", 0.75)]).unwrap();
         let m = s.load().unwrap();
         assert_eq!(m["old"].tests, vec![0.25, 0.5]);
