@@ -214,10 +214,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "slurm|k8s")]
     pub emit: Option<String>,
     /// Shards of the --emit recipe.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "emit")]
     pub shards: Option<usize>,
     /// Container image of --emit k8s (default ddr-fast:<version>).
-    #[arg(long)]
+    #[arg(long, requires = "emit")]
     pub image: Option<String>,
     /// Test hook: stop after this many cohorts, as if interrupted.
     #[arg(long, hide = true)]
