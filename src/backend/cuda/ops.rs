@@ -507,34 +507,7 @@ impl Backend for CudaBackend {
         if step == 0 {
             return Err(Error::config(format!("{OP}: steps are 1-based, got 0")));
         }
-        check_len(OP, "grads", grads.len, params.len)?;
-        check_len(OP, "state1", state1.len, params.len)?;
-        let kind = match cfg.kind {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Adam => 1,
-            OptimizerKind::AdamW => 2,
-        };
-        if kind != 0 {
-            check_len(OP, "state2", state2.len, params.len)?;
-        }
-        let p = OptimParams {
-            params: self.addr(params)?,
-            grads: self.addr(grads)?,
-            state1: self.addr(state1)?,
-            state2: if kind != 0 { self.addr(state2)? } else { 0 },
-            lrs: self.addr(lrs)?,
-            n: params.len as u64,
-            row: (params.len / students) as u64,
-            step,
-            kind,
-            momentum: cfg.momentum,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-            unused: 0.0,
-            clock: 0,
-        };
+        let p = self.optim_params(cfg, students, step, lrs, 0, params, grads, state1, state2)?;
         if p.row == 0 {
             return Ok(());
         }
@@ -890,6 +863,53 @@ impl CudaBackend {
             fin: u32_of(op, "fin", g.fin)?,
             fout: u32_of(op, "fout", g.fout)?,
             ..LinearParams::default()
+        })
+    }
+
+    /// The optimizer kernel's arguments after the checks both launchers share (`optimizer_step`
+    /// with the step as an argument; `optimizer_step_at` with `clock`, a device address, giving
+    /// the step and the epoch's row of `lrs`). `students` divides `params`' length.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn optim_params(
+        &self,
+        cfg: &OptimizerCfg,
+        students: usize,
+        step: u32,
+        lrs: &CudaBuf<f32>,
+        clock: u64,
+        params: &mut CudaBuf<f32>,
+        grads: &CudaBuf<f32>,
+        state1: &mut CudaBuf<f32>,
+        state2: &mut CudaBuf<f32>,
+    ) -> Result<OptimParams> {
+        const OP: &str = "optimizer_step";
+        check_len(OP, "grads", grads.len, params.len)?;
+        check_len(OP, "state1", state1.len, params.len)?;
+        let kind = match cfg.kind {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Adam => 1,
+            OptimizerKind::AdamW => 2,
+        };
+        if kind != 0 {
+            check_len(OP, "state2", state2.len, params.len)?;
+        }
+        Ok(OptimParams {
+            params: self.addr(params)?,
+            grads: self.addr(grads)?,
+            state1: self.addr(state1)?,
+            state2: if kind != 0 { self.addr(state2)? } else { 0 },
+            lrs: self.addr(lrs)?,
+            n: params.len as u64,
+            row: (params.len / students) as u64,
+            step,
+            kind,
+            momentum: cfg.momentum,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            unused: 0.0,
+            clock,
         })
     }
 }

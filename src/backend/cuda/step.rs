@@ -3,9 +3,9 @@
 //! step. Reference loops and the clock's layout: `crate::ops::step`.
 
 use super::ops::check_len;
-use super::params::{BatchRowsParams, LossWatchParams, OptimParams, StepWordsParams};
+use super::params::{BatchRowsParams, LossWatchParams, StepWordsParams};
 use super::{CudaBackend, CudaBuf, BLOCK};
-use crate::backend::{OptimizerCfg, OptimizerKind};
+use crate::backend::OptimizerCfg;
 use crate::error::{Error, Result};
 use crate::ops::step::CLOCK_LEN;
 
@@ -108,34 +108,8 @@ impl CudaBackend {
                 params.len, lrs.len
             )));
         }
-        check_len(OP, "grads", grads.len, params.len)?;
-        check_len(OP, "state1", state1.len, params.len)?;
-        let kind = match cfg.kind {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Adam => 1,
-            OptimizerKind::AdamW => 2,
-        };
-        if kind != 0 {
-            check_len(OP, "state2", state2.len, params.len)?;
-        }
-        let p = OptimParams {
-            params: self.addr(params)?,
-            grads: self.addr(grads)?,
-            state1: self.addr(state1)?,
-            state2: if kind != 0 { self.addr(state2)? } else { 0 },
-            lrs: self.addr(lrs)?,
-            n: params.len as u64,
-            row: (params.len / students) as u64,
-            step: 0,
-            kind,
-            momentum: cfg.momentum,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-            unused: 0.0,
-            clock: self.addr(clock)?,
-        };
+        let clock = self.addr(clock)?;
+        let p = self.optim_params(cfg, students, 0, lrs, clock, params, grads, state1, state2)?;
         if p.row == 0 {
             return Ok(());
         }
