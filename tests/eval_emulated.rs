@@ -8,6 +8,8 @@
 //! to 200 training and 40 test images (28×28: a 1-channel ConvNet is defined at MNIST's size
 //! only), ConvNet-2 of width 4, 2 students per cohort, 2 epochs.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -143,15 +145,15 @@ fn emulated_eval_matches_the_cpu() {
         Some(_) => CudaBackend::emulated_with_memory(u64::MAX),
     });
     let (cuda_rec, cuda_s) = run(&gpu, &c, &inputs);
-    eprintln!(
+    crate::common::announce(&format!(
         "eval_emulated: CUDA path ran {where_} in {cuda_s:.1} s ({} trainings); CPU backend {cpu_s:.1} s",
         cuda_rec.timings.trainings.len()
-    );
+    ));
     assert!(
         cuda_rec.timings.ran >= 2,
         "nothing trained on the CUDA path"
     );
-    let mut worst = (0.0f64, String::new());
+    let mut worst = (0.0f64, String::from("every training equal"));
     for (a, b) in cuda_rec
         .timings
         .trainings
@@ -164,10 +166,10 @@ fn emulated_eval_matches_the_cpu() {
             worst = (d, a.what.clone());
         }
     }
-    eprintln!(
+    crate::common::announce(&format!(
         "eval_emulated: worst accuracy difference {:.4} ({})",
         worst.0, worst.1
-    );
+    ));
     assert!(
         worst.0 <= ACC_ATOL,
         "accuracy differs by {} > {ACC_ATOL} in {}",
@@ -199,12 +201,12 @@ fn emulated_eval_matches_the_cpu() {
         &c,
         &inputs,
     );
-    eprintln!(
+    crate::common::announce(&format!(
         "eval_emulated: with {} bytes instead of {peak}: {} cohorts instead of {} ({small_s:.1} s)",
         peak - 1,
         small.timings.cohorts_run,
         cuda_rec.timings.cohorts_run
-    );
+    ));
     assert!(small.timings.cohorts_run > cuda_rec.timings.cohorts_run);
     for (a, b) in small
         .timings
@@ -353,11 +355,11 @@ mod step {
         let (r_d, p_d) = train(&direct, &cs, &students, &teachers);
         // 3 epochs × 3 steps; per batch size the first run is direct and the second recorded
         // (then replayed): full batches replay from step 2, the short one from epoch 2.
-        eprintln!(
+        crate::common::announce(&format!(
             "step graphs: {} replays of 9 steps with graphs on, {} with DDR_CUDA_GRAPHS=0",
             graphs.replays(),
             direct.replays()
-        );
+        ));
         assert_eq!(
             graphs.replays(),
             9 - 2,
@@ -369,9 +371,9 @@ mod step {
         // (a write, only with batch norm) and this test's read of the parameters. Nothing per
         // step.
         let (writes, reads, _) = graphs.host_work();
-        eprintln!(
+        crate::common::announce(&format!(
             "step graphs: host work over 3 epochs of 3 steps: {writes} writes, {reads} reads"
-        );
+        ));
         let teacher_writes = u64::from(!teachers[0].running.is_empty());
         assert_eq!((writes, reads), (3 * 3 + teacher_writes, 3 * 3 + 1));
         assert_eq!(direct.host_work().0, writes);
@@ -427,7 +429,7 @@ mod step {
         let students = [setup(&good, 1, false, false), setup(&bad, 2, false, false)];
         let (r, _) = train(be, &cs, &students, &[]);
         let want = format!("epoch 1 step {}", step_of(key(2), poisoned, 20, 8));
-        eprintln!("nan ({device}): {:?}", r[1].stopped);
+        crate::common::announce(&format!("nan ({device}): {:?}", r[1].stopped));
         assert!(
             r[0].stopped.is_none(),
             "{device}: the healthy student stopped"

@@ -5,6 +5,8 @@
 //! a single process's; no finished training may be computed twice. Skipped, saying so, only when
 //! the Slurm packages are not installed (`.ci/run` installs them).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -145,11 +147,11 @@ fn slurm_array_survives_a_cancelled_shard() {
         .output()
         .unwrap();
     if up.status.code() == Some(3) {
-        eprintln!(
+        crate::common::announce(&format!(
             "SKIPPED: Slurm is not installed ({}); apt-get install slurmctld slurmd \
              slurm-client munge, as .ci/run does",
             text(&up).trim()
-        );
+        ));
         return;
     }
     let cluster = Cluster {
@@ -195,7 +197,7 @@ fn slurm_array_survives_a_cancelled_shard() {
     };
     let first = submit(None);
     let (array, collect) = job_ids(&first);
-    eprintln!("submitted: {}", first.trim());
+    crate::common::announce(&format!("submitted: {}", first.trim()));
 
     // Cancel the victim once it has recorded a training and before it has recorded all.
     let victim_out = work.join(format!("ddr-shard-{array}_{VICTIM}.out"));
@@ -228,7 +230,9 @@ fn slurm_array_survives_a_cancelled_shard() {
         before >= 1
     });
     cluster.run("scancel", &[&format!("{array}_{VICTIM}")]);
-    eprintln!("cancelled array task {array}_{VICTIM} after {before} record(s)");
+    crate::common::announce(&format!(
+        "cancelled array task {array}_{VICTIM} after {before} record(s)"
+    ));
     // Everything of the first submission ends: the other shards finish, the collect job is
     // cancelled because its dependency can never be met.
     wait_for("the first submission to leave the queue", || {
@@ -252,7 +256,7 @@ fn slurm_array_survives_a_cancelled_shard() {
     // Resubmit only the victim; its new collect job reduces the scores.
     let second = submit(Some(&VICTIM.to_string()));
     let (array2, collect2) = job_ids(&second);
-    eprintln!("resubmitted: {}", second.trim());
+    crate::common::announce(&format!("resubmitted: {}", second.trim()));
     wait_for("the resubmission and its collect job", || {
         cluster
             .queued()
@@ -273,7 +277,7 @@ fn slurm_array_survives_a_cancelled_shard() {
             l.starts_with(&format!("shard {VICTIM}/{SHARDS}:")) && l.contains("already finished")
         })
         .unwrap_or_else(|| panic!("no shard line:\n{rerun_log}"));
-    eprintln!("resubmitted shard: {line}");
+    crate::common::announce(&format!("resubmitted shard: {line}"));
 
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(one.join("result.json")).unwrap()).unwrap();
@@ -288,12 +292,12 @@ fn slurm_array_survives_a_cancelled_shard() {
         *per_key.entry(&r.key).or_default() += 1;
     }
     let recomputed: usize = per_key.values().map(|n| n - 1).sum();
-    eprintln!(
+    crate::common::announce(&format!(
         "jobs: shards {array}, collect {collect} (cancelled with the shard), resubmitted shard \
          {array2}_{VICTIM}, collect {collect2}; killed task {array}_{VICTIM}; {} trainings \
          finished before the resubmission; recomputed trainings: {recomputed}",
         finished_before
-    );
+    ));
     assert_eq!(per_key.len(), 9, "every training recorded");
     assert_eq!(recomputed, 0, "a finished training was computed again");
     // Every record of the cancelled task was found, not retrained, by its resubmission.

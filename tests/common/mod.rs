@@ -535,3 +535,9 @@ pub fn cuda_under_test(test: &str) -> CudaBackend {
     });
     b
 }
+
+/// One line on the process's stderr outside the test harness's capture (which takes `eprintln!`),
+/// so a passing test's report — where it ran, how long it took, Slurm job ids — shows in CI logs.
+pub fn announce(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
