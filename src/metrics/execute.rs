@@ -117,7 +117,6 @@ pub(crate) fn record(
     );
     Ok(EvalRecord {
         ddr_fast_version: crate::VERSION.to_string(),
-        metric: cfg.metric,
         device: opts.device.clone(),
         config: cfg.clone(),
         settings: Default::default(),

@@ -78,13 +78,15 @@ pub struct Timings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub ddr_fast_version: String,
-    pub metric: Metric,
     pub device: String,
     pub config: EvalConfig,
     /// Every resolved setting with where it came from (default / demo / yaml / flag / file).
     #[serde(default)]
     pub settings: BTreeMap<String, Setting>,
     pub timings: Timings,
+    /// Flattened: result.json holds `metric`, `runs`, `summary` and `stopped` at the top level, and
+    /// `metric` once (the record names it only through its outcome, so its own derived reader can
+    /// read the file back).
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Things the user should know (reduced recipe of the demo, warnings of the config, ...).
@@ -302,7 +304,6 @@ mod tests {
         };
         EvalRecord {
             ddr_fast_version: "t".into(),
-            metric,
             device: "cpu".into(),
             config: EvalConfig::default(),
             settings: BTreeMap::new(),
@@ -326,6 +327,18 @@ mod tests {
     }
 
     /// The save_path CSV has DD-Ranking's columns (pandas, index=False) and its percent units.
+    /// result.json reads back into the record that wrote it (it once held `metric` twice, which the
+    /// derived reader refused), and names the metric once.
+    #[test]
+    fn result_json_round_trips() {
+        let rec = record(Metric::LrsSoft, &[("lrs", 0.25)]);
+        let text = serde_json::to_string_pretty(&rec).unwrap();
+        // Top-level keys sit at two spaces' indent in pretty JSON (`config` has its own `metric`).
+        assert_eq!(text.matches("\n  \"metric\":").count(), 1, "{text}");
+        let back: EvalRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rec);
+    }
+
     #[test]
     fn save_path_csv_is_in_the_reference_schema() {
         let r = record(

@@ -11,18 +11,11 @@ mod html;
 mod plots;
 mod single;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::metrics::cache::write_atomic;
-use crate::metrics::config::{EvalConfig, Metric};
-use crate::metrics::reduce::{Outcome, RunResult};
-use crate::metrics::report::{EvalRecord, Timings};
-use crate::metrics::scores::MeanStd;
-use crate::metrics::settings::Setting;
+use crate::metrics::report::EvalRecord;
 
 pub use board::{main_score, plain_accuracy};
 
@@ -34,45 +27,6 @@ pub struct Loaded {
     /// Where it was read from, as the user named it.
     pub origin: String,
     pub rec: EvalRecord,
-}
-
-/// result.json as written. `EvalRecord` flattens its `Outcome` next to its own `metric`, so the
-/// file holds `metric` twice (same value) and `EvalRecord`'s derived reader, which hands the key
-/// to the outer struct only, cannot read it back; read through a JSON value (which keeps one of
-/// the two) into this mirror, which names every field once.
-#[derive(Deserialize)]
-struct Stored {
-    ddr_fast_version: String,
-    metric: Metric,
-    device: String,
-    config: EvalConfig,
-    #[serde(default)]
-    settings: BTreeMap<String, Setting>,
-    timings: Timings,
-    runs: Vec<RunResult>,
-    summary: BTreeMap<String, MeanStd>,
-    stopped: Vec<String>,
-    notes: Vec<String>,
-}
-
-impl Stored {
-    fn into_record(self) -> EvalRecord {
-        EvalRecord {
-            ddr_fast_version: self.ddr_fast_version,
-            metric: self.metric,
-            device: self.device,
-            config: self.config,
-            settings: self.settings,
-            timings: self.timings,
-            outcome: Outcome {
-                metric: self.metric,
-                runs: self.runs,
-                summary: self.summary,
-                stopped: self.stopped,
-            },
-            notes: self.notes,
-        }
-    }
 }
 
 /// The method name of a result: its synthetic set's file stem, or the demo's coreset.
@@ -94,13 +48,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
         path.to_path_buf()
     };
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-    let bad =
-        |e: serde_json::Error| Error::format(&file, format!("not a ddr-fast result.json: {e}"));
-    // Through a JSON value first: it keeps one `metric` (see [`Stored`]).
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
-    let rec = serde_json::from_value::<Stored>(value)
-        .map_err(bad)?
-        .into_record();
+    let rec: EvalRecord = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&file, format!("not a ddr-fast result.json: {e}")))?;
     Ok(Loaded {
         name: method_name(&rec),
         origin: path.display().to_string(),
@@ -119,7 +68,7 @@ pub fn render(results: &[Loaded]) -> Result<String> {
         let l = &results[0];
         format!(
             "ddr-fast report: {} ({} on {} IPC {})",
-            l.name, l.rec.metric, l.rec.config.dataset, l.rec.config.ipc
+            l.name, l.rec.outcome.metric, l.rec.config.dataset, l.rec.config.ipc
         )
     } else {
         format!("ddr-fast leaderboard: {} results", results.len())

@@ -59,7 +59,7 @@ pub fn section(l: &Loaded, anchor: &str) -> Result<String> {
          device {}, ddr-fast {}; from {}</p>",
         esc(anchor),
         esc(&l.name),
-        esc(&rec.metric.to_string()),
+        esc(&rec.outcome.metric.to_string()),
         esc(&cfg.dataset),
         cfg.ipc,
         esc(&cfg.model),
