@@ -118,6 +118,25 @@ def fmt_rate(v):
     return f"{v:,.0f}" if v is not None else "—"
 
 
+def cpu_rate(r, workload):
+    """The CPU-time img/s of a measured record, else None."""
+    if not r or "error" in r or "skipped" in r:
+        return None
+    if workload == "train":
+        return r.get("train_img_per_s_cpu_time", r.get("train_step_img_per_s_cpu_time"))
+    return r.get("test_img_per_s_cpu_time")
+
+
+def ratio_cell(ddr, torch_recs, workload):
+    """ddr-fast's CPU-time rate over the best measured PyTorch configuration's, naming it."""
+    mine = cpu_rate(ddr, workload)
+    best = max(((cpu_rate(r, workload), r["impl"]) for r in torch_recs if cpu_rate(r, workload)),
+               default=None)
+    if mine is None or best is None:
+        return "—"
+    return f"{mine / best[0]:.1f}× ({best[1]})"
+
+
 def rss_gib(r):
     return r["max_rss_kib"] / 2**20 if r and r.get("max_rss_kib") and "error" not in r else None
 
@@ -192,7 +211,8 @@ def main():
         "sizes (or the RSS at which the run was killed), exceeds what one process may take on this "
         "shared machine (fits under the memory table). \"not run: ≥ N min\": its wall time, from lines in S through the "
         "step and pass times measured at smaller S (compilation not counted), exceeds the per-run limit "
-        "under this machine's load.",
+        "under this machine's load. Last column: ddr-fast's CPU-time rate over the best PyTorch "
+        "configuration measured at that S (named).",
         "",
         "## Commands",
         "",
@@ -209,8 +229,9 @@ def main():
         lines += [f"> {note}", ""]
     for workload, title in (("train", "Training step (batch 100 per student)"), ("test", "Test pass")):
         lines += [f"## {title}: CPU", ""]
-        head = "| S | ddr-fast CPU (n) | " + " | ".join(f"PyTorch {i} (n)" for i in TORCH_IMPLS) + " |"
-        lines += [head, "|" + "---|" * (2 + len(TORCH_IMPLS))]
+        head = ("| S | ddr-fast CPU (n) | " + " | ".join(f"PyTorch {i} (n)" for i in TORCH_IMPLS)
+                + " | ddr-fast ÷ best PyTorch (CPU time) |")
+        lines += [head, "|" + "---|" * (3 + len(TORCH_IMPLS))]
         for s in SIZES:
             r = ddr.get(("cpu", s))
             d = crit.get(("cpu", workload, s))
@@ -221,6 +242,7 @@ def main():
             else:
                 cells = [cell(r, workload)]
             cells += [cell(pt.get(("cpu", impl, s)), workload) for impl in TORCH_IMPLS]
+            cells.append(ratio_cell(r, [pt.get(("cpu", impl, s)) for impl in TORCH_IMPLS], workload))
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines += ["", f"## {title}: GPU", ""]
         head = "| S | ddr-fast CUDA | " + " | ".join(f"PyTorch {i}" for i in TORCH_GPU_IMPLS) + " |"
