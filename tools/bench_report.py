@@ -216,12 +216,26 @@ def main():
         "",
         "## Commands",
         "",
+        "The runs behind the CPU tables (each record in benches/results/ also carries its exact command):",
+        "",
         "```sh",
         "cargo build --release --bin ddr-fast",
-        "python3 tools/bench_cohorts.py --device cpu --sizes 1,8,64,256 --test-images 1000 --threads 2 "
-        "--max-gib 6 --python /tmp/fid/venv/bin/python",
+        "T=/tmp/fid/venv/bin/python   # torch 2.15 CPU",
+        "python3 tools/bench_cohorts.py --sizes 1,8 --sides ddr-fast --test-images 1000",
+        "python3 tools/bench_cohorts.py --sizes 1 --sides loop,vmap,vmap+compile,vmap+compile+bf16 "
+        "--test-images 1000 --python $T",
+        "python3 tools/bench_cohorts.py --sizes 8 --sides loop,vmap,vmap+compile --test-images 1000 "
+        "--warmup 1 --repeats 3 --test-repeats 1 --python $T",
+        "python3 tools/bench_cohorts.py --sizes 8 --sides vmap+compile+bf16 --test-images 1000 "
+        "--warmup 1 --repeats 1 --test-repeats 1 --python $T",
+        "# memory probe (split of ddr-fast's RSS into training and test workspace; not a table cell):",
+        "/usr/bin/time -v target/release/ddr-fast bench --json --students 8 --test-images 1000 "
+        "--test-batch 50 --threads 2 --warmup 1 --repeats 1 --test-repeats 1",
+        "python3 tools/bench_cohorts.py --sizes 64,256 --test-images 1000 --warmup 1 --repeats 1 "
+        "--test-repeats 1 --skip-slow --timeout 900 --python $T",
         "python3 tools/bench_report.py",
-        "# on a GPU machine, tools/gpu-check.sh runs: tools/bench_cohorts.py --device cuda --test-images 10000",
+        "# GPU rows: tools/gpu-check.sh (step cohorts) runs tools/bench_cohorts.py --device cuda "
+        "--test-images 10000 and appends to the same files",
         "```",
         "",
     ]
