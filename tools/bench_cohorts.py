@@ -300,6 +300,8 @@ def main(a):
             if mem and mem[0] > a.max_gib:
                 rec = dict(skip, skipped="memory", needs_gib=mem[0], needs_basis=mem[1],
                            max_gib=a.max_gib)
+                if dur and dur[0] > a.timeout:  # both limits: say both
+                    rec.update(needs_s=dur[0], needs_basis=f"{mem[1]}; time: {dur[1]}")
             elif dur and dur[0] > a.timeout:
                 rec = dict(skip, skipped="time", needs_s=dur[0], needs_basis=dur[1],
                            timeout_s=a.timeout)

@@ -99,7 +99,8 @@ def cell(r, workload):
     if r.get("skipped") == "time":
         return f"not run: ≥ {r['needs_s'] / 60:.0f} min at this load"
     if "skipped" in r or ("needs_gib" in r and "error" in r):
-        return f"needs ≈ {r['needs_gib']:.0f} GiB"
+        also = f"; ≥ {r['needs_s'] / 60:.0f} min" if r.get("needs_s") else ""
+        return f"needs ≈ {r['needs_gib']:.0f} GiB{also}"
     if "error" in r:
         return f"failed: {r['error'][:80]}"
     if workload == "train":
