@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the benchmark report's tools on the CPU in a few minutes, at tiny sizes, into a temporary
 # folder (benches/results is never touched): tools/bench_cohorts.py's argument handling, commands,
-# records, RSS fit and skip records; tools/pytorch_baseline.py at width 4; tools/bench_report.py on
+# records, RSS fit and skip records, the RSS watch; tools/pytorch_baseline.py at width 4; tools/bench_report.py on
 # those records; and, with --gpu-check, tools/gpu-check.sh's cohorts step on a machine without a
 # GPU (every CUDA run must come back as a recorded failure, not a hang or a missing line).
 #
@@ -43,6 +43,13 @@ python3 tools/bench_cohorts.py --sizes 1,2 --sides loop,vmap --width 4 --test-im
 # A limit below what S = 1 and 2 measured: S = 3 must be skipped with a fitted need, not run.
 python3 tools/bench_cohorts.py --sizes 3 --sides loop --width 4 --test-images 10 --python "$py" \
   --results "$res" --max-gib 0.01 2>>"$tmp/log" || fail "skip run: $(cat "$tmp/log")"
+# The RSS watch: a run above --max-gib is killed (all its processes) and recorded as such.
+python3 tools/bench_cohorts.py --sizes 1 --sides vmap --width 4 --test-images 10 --python "$py" \
+  --results "$tmp/killed" --max-gib 0.3 2>>"$tmp/log" && fail "a killed run should make the exit status 1"
+grep -q '"needs_gib"' "$tmp/killed/pytorch_baseline.jsonl" || fail "the killed run has no needs_gib"
+pgrep -f -- "--results $tmp/killed" >/dev/null && fail "processes of the killed run are left"
+pgrep -f -- "pytorch_baseline.py --device cpu --impls vmap --sizes 1 --test-images 10 --threads 2 --width 4" >/dev/null &&
+  fail "the killed run's PyTorch process is left"
 python3 - "$res/pytorch_baseline.jsonl" <<'PY' || fail "records: see above"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]

@@ -9,7 +9,7 @@ one JSON line per run to the results that tools/bench_report.py reads:
     python3 tools/bench_cohorts.py --device cuda --sizes 1,8,64,256 --test-images 10000   # GPU day
 
 Every run is wrapped in `/usr/bin/time -v` (its peak RSS goes into the record as max_rss_kib) and
-watched: on the CPU, a process group whose summed RSS passes --max-gib is killed and recorded as
+watched: on the CPU, a run whose processes' summed RSS passes --max-gib is killed and recorded as
 such (the machine is shared). Before a size runs, the peak RSS already measured for the same side
 at two smaller sizes is fitted linearly in S; if the fit predicts more than --max-gib the size is
 not run and a record with the predicted need (`needs_gib`, `needs_basis`) is written instead, which
@@ -107,24 +107,55 @@ def results_file(a, side):
     return os.path.join(a.results, name)
 
 
-def group_rss_kib(pgid):
-    """Summed VmRSS (KiB) of every process in process group `pgid`."""
-    total = 0
+def session_pids(sid):
+    """Every process of session `sid` (a run and all its children: `timeout` moves itself into a
+    process group of its own, but not out of the session)."""
+    pids = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/stat") as f:
                 stat = f.read()
-            # Fields after the command's closing parenthesis: state ppid pgrp ...
-            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid:
-                continue
+            # Fields after the command's closing parenthesis: state ppid pgrp session ...
+            if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:
+                pids.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def session_rss_kib(sid):
+    """Summed VmRSS (KiB) of every process in session `sid`."""
+    total = 0
+    for pid in session_pids(sid):
+        try:
             with open(f"/proc/{pid}/status") as f:
                 m = re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M)
             total += int(m.group(1)) if m else 0
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
     return total
+
+
+def kill_session(sid):
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# The run in progress. Each run is its own session (for the RSS watch), so if this driver
+# is stopped (a step timeout in tools/gpu-check.sh) it must stop that session itself.
+CURRENT = [None]
+
+
+def stop(*_):
+    p = CURRENT[0]
+    if p is not None:
+        kill_session(p.pid)
+    sys.exit(143)
 
 
 def run_one(a, side, s):
@@ -135,17 +166,15 @@ def run_one(a, side, s):
         t0 = time.time()
         p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True, cwd=REPO)
-        # A run is its own process group (for the RSS watch); if this driver is stopped (a step
-        # timeout in tools/gpu-check.sh), the run is stopped with it.
-        signal.signal(signal.SIGTERM, lambda *_: (os.killpg(p.pid, signal.SIGKILL), sys.exit(143)))
+        CURRENT[0] = p
         killed = {}
 
         def watch():
             while p.poll() is None:
-                rss = group_rss_kib(p.pid)
+                rss = session_rss_kib(p.pid)
                 if rss > a.max_gib * GIB / 1024:
                     killed["rss_kib"] = rss
-                    os.killpg(p.pid, signal.SIGKILL)
+                    kill_session(p.pid)
                     return
                 time.sleep(0.5)
 
@@ -153,6 +182,7 @@ def run_one(a, side, s):
         w.start()
         out, err = p.communicate()
         w.join()
+        CURRENT[0] = None
         timing = tf.read()
     rec = {}
     if "{" in out:
@@ -285,6 +315,7 @@ def time_fit(a, side, s):
 
 def main(a):
     """Exit status 1 if any run failed (a size skipped for memory is not a failure)."""
+    signal.signal(signal.SIGTERM, stop)
     os.makedirs(a.results, exist_ok=True)
     failed = 0
     for s in a.sizes:
