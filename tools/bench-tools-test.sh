@@ -43,10 +43,12 @@ python3 tools/bench_cohorts.py --sizes 1,2 --sides loop,vmap --width 4 --test-im
 # A limit below what S = 1 and 2 measured: S = 3 must be skipped with a fitted need, not run.
 python3 tools/bench_cohorts.py --sizes 3 --sides loop --width 4 --test-images 10 --python "$py" \
   --results "$res" --max-gib 0.01 2>>"$tmp/log" || fail "skip run: $(cat "$tmp/log")"
-# The RSS watch: a run above --max-gib is killed (all its processes) and recorded as such.
+# The RSS watch: a run above --max-gib is killed (all its processes) and recorded as such, a
+# limit like a skipped size rather than a failure (exit status 0).
 python3 tools/bench_cohorts.py --sizes 1 --sides vmap --width 4 --test-images 10 --python "$py" \
-  --results "$tmp/killed" --max-gib 0.3 2>>"$tmp/log" && fail "a killed run should make the exit status 1"
-grep -q '"needs_gib"' "$tmp/killed/pytorch_baseline.jsonl" || fail "the killed run has no needs_gib"
+  --results "$tmp/killed" --max-gib 0.1 2>>"$tmp/log" || fail "a run killed for memory is not a failure"
+grep '"error": "killed' "$tmp/killed/pytorch_baseline.jsonl" | grep -q '"needs_gib"' ||
+  fail "the killed run is not recorded as killed with a needs_gib"
 pgrep -f -- "--results $tmp/killed" >/dev/null && fail "processes of the killed run are left"
 pgrep -f -- "pytorch_baseline.py --device cpu --impls vmap --sizes 1 --test-images 10 --threads 2 --width 4" >/dev/null &&
   fail "the killed run's PyTorch process is left"

@@ -314,7 +314,8 @@ def time_fit(a, side, s):
 
 
 def main(a):
-    """Exit status 1 if any run failed (a size skipped for memory is not a failure)."""
+    """Exit status 1 if any run failed (a size skipped or a run killed for memory is a limit of
+    this machine, not a failure)."""
     signal.signal(signal.SIGTERM, stop)
     os.makedirs(a.results, exist_ok=True)
     failed = 0

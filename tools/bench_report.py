@@ -288,10 +288,10 @@ def main():
             else:
                 cells.append("—")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    bases = sorted({f"{n} S = {r['students']}: {r['needs_basis']}" for (k, *_), r in
-                    [(key, v) for key, v in list(ddr.items()) + list(pt.items())]
-                    if k == "cpu" and r.get("needs_basis")
-                    for n in [r.get("impl", "ddr-fast")]})
+    needs = [r for (k, *_), r in list(ddr.items()) + list(pt.items()) if k == "cpu" and r.get("needs_basis")]
+    order = ["ddr-fast"] + TORCH_IMPLS
+    needs.sort(key=lambda r: (order.index(r["impl"]) if r.get("impl") in order else 99, r["students"]))
+    bases = [f"{r.get('impl', 'ddr-fast')} S = {r['students']}: {r['needs_basis']}" for r in needs]
     if bases:
         lines += ["", "Predicted needs:", ""] + [f"- {b}" for b in bases]
     lines.append("")
