@@ -285,6 +285,8 @@ def main():
                 cells.append(f"{rss_gib(r):.2f}")
             elif r.get("needs_gib") is not None:
                 cells.append(f"needs ≈ {r['needs_gib']:.1f}")
+            elif r.get("skipped") == "time":
+                cells.append("not run (time)")
             else:
                 cells.append("—")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
