@@ -21,12 +21,31 @@ use ddr_fast::model::ConvNetSpec;
 const BATCH: usize = 100;
 /// Student-images per test forward: the test chunk shrinks as S grows so activations stay bounded.
 const TEST_ROWS_PER_FORWARD: usize = 12_800;
-/// fp32 bytes per training image of ConvNet-3 width 128, an estimate (not measured): conv outputs
-/// kept for backward (128·(32² + 16² + 8²)·4 ≈ 0.7 MB), pooled outputs and their gradients
-/// (≈ 0.9 MB more), im2col scratch: ≈ 2 MB, doubled for margin.
-const TRAIN_BYTES_PER_IMAGE: f64 = 4.0 * 1024.0 * 1024.0;
-/// fp32 bytes per test row in flight (conv1 output and its normalised copy): 2 × 128 × 32² × 4.
-const TEST_BYTES_PER_ROW: f64 = 1.0 * 1024.0 * 1024.0;
+
+/// f32 values `ConvNet::workspace` holds per image: every block's conv output and pooled output
+/// (the norm statistics, 2 per channel, are negligible) plus the logits.
+fn activation_floats(spec: &ConvNetSpec) -> usize {
+    let w = spec.width;
+    let per_block: usize = (0..spec.depth)
+        .map(|d| {
+            let hw = spec.block_conv_hw(d);
+            w * hw * hw + w * (hw / 2) * (hw / 2)
+        })
+        .sum();
+    per_block + spec.classes
+}
+
+/// Bytes the CPU workload allocates at S students: the training workspace (activations and
+/// their gradients at batch 100), the test workspace and the gathered test batch at `test_batch`
+/// images per student. Peak RSS measured with /usr/bin/time on ConvNet-3 width 128 (N = 1000,
+/// test batch 500): 0.61 GiB at S = 1 and 4.68 GiB at S = 8 against 0.57 and 4.53 GiB from this
+/// sum, the rest being the process itself and the scratch pool (benches/REPORT.md, memory table).
+fn workload_bytes(spec: &ConvNetSpec, s: usize, test_batch: usize) -> f64 {
+    let act = activation_floats(spec);
+    let train = s * BATCH * 2 * act;
+    let test = s * test_batch * (act + spec.image_len());
+    4.0 * (train + test) as f64
+}
 
 fn env_list(key: &str, default: &str) -> Vec<usize> {
     std::env::var(key)
@@ -55,18 +74,16 @@ fn run_sizes<B: Backend>(c: &mut Criterion, be: &B, label: &str, width: usize, m
     g.sample_size(10).warm_up_time(Duration::from_secs(1));
     for s in env_list("DDR_BENCH_SIZES", "1,8,64,256") {
         let test_batch = (TEST_ROWS_PER_FORWARD / s).clamp(1, 500);
-        let need = (s * BATCH) as f64 * TRAIN_BYTES_PER_IMAGE
-            + (s * test_batch) as f64 * TEST_BYTES_PER_ROW;
-        let need_gib = need * (width as f64 / 128.0) / (1u64 << 30) as f64;
+        let spec = ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)
+            .and_then(|sp| sp.with_width(width))
+            .expect("ConvNet-3 spec");
+        let need_gib = workload_bytes(&spec, s, test_batch) / (1u64 << 30) as f64;
         if need_gib > max_gib {
             eprintln!(
                 "cohort_{label}: S = {s} skipped: needs ≈ {need_gib:.1} GiB > DDR_BENCH_MAX_GIB = {max_gib}"
             );
             continue;
         }
-        let spec = ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)
-            .and_then(|sp| sp.with_width(width))
-            .expect("ConvNet-3 spec");
         let cfg = WorkloadCfg {
             spec,
             students: s,

@@ -21,6 +21,15 @@
 #   graphs       run 0 of the plan at one rate twice, CUDA graphs on and off                   40 s
 #                (DDR_CUDA_GRAPHS=0): students/hour of each (DDR_CHECK_GRAPHS=0 skips it; with it
 #                the steps sum to 8 min 40 s)
+#   cohorts      benches/REPORT.md's GPU rows: tools/bench_cohorts.py --device cuda runs        600 s
+#                `ddr-fast bench --device cuda --json` and tools/pytorch_baseline.py (loop, vmap,
+#                vmap+compile, vmap+compile+graphs = CUDA graphs) at each S, one process each,
+#                appending to benches/results/{ddr_fast_bench,pytorch_baseline}.jsonl (copies in
+#                $OUT/results/); then `python3 tools/bench_report.py` regenerates the report.
+#                Knobs: DDR_COHORT_SIZES (1,8,64,256), DDR_COHORT_TEST_IMAGES (10000),
+#                DDR_COHORT_SIDES (all), DDR_COHORT_TIMEOUT (600 s for the step),
+#                DDR_COHORT_RESULTS (benches/results), DDR_TORCH_PYTHON (python3: the interpreter
+#                with torch; without torch only the ddr-fast side runs), DDR_CHECK_COHORTS=0 skips.
 #
 # Inputs: CIFAR-10 binaries from DDR_CIFAR10_DIR (default ../shared/data/cifar10), the config
 # from DDR_CONFIG (default ../shared/configs/lrs_hard_cifar10_ipc10.yaml), golden files from
@@ -187,8 +196,31 @@ with open(out, "wb") as f:
 PY
 }
 
+# The cohort step: both sides of benches/REPORT.md on the GPU, appended to the results files.
+run_cohorts() {
+  local torch_py="${DDR_TORCH_PYTHON:-python3}" sides="${DDR_COHORT_SIDES:-}"
+  local results="${DDR_COHORT_RESULTS:-$repo/benches/results}"
+  if [[ -z "$sides" ]] && ! "$torch_py" -c 'import torch' >/dev/null 2>&1; then
+    sides="ddr-fast" # no torch here: the PyTorch columns stay "not yet measured"
+  fi
+  local args=(--device cuda --sizes "${DDR_COHORT_SIZES:-1,8,64,256}"
+    --test-images "${DDR_COHORT_TEST_IMAGES:-10000}" --ddr-bin "$cli_bin" --python "$torch_py"
+    --results "$results" --timeout "${DDR_COHORT_TIMEOUT:-600}")
+  [[ -n "$sides" ]] && args+=(--sides "$sides")
+  [[ -n "${DDR_COHORT_WIDTH:-}" ]] && args+=(--width "$DDR_COHORT_WIDTH") # tiny PyTorch runs (tests)
+  run_step cohorts "${DDR_COHORT_TIMEOUT:-600}" python3 "$repo/tools/bench_cohorts.py" "${args[@]}"
+  mkdir -p "$log_dir/results"
+  cp "$results"/ddr_fast_bench.jsonl "$results"/pytorch_baseline.jsonl "$log_dir/results/" 2>/dev/null
+  if [[ "${result[cohorts]}" == PASS ]]; then
+    [[ "$sides" == ddr-fast ]] && result[cohorts]="PASS (ddr-fast only: no torch in $torch_py)"
+    if [[ -z "${DDR_COHORT_RESULTS:-}" ]]; then
+      python3 "$repo/tools/bench_report.py" --out "$log_dir/REPORT.md" >>"$log_dir/cohorts.log" 2>&1
+    fi
+  fi
+}
+
 if [[ "${result[build]}" == FAIL* ]]; then
-  for s in info cuda_parity cuda_golden memcheck racecheck lrs_gpu lrs_cpu bench graphs; do record "$s" "SKIP (no build)"; done
+  for s in info cuda_parity cuda_golden memcheck racecheck lrs_gpu lrs_cpu bench graphs cohorts; do record "$s" "SKIP (no build)"; done
 else
   # ---- info: the kernels are embedded for sm_90 and the GPU is visible ------------------------
   if timeout 20 "$cli_bin" info --json >"$log_dir/info.json" 2>"$log_dir/info.log" &&
@@ -301,6 +333,13 @@ PY
   # ---- throughput ----------------------------------------------------------------------------
   run_step bench 30 "$cli_bin" bench --device cuda --json --students "${DDR_BENCH_STUDENTS:-16}" --batch 256 \
     --repeats 20 --warmup 3
+
+  # ---- cohort benchmarks vs PyTorch: benches/REPORT.md's GPU rows ----------------------------
+  if [[ "${DDR_CHECK_COHORTS:-1}" == 0 ]]; then
+    record cohorts "SKIP (DDR_CHECK_COHORTS=0)"
+  else
+    run_cohorts
+  fi
 fi
 
 # ---- summary ---------------------------------------------------------------------------------
@@ -357,6 +396,7 @@ summary=$(
   echo "Students/hour (CIFAR-10 IPC-10, ConvNet-3, the config's 1000 epochs): ${per_hour:-not measured (bench ${result[bench]:-not run})}"
   [[ -n "$measured" ]] && echo "Shortened LRS-hard run on the GPU: $measured"
   echo "CUDA graphs (run 0 at lr 0.01, shortened recipe): ${graphs_line:-not measured (graphs ${result[graphs]:-not run})}"
+  [[ -d "$log_dir/results" ]] && echo "Cohort benchmarks vs PyTorch (cohorts: ${result[cohorts]:-not run}): JSON lines in $log_dir/results/$([[ -f "$log_dir/REPORT.md" ]] && echo ", regenerated report $log_dir/REPORT.md")"
   echo
   echo "Logs: $log_dir"
 )
