@@ -40,6 +40,19 @@ static_assert(sizeof(ConvParams) == 112, "ConvParams must match src/backend/cuda
 #define CONV_TF32_THREADS 256
 #define CONV_TF32X3_THREADS 128
 
+// x / d for x < 2³¹, d ≥ 1: ⌊2x·mul / 2³²⌋ >> l with l = ⌈log₂ d⌉ and mul = ⌈2^(31 + l) / d⌉
+// (< 2³² for every d; exact for x < 2³¹ by Granlund and Montgomery's round-up method). FastDiv's
+// d = 1 special case costs a compare and a select per division; this has none, which matters
+// where the divisions sit inside the K loop (the weight gradient's k rows).
+struct Div31 {
+  u32 mul, l;
+  __device__ __forceinline__ explicit Div31(u32 d) : mul(0), l(0) {
+    while ((1u << l) < d) ++l;
+    mul = (u32)(((1ull << (31 + l)) + d - 1) / d);
+  }
+  __device__ __forceinline__ u32 div(u32 x) const { return mulhi_u32(2 * x, mul) >> l; }
+};
+
 // Bit ky·3 + kx set when input row iy0 + ky and column ix0 + kx lie inside h × w.
 __device__ __forceinline__ u32 taps_inside(int iy0, int ix0, u32 h, u32 w) {
   u32 rows = 0, cols = 0;
@@ -191,7 +204,7 @@ struct DwPass {
   const float* b_base;  // x of this student (B, cin, h, w)
   float* gw;            // (cout, cin·9), cleared before the launch
   u32 M, N, K, h, w, ow, ohw, hw, pad, cin_hw, cout_ohw;
-  FastDiv d_ohw, d_ow;
+  Div31 d_ohw, d_ow;
   __device__ XSlot a_x(u32 m) const { return m < M ? XSlot{(int)(m * ohw), ~0u} : XSlot{0, 0}; }
   __device__ XSlot b_x(u32 n) const {
     if (n >= N) return {0, 0};
@@ -216,7 +229,7 @@ __device__ __forceinline__ void conv_backward_weight(const ConvParams& p) {
                     p.x + s * p.batch * p.cin * hw,
                     p.grads + s * p.param_row + p.w_off,
                     p.cout, p.cin * 9, K, p.h, p.w, p.ow, ohw, hw, p.pad, p.cin * hw, p.cout * ohw,
-                    FastDiv(ohw), FastDiv(p.ow)};
+                    Div31(ohw), Div31(p.ow)};
   const u32 tiles = (K + GEMM_BK - 1) / GEMM_BK, chunk = (tiles + p.k_splits - 1) / p.k_splits;
   const u32 kt0 = split * chunk, kt1 = kt0 + chunk < tiles ? kt0 + chunk : tiles;
   conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, kt0,

@@ -6,16 +6,18 @@
 // (k, x) of an operand (x = m for A, n for B) lives at base[koff(k) + xoff(x)] and exists when
 // kbits(k) & xbits(x) != 0, else it is a zero (padding, tile edges). A pass (conv.cu) says what
 // xoff/xbits are for each x and koff/kbits for each k. A thread owns fixed x positions for the
-// whole kernel, so their offsets are computed once, before the K loop; per k row a warp computes
-// one (koff, kbits) pair with 32-bit arithmetic and constant or precomputed divisors; each element
-// is then one add, one address multiply-add, one mask test and a 4-byte cp.async (zero-filling
+// whole kernel, so their offsets are computed once, before the K loop; per stage a thread computes
+// its k row's (koff, kbits) pair with 32-bit arithmetic and constant or precomputed divisors; each
+// element is then one address multiply-add, one mask test and a 4-byte cp.async (zero-filling
 // when the element is absent; its address is then never read, so it is not clamped).
 //
-// Tiles: BM × BN per block of 128 threads (4 warps, 2 × 2, each a (BM/2) × (BN/2) warp tile),
-// BK = 8 (one m16n8k8 step) per pipeline stage, STAGES stages in flight. Shared tiles are stored
-// k-major, S[k][x] with a pitch of X + 8 floats: the pitch ≡ 8 (mod 32 banks) makes the fragment
-// loads (lane g·4 + t reads row t, column g: bank 8t + g) and the cp.async writes (consecutive x)
-// conflict-free.
+// Tiles: BM × BN per block of WARPS_M × WARPS_N warps, each a (BM/WARPS_M) × (BN/WARPS_N) warp
+// tile, BK = 8 (one m16n8k8 step) per pipeline stage, STAGES stages in flight. Shared tiles are
+// mma_tf32.cuh's pair rows (k and k + 4 interleaved, pitch 2·X + 8 floats), in which every
+// fragment is one conflict-free 128-bit shared load. Loaders: warp w fills pair row w % 4, lanes
+// 0–15 its k row and lanes 16–31 k + 4, 16 consecutive x each per 16-block (blocks w / 4,
+// w / 4 + WARPS / 4, ...): coalesced 64-byte runs, conflict-free shared writes, one k row (one
+// decode) per thread and stage.
 //
 // Precision: TF32 feeds fp32 straight from shared memory (the tensor core keeps the top 19 bits:
 // truncation, ≤ 2⁻¹⁰ relative per operand); 3xTF32 splits each fragment element into a TF32 head
@@ -41,6 +43,29 @@ template <class T>
 inline T* opaque(T* p) {
   return p;
 }
+#endif
+
+// cp_async_4 copies 4 bytes global → shared, or stores a zero when `on` is false (its source is
+// then not read): PTX's ignore-src predicate form is one LDGSTS, where __pipeline_memcpy_async
+// with a zero-fill size compiled to two predicated LDGSTS, each with its own shared-address
+// computation. The destination is a SmemAddr (mma_tf32.cuh) computed once, outside the K loop.
+#ifndef DDR_HOST_EMU
+__device__ __forceinline__ void cp_async_4(SmemAddr dst, const float* src, bool on) {
+  asm volatile(
+      "{\n .reg .pred off;\n setp.eq.u32 off, %2, 0;\n cp.async.ca.shared.global [%0], [%1], 4, off;\n}\n" ::"r"(dst),
+      "l"(src), "r"((u32)on)
+      : "memory");
+}
+// Hides how v was computed, so the compiler keeps it in a register instead of recomputing it
+// from threadIdx inside the K loop (which it otherwise does under register pressure: ~20
+// instructions per K step in the kernel report).
+__device__ __forceinline__ u32 opaque_u32(u32 v) {
+  asm("" : "+r"(v));
+  return v;
+}
+#else
+inline void cp_async_4(SmemAddr dst, const float* src, bool on) { *dst = on ? *src : 0.0f; }
+inline u32 opaque_u32(u32 v) { return v; }
 #endif
 
 #define GEMM_BK 8
@@ -71,21 +96,24 @@ struct XSlot {
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit, class Pass>
 __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 M, u32 N, u32 kt0, u32 kt1) {
   constexpr int WARPS = WARPS_M * WARPS_N;
-  constexpr int LDA = BM + 8, LDB = BN + 8;          // shared pitches (floats), ≡ 8 mod 32
+  constexpr int LDA = 2 * BM + 8, LDB = 2 * BN + 8;  // pair-row pitches (floats), ≡ 8 mod 32
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // warp tile
   constexpr int FM = WM / 16, FN = WN / 8;           // m16 × n8 fragments per warp tile
-  constexpr int XA = BM / 32, XB = BN / 32;          // x positions per thread
-  constexpr int ROWS = GEMM_BK / WARPS;              // k rows each warp loads per stage
-  constexpr int STAGE_BYTES = GEMM_BK * (LDA + LDB) * 4;
+  constexpr int PR = GEMM_BK / 2;                    // pair rows per stage
+  constexpr int SPREAD = WARPS / PR;                 // warps sharing a pair row
+  constexpr int XA = BM / 16 / SPREAD, XB = BN / 16 / SPREAD;  // x positions per thread
+  constexpr int STAGE_BYTES = PR * (LDA + LDB) * 4;
   constexpr int STAGES = GEMM_SMEM_BUDGET / STAGE_BYTES < 4 ? GEMM_SMEM_BUDGET / STAGE_BYTES : 4;
-  static_assert(BM % 32 == 0 && BN % 32 == 0 && WM % 16 == 0 && WN % 8 == 0, "tile shapes");
-  static_assert(ROWS * WARPS == GEMM_BK && STAGES >= 2, "warps share a stage's k rows evenly");
-  __shared__ __align__(16) float As[STAGES][GEMM_BK][LDA];  // (stage, k, m)
-  __shared__ __align__(16) float Bs[STAGES][GEMM_BK][LDB];  // (stage, k, n)
+  static_assert(WARPS % PR == 0 && BM % (16 * SPREAD) == 0 && BN % (16 * SPREAD) == 0, "loaders cover the tile");
+  static_assert(WM % 16 == 0 && WN % 16 == 0 && STAGES >= 2, "warp tiles are whole 16-blocks");
+  __shared__ __align__(16) float As[STAGES][PR][LDA];  // (stage, k % 4, a_pos(m, k / 4))
+  __shared__ __align__(16) float Bs[STAGES][PR][LDB];  // (stage, k % 4, b_pos(n, k / 4))
   __shared__ __align__(16) float Cs[WARPS][16 * 8];         // per-warp epilogue scratch, (16, 8)
 
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 wm = (warp / WARPS_N) * WM, wn = (warp % WARPS_N) * WN;
+  // This thread's loader place: k row kr + 4·kk of each stage, x = 16·(xb + SPREAD·j) + xl.
+  const u32 kr = warp % PR, xb = warp / PR, kk = lane / 16, xl = lane % 16;
 
   // Per-thread gather slots, fixed for the whole K loop: a pointer to the x position's element of
   // k row "0" (koff = 0; it may lie outside the tensor, only present elements are read) and its
@@ -94,84 +122,84 @@ __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 
   const float* bp[XB];
   u32 abits[XA], bbits[XB];
   DDR_UNROLL for (int j = 0; j < XA; ++j) {
-    const XSlot x = pass.a_x(m0 + lane + 32 * j);
+    const XSlot x = pass.a_x(m0 + 16 * (xb + SPREAD * j) + xl);
     ap[j] = opaque(pass.a_base + x.off);
-    abits[j] = x.bits;
+    abits[j] = opaque_u32(x.bits);
   }
   DDR_UNROLL for (int j = 0; j < XB; ++j) {
-    const XSlot x = pass.b_x(n0 + lane + 32 * j);
+    const XSlot x = pass.b_x(n0 + 16 * (xb + SPREAD * j) + xl);
     bp[j] = opaque(pass.b_base + x.off);
-    bbits[j] = x.bits;
+    bbits[j] = opaque_u32(x.bits);
   }
 
-  // Stage `st` ← K tile `kt`: this warp's ROWS k rows of both operands, one 4-byte cp.async per
+  // Stage `st` ← K tile `kt`: this thread's k row of both operands, one 4-byte cp.async per
   // element, zero-filled (source ignored, address never read) where the element is absent.
+  // Element j sits 32·SPREAD floats (one 16-block of x per warp sharing the row) after element 0.
+  const SmemAddr a_dst = smem_addr(&As[0][kr][a_pos(16 * xb + xl, kk)]);
+  const SmemAddr b_dst = smem_addr(&Bs[0][kr][b_pos(16 * xb + xl, kk)]);
+  const u32 k_lane = opaque_u32(kr + 4 * kk);  // this thread's k row inside a K tile
   const auto issue = [&](u32 kt, u32 st) {
-    float* adst = &As[st][warp * ROWS][lane];  // this thread's first slot of the stage
-    float* bdst = &Bs[st][warp * ROWS][lane];
-    DDR_UNROLL for (int r = 0; r < ROWS; ++r) {
-      const KRow row = pass.k_row(kt * GEMM_BK + warp * ROWS + r);
-      DDR_UNROLL for (int j = 0; j < XA; ++j) {
-        const bool on = (row.a_bits & abits[j]) != 0;
-        __pipeline_memcpy_async(adst + r * LDA + 32 * j, ap[j] + row.a_off, 4, on ? 0 : 4);
-      }
-      DDR_UNROLL for (int j = 0; j < XB; ++j) {
-        const bool on = (row.b_bits & bbits[j]) != 0;
-        __pipeline_memcpy_async(bdst + r * LDB + 32 * j, bp[j] + row.b_off, 4, on ? 0 : 4);
-      }
-    }
+    const KRow row = pass.k_row(kt * GEMM_BK + k_lane);
+    DDR_UNROLL for (int j = 0; j < XA; ++j)
+      cp_async_4(a_dst + (st * PR * LDA + 32 * SPREAD * j) * kSmemFloat, ap[j] + row.a_off,
+                 (row.a_bits & abits[j]) != 0);
+    DDR_UNROLL for (int j = 0; j < XB; ++j)
+      cp_async_4(b_dst + (st * PR * LDB + 32 * SPREAD * j) * kSmemFloat, bp[j] + row.b_off,
+                 (row.b_bits & bbits[j]) != 0);
   };
 
   FragC acc[FM][FN];
   DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) fill_zero(acc[i][j]);
 
-  // Each thread's fragment offset inside a k-major tile, computed once (mma_tf32.cuh).
-  const int a_lane = frag_lane_offset(LDA), b_lane = frag_lane_offset(LDB);
+  // This lane's fragments of its warp tile in stage 0 (mma_tf32.cuh; x0 = wm sits at 2·wm).
+  const SmemAddr as0 = smem_addr(&As[0][0][2 * wm] + frag_lane_offset(LDA));
+  const SmemAddr bs0 = smem_addr(&Bs[0][0][2 * wn] + frag_lane_offset(LDB));
 
-  // Prologue: STAGES − 1 tiles in flight. Every iteration commits one group (possibly empty), so
+  // Prologue: STAGES − 1 tiles in flight. Every step commits one group (possibly empty), so
   // "wait until at most STAGES − 2 groups are pending" always means "tile kt has landed".
   DDR_UNROLL for (int s = 0; s < STAGES - 1; ++s) {
     if (kt0 + s < kt1) issue(kt0 + s, s);
     __pipeline_commit();
   }
-  u32 st = 0, st_next = STAGES - 1;
-  for (u32 kt = kt0; kt < kt1; ++kt) {
-    __pipeline_wait_prior(STAGES - 2);
-    // Tile kt is visible to every warp, and every warp is done reading stage st_next (read in
-    // the previous iteration), which the issue below overwrites.
-    __syncthreads();
-    if (kt + STAGES - 1 < kt1) issue(kt + STAGES - 1, st_next);
-    __pipeline_commit();
+  // Tile kt lives in stage (kt − kt0) % STAGES: the K loop steps STAGES tiles at a time with the
+  // steps unrolled, so every stage index (and shared address) is a constant.
+  for (u32 kt0s = kt0; kt0s < kt1; kt0s += STAGES) {
+    DDR_UNROLL for (u32 s = 0; s < STAGES; ++s) {
+      const u32 kt = kt0s + s;
+      if (kt >= kt1) break;
+      __pipeline_wait_prior(STAGES - 2);
+      // Tile kt is visible to every warp, and every warp is done reading the stage the issue
+      // below overwrites (read in the previous step).
+      __syncthreads();
+      if (kt + STAGES - 1 < kt1) issue(kt + STAGES - 1, (s + STAGES - 1) % STAGES);
+      __pipeline_commit();
 
-    FragA a[FM];
-    FragB b[FN];
-    const float* as = &As[st][0][wm] + a_lane;
-    const float* bs = &Bs[st][0][wn] + b_lane;
-    DDR_UNROLL for (int i = 0; i < FM; ++i) load_a(a[i], as + 16 * i, LDA);
-    DDR_UNROLL for (int j = 0; j < FN; ++j) load_b(b[j], bs + 8 * j, LDB);
-    if (kSplit) {
-      // Heads stay in a/b, tails go to at/bt; the small cross terms first, so they are not lost
-      // against the large head·head term.
-      FragA at[FM];
-      FragB bt[FN];
-      DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int t = 0; t < FragA::kElems; ++t) {
-        const float v = a[i].x[t], h = to_tf32(v);
-        a[i].x[t] = h;
-        at[i].x[t] = to_tf32(v - h);
+      FragA a[FM];
+      FragB b[FN];
+      load_a_tile(a, as0 + s * PR * LDA * kSmemFloat, LDA);
+      load_b_tile(b, bs0 + s * PR * LDB * kSmemFloat, LDB);
+      if (kSplit) {
+        // Heads stay in a/b, tails go to at/bt; the small cross terms first, so they are not
+        // lost against the large head·head term.
+        FragA at[FM];
+        FragB bt[FN];
+        DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int t = 0; t < FragA::kElems; ++t) {
+          const float v = a[i].x[t], h = to_tf32(v);
+          a[i].x[t] = h;
+          at[i].x[t] = to_tf32(v - h);
+        }
+        DDR_UNROLL for (int j = 0; j < FN; ++j) DDR_UNROLL for (int t = 0; t < FragB::kElems; ++t) {
+          const float v = b[j].x[t], h = to_tf32(v);
+          b[j].x[t] = h;
+          bt[j].x[t] = to_tf32(v - h);
+        }
+        DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) {
+          mma(acc[i][j], at[i], b[j]);
+          mma(acc[i][j], a[i], bt[j]);
+        }
       }
-      DDR_UNROLL for (int j = 0; j < FN; ++j) DDR_UNROLL for (int t = 0; t < FragB::kElems; ++t) {
-        const float v = b[j].x[t], h = to_tf32(v);
-        b[j].x[t] = h;
-        bt[j].x[t] = to_tf32(v - h);
-      }
-      DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) {
-        mma(acc[i][j], at[i], b[j]);
-        mma(acc[i][j], a[i], bt[j]);
-      }
+      DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) mma(acc[i][j], a[i], b[j]);
     }
-    DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) mma(acc[i][j], a[i], b[j]);
-    st = st + 1 == STAGES ? 0 : st + 1;
-    st_next = st_next + 1 == STAGES ? 0 : st_next + 1;
   }
   __pipeline_wait_prior(0);
 
