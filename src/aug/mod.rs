@@ -5,7 +5,8 @@
 //!
 //! Layout: `rng` (Philox, Beta, permutations), `draws` (the per-image / per-student draw structs and
 //! their sampling), `geometric` (scale, rotate), `color`, `shift` (flip, crop, cutout), `mix`
-//! (Mixup, CutMix), `plan` (a cohort step: sample + apply over (S, B, C, H, W)), `zca` and `eigen`.
+//! (Mixup, CutMix), `plan` (a cohort step: sample + apply over (S, B, C, H, W)), `zca` and `eigen`,
+//! `tv` and `tv_resize` (torchvision-style train transforms for `custom_train_trans`).
 
 pub mod color;
 pub mod draws;
@@ -16,11 +17,14 @@ pub mod mix;
 pub mod plan;
 pub mod rng;
 pub mod shift;
+pub mod tv;
+pub mod tv_resize;
 pub mod zca;
 
 pub use draws::{BatchDraws, DsaParams, ImageDraws, StudentDraws};
 pub use plan::{apply, check_draws, dsa_params, sample, AugPlan, BatchDims, DsaMode};
 pub use rng::{DrawKey, Purpose};
+pub use tv::{TvPipeline, TvTransform};
 pub use zca::Zca;
 
 use crate::error::{Error, Result};

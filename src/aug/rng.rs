@@ -77,6 +77,13 @@ pub enum Purpose {
     MixLambda = 12,
     MixPerm = 13,
     CutCentre = 14,
+    /// torchvision-style transforms (src/aug/tv.rs): RandomResizedCrop's area and log-ratio
+    /// uniforms per try, its crop position, the horizontal-flip coin, RandomCrop's offsets.
+    TvArea = 15,
+    TvRatio = 16,
+    TvTop = 17,
+    TvLeft = 18,
+    TvFlip = 19,
 }
 
 /// Largest word index of one purpose (2^26 words: 2^24 blocks of 4).

@@ -18,3 +18,4 @@ pub mod settings;
 pub mod shard;
 pub mod watch;
 pub mod yaml;
+pub mod yaml_tv;

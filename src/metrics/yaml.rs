@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_norway::{Mapping, Value};
 
 use super::config::{aug_with_defaults, AugConfig, DatasetInfo, EvalConfig, Metric};
+use crate::aug::TvPipeline;
 use crate::error::{Error, Result};
 
 /// Keys DD-Ranking reads that ddr-fast accepts without needing them, with the reason.
@@ -37,6 +38,40 @@ pub struct YamlReport {
     pub warnings: Vec<String>,
     /// Names of the [`EvalConfig`] fields (as serialised) that a key of the file set.
     pub set: BTreeSet<&'static str>,
+    /// `custom_train_trans` in the list form of `yaml_tv`, when the file gives one.
+    pub custom_train_trans: Option<TvPipeline>,
+}
+
+/// Where `custom_train_trans` applies. DD-Ranking passes it as the `transform` of
+/// `datasets.ImageFolder` only, so it acts when the synthetic set is an image folder and is ignored
+/// for tensor files (its DSA / Mixup / CutMix `aug_func` runs on the batches either way). ddr-fast
+/// does the same for tensor files; for an image folder the per-image transforms are not yet wired
+/// into the trainer (its batches are gathered on the device), so that is refused here rather than
+/// silently trained without them.
+fn train_trans_scope(
+    path: &Path,
+    n: usize,
+    cfg: &EvalConfig,
+    report: &mut YamlReport,
+) -> Result<()> {
+    if cfg.syn_path.as_deref().is_some_and(Path::is_dir) {
+        return Err(Error::format(
+            path,
+            format!(
+                "key 'custom_train_trans': {} transform(s) read, but applying them to an image-folder \
+                 synthetic set is not implemented yet (the reference applies them only there); \
+                 remove the key or give the set as a tensor file",
+                n
+            ),
+        ));
+    }
+    report.warnings.push(format!(
+        "{}: custom_train_trans ({} transform(s)) is ignored for a synthetic set stored as tensors, \
+         as DD-Ranking ignores it (it is the transform of an ImageFolder only)",
+        path.display(),
+        n
+    ));
+    Ok(())
 }
 
 /// The [`EvalConfig`] field a YAML key sets; None for keys that set nothing.
@@ -203,12 +238,16 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             "out_dir" => cfg.out_dir = r.opt_path(key, v)?,
             "cache_dir" => cfg.cache_dir = r.opt_path(key, v)?,
             "random_data_format" => cfg.random_data_format = r.parse(key, v)?,
-            "custom_train_trans" | "custom_val_trans" => {
+            "custom_train_trans" => {
+                if !v.is_null() {
+                    report.custom_train_trans = Some(super::yaml_tv::parse_train_trans(path, v)?);
+                }
+            }
+            "custom_val_trans" => {
                 if !v.is_null() {
                     return Err(r.err(
                         key,
-                        "custom torchvision transforms cannot be expressed in ddr-fast; use null"
-                            .into(),
+                        "custom validation transforms are not supported; use null".into(),
                     ));
                 }
             }
@@ -233,6 +272,9 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
     }
     if let Some(v) = aug_params {
         apply_aug_params(&r, v, cfg, &mut report)?;
+    }
+    if let Some(n) = report.custom_train_trans.as_ref().map(|t| t.0.len()) {
+        train_trans_scope(path, n, cfg, &mut report)?;
     }
     for (k, _) in &map {
         if let Some(field) = k.as_str().and_then(field_of) {
@@ -566,6 +608,32 @@ mod tests {
                 "{text:?} → {e}"
             );
         }
+    }
+
+    /// The reference applies custom_train_trans to image folders only: ignored (with a warning)
+    /// for tensor files, refused for a folder until the trainer applies it.
+    #[test]
+    fn custom_train_trans_scope_follows_the_reference() {
+        let text =
+            "custom_train_trans: [RandomHorizontalFlip, {RandomCrop: {size: 32, padding: 4}}]\n";
+        let (_, rep) = load(&format!("syn_data_path: images.pt\n{text}")).unwrap();
+        assert_eq!(rep.custom_train_trans.as_ref().map(|t| t.0.len()), Some(2));
+        assert!(rep
+            .warnings
+            .iter()
+            .any(|w| w.contains("custom_train_trans") && w.contains("ignored")));
+        let dir = std::env::temp_dir().join(format!("ddr_tv_scope_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = load(&format!("syn_data_path: {}\n{text}", dir.display()))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            e.contains("t.yaml")
+                && e.contains("'custom_train_trans'")
+                && e.contains("image-folder"),
+            "{e}"
+        );
     }
 
     #[test]
