@@ -347,13 +347,20 @@ mod tests {
              conv.fatbin\tsm_90\tconv3x3_backward_input_tf32\t96\t2.5\n\
              conv.fatbin\tsm_90\tconv3x3_backward_weight_tf32\t96\t3.9\n\
              conv.fatbin\tsm_80\tconv3x3_forward_tf32\t96\t9.0\n\
-             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n",
+             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
+             conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n",
         )
         .unwrap();
         let l = main_loops_from_report(&p, "tf32").unwrap();
+        // The 3xTF32 row is another mode's loop; the bf16 row fills the bf16 forward.
         assert_eq!(
-            (l.forward, l.backward_input, l.backward_weight),
-            (3.5, 2.5, 3.9)
+            (
+                l.forward,
+                l.backward_input,
+                l.backward_weight,
+                l.bf16_forward
+            ),
+            (3.5, 2.5, 3.9, 7.0)
         );
         std::fs::write(
             &p,
