@@ -31,6 +31,10 @@ const HOT_KERNELS: &[&str] = &[
     "conv3x3_backward_input_tf32",
     "conv3x3_backward_weight_tf32x3",
     "conv3x3_backward_weight_tf32",
+    // The test passes' forwards (cuda/conv_bf16.cu): bf16 m16n8k16 and the wide TF32 first layer.
+    "conv3x3_forward_bf16",
+    "conv3x3_forward_norm_bf16",
+    "conv3x3_forward_norm_wide_tf32",
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",

@@ -31,6 +31,12 @@ const RTOL: f32 = 1e-3;
 const TF32_ATOL_OF_MAX: f32 = 0.15;
 const TF32_RTOL: f32 = 0.05;
 
+/// bf16 test passes (`TestPrecision::Bf16`, the default): every eval-mode conv operand rounded
+/// to 8 significant bits (≤ 2⁻⁸ relative, 8× TF32's ≤ 2⁻¹¹), compounded through the convs and
+/// norms of the forward only (no backward, unlike TF32_ATOL_OF_MAX's gradients): 10 % of the
+/// largest logit. A wrong gather, tap or tile edge moves logits by their whole size.
+const BF16_EVAL_TOL: Tol = (0.1, 0.05);
+
 /// Gradients whose true value is 0 (conv biases before a norm): an fp32 sum over B·H·W of
 /// values that cancel, so noise of ~√(B·H·W)·2⁻²⁴·|dy| — far below this bound; a wrong bias
 /// gradient would be the size of the other gradients (~1e-2 and up).
@@ -97,7 +103,9 @@ fn row(g: &Golden, entries: &[Entry], prefix: &str, len: usize) -> Res<Vec<f32>>
     Ok(row)
 }
 
-fn check_file(be: &CudaBackend, tol: Tol, g: &Golden) -> Res<()> {
+/// `tol` for the train-mode logits and gradients, `eval_tol` for the eval-mode logits (a test
+/// pass's forward, in the backend's test precision).
+fn check_file(be: &CudaBackend, tol: Tol, eval_tol: Tol, g: &Golden) -> Res<()> {
     let net = ConvNet::new(spec_of(g)?);
     let s = net.spec;
     let batch = g.meta_usize("batch")?;
@@ -156,7 +164,7 @@ fn check_file(be: &CudaBackend, tol: Tol, g: &Golden) -> Res<()> {
     e(net.forward(be, &mut eval_ws, &xb, &pb, &mut rb, Mode::Eval))?;
     let logits_eval = be.download(eval_ws.logits()).map_err(|e| e.to_string())?;
     check(
-        tol,
+        eval_tol,
         "logits_eval",
         &logits_eval,
         &g.f32_shaped("logits_eval", &[batch, s.classes])?,
@@ -182,7 +190,7 @@ fn golden_files_pass_through_the_cuda_backend() {
         for (precision, tol) in modes {
             // The GPU when one opens (announced once), in this precision.
             let be = common::cuda_under_test("cuda_golden").with_conv_precision(precision);
-            if let Err(err) = check_file(&be, tol, &g) {
+            if let Err(err) = check_file(&be, tol, tol, &g) {
                 failures.push(format!("{} ({precision:?}): {err}", g.name));
             }
         }
@@ -191,6 +199,35 @@ fn golden_files_pass_through_the_cuda_backend() {
     assert!(
         failures.is_empty(),
         "golden through CUDA:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every precision mode of the test passes: training in 3xTF32 (held to the fp32-level tolerances
+/// above) and the eval-mode forward in bf16 (cuda/conv_bf16.cu) against PyTorch's fp32 eval
+/// logits at BF16_EVAL_TOL.
+#[test]
+fn golden_eval_logits_with_bf16_test_passes() {
+    use ddr_fast::backend::cuda::TestPrecision;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for path in golden_files().unwrap_or_else(|e| panic!("{e}")) {
+        let g = Golden::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        if g.meta("golden_kind").ok() != Some("model") {
+            continue;
+        }
+        checked += 1;
+        let be = common::cuda_under_test("cuda_golden")
+            .with_conv_precision(ConvPrecision::Tf32x3)
+            .with_test_precision(TestPrecision::Bf16);
+        if let Err(err) = check_file(&be, (ATOL_OF_MAX, RTOL), BF16_EVAL_TOL, &g) {
+            failures.push(format!("{} (bf16 test pass): {err}", g.name));
+        }
+    }
+    assert!(checked > 0, "no model golden files found");
+    assert!(
+        failures.is_empty(),
+        "golden through CUDA, bf16 test passes:\n{}",
         failures.join("\n")
     );
 }

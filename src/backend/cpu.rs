@@ -18,6 +18,9 @@ pub struct CpuBackend {
     /// How conv and linear GEMM operands are rounded: fp32 (the default), or as a GPU mode does
     /// (the precision study; conv then runs on im2col, see `ops::conv::cpu_fast::forward_prec`).
     precision: GemmPrecision,
+    /// Eval-mode conv forwards (test passes) rounded as this mode instead of `precision`: the
+    /// CPU twin of the CUDA backend's `TestPrecision` (`--test-precision`). None: `precision`.
+    test_precision: Option<GemmPrecision>,
 }
 
 impl CpuBackend {
@@ -46,6 +49,30 @@ impl CpuBackend {
         self.precision
     }
 
+    /// The same backend with eval-mode conv forwards (test passes, teacher labels) rounded as GPU
+    /// mode `p` (e.g. `GemmPrecision::Bf16`, the CUDA backend's default test precision), training
+    /// left as it was: the reference the bf16 test-pass kernels are checked against.
+    pub fn with_test_precision(mut self, p: GemmPrecision) -> CpuBackend {
+        self.test_precision = Some(p);
+        self
+    }
+
+    /// conv3x3_forward in GEMM precision `p` (the plain loops on the reference backend).
+    fn conv_forward_in(
+        &self,
+        p: GemmPrecision,
+        g: &ConvGeom,
+        x: &[f32],
+        params: &[f32],
+        at: ParamAt,
+        y: &mut [f32],
+    ) -> Result<()> {
+        if self.reference {
+            return ops::conv::cpu::forward(g, x, params, at, y);
+        }
+        ops::conv::cpu_fast::forward_prec(p, g, x, params, at, y, &self.scratch)
+    }
+
     /// The GPU-mode emulation applies (fast path in a non-fp32 mode).
     fn rounds(&self) -> bool {
         !self.reference && self.precision != GemmPrecision::Fp32
@@ -59,10 +86,13 @@ impl Backend for CpuBackend {
     type AugTable = BatchDims;
 
     fn describe(&self) -> String {
-        let mode = match self.precision {
+        let mut mode = match self.precision {
             GemmPrecision::Fp32 => String::new(),
             p => format!(", GEMM operands rounded as {}", p.name()),
         };
+        if let Some(p) = self.test_precision {
+            mode.push_str(&format!(", test passes rounded as {}", p.name()));
+        }
         format!("cpu ({} threads{mode})", rayon::current_num_threads())
     }
 
@@ -122,11 +152,48 @@ impl Backend for CpuBackend {
         at: ParamAt,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        if self.reference {
-            return ops::conv::cpu::forward(g, x, params, at, y);
+        self.conv_forward_in(self.precision, g, x, params, at, y)
+    }
+
+    /// The reference composition (conv, then norm → ReLU → pool), with an eval-mode conv in the
+    /// test precision when one is set; without one, exactly the trait's default.
+    fn conv_norm_relu_pool_forward(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        mode: Mode,
+        x: &Vec<f32>,
+        x_shared: bool,
+        params: &Vec<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        running: &mut Vec<f32>,
+        running_at: ParamAt,
+        y: &mut Vec<f32>,
+        stats: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let _ = scratch; // the composition needs none
+        match (mode, self.test_precision) {
+            (Mode::Eval, Some(p)) => {
+                let copies: Vec<f32>;
+                let x = if x_shared {
+                    let want = cg.batch * cg.cin * cg.h * cg.w;
+                    ops::check_len("conv_norm_relu_pool_forward", "x", x.len(), want)?;
+                    copies = (0..cg.students).flat_map(|_| x.iter().copied()).collect();
+                    &copies // (S, B, cin, h, w)
+                } else {
+                    x
+                };
+                self.conv_forward_in(p, cg, x, params, conv_at, y)?;
+            }
+            _ if x_shared => self.conv3x3_forward_shared_input(cg, x, params, conv_at, y)?,
+            _ => self.conv3x3_forward(cg, x, params, conv_at, y)?,
         }
-        let p = self.precision;
-        ops::conv::cpu_fast::forward_prec(p, g, x, params, at, y, &self.scratch)
+        self.norm_relu_pool_forward(
+            ng, mode, y, params, norm_at, running, running_at, stats, out,
+        )
     }
 
     fn conv3x3_backward(

@@ -168,6 +168,11 @@ pub struct EvalArgs {
     /// runs one shard process per GPU, then collects (README "Scaling out").
     #[arg(long)]
     pub device: Option<String>,
+    /// Tensor-core precision of the test passes on a CUDA device: bf16 (default: the precision
+    /// study, benches/README.md, found bf16-trained and -tested accuracies indistinguishable from
+    /// fp32's), tf32 or 3xtf32. Training keeps TF32. The CPU ignores it.
+    #[arg(long)]
+    pub test_precision: Option<String>,
     /// Device memory in GB that --dry-run plans cohorts for when the GPU asked for is not on this
     /// machine (default 80, an H100's).
     #[arg(long)]
@@ -249,6 +254,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     apply_flags(args, &mut cfg)?;
     prov.mark_changed(&before_flags, &cfg, "flag");
     cfg.validate()?;
+    test_precision(args)?; // a bad --test-precision fails before any data loads
     if demo {
         let note = demo_note(&cfg);
         eprintln!("{note}");
@@ -289,6 +295,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     match opened {
         Opened::Cpu(be) => run_on(&Arc::new(be), args, cfg, prov, notes, demo, "cpu"),
         Opened::Cuda(be) => {
+            let be = be.with_test_precision(test_precision(args)?);
             let kind = if be.is_emulated() {
                 "cuda-emulated"
             } else {
@@ -498,7 +505,14 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, target: &DryTarge
         let test_len = inputs.test.len();
         print!(
             "{}",
-            crate::perf::dry_run_report(&p, &cohorts, &spec, sizes, test_len)?
+            crate::perf::dry_run_report(
+                &p,
+                &cohorts,
+                &spec,
+                sizes,
+                test_len,
+                crate::perf::test_modes(test_precision(args)?),
+            )?
         );
     }
     println!(
@@ -516,5 +530,14 @@ fn human_time(s: f64) -> String {
         format!("{:.1} min", s / 60.0)
     } else {
         format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// `--test-precision`, or the CUDA backend's default (bf16).
+pub fn test_precision(args: &EvalArgs) -> Result<crate::backend::cuda::TestPrecision> {
+    match &args.test_precision {
+        Some(t) => crate::backend::cuda::TestPrecision::parse(t)
+            .map_err(|e| crate::error::Error::config(format!("--test-precision: {e}"))),
+        None => Ok(crate::backend::cuda::TestPrecision::default()),
     }
 }

@@ -3,13 +3,17 @@
 //! multiply-adds, fp32 multiply-adds on the CUDA cores) and the bytes it must move through HBM.
 //!
 //! Fusion (issue 8, item 2, built: `Backend::conv_norm_relu_pool_forward`, cuda/conv_norm.cuh):
-//! each conv forward's epilogue writes y and per-tile partial norm statistics; where a TF32 tile
-//! (256 GEMM rows) holds whole planes, the same kernel normalises, ReLUs and pools ([`tail_fused`]),
-//! otherwise one norm pass reads y once (no statistics pass). Assumed, not built yet (item 3): the
-//! test images of a chunk read once for all S students, layer 1 as one GEMM with N = S·width.
-//! Bytes are compulsory traffic only (each tensor read or written once per launch; im2col
-//! re-reads and the fused epilogue's re-read of its own tile hit L2/shared memory), in fp32.
+//! each conv forward's epilogue writes y and per-tile partial norm statistics; where a block
+//! (up to 16 register tiles) holds whole planes, the same kernel normalises, ReLUs and pools
+//! ([`tail_fused`]), otherwise one norm pass reads y once (no statistics pass). Test passes (item
+//! 3, built): the test chunk is gathered once for all S students and layer 1 runs as ONE GEMM
+//! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (bf16 by default:
+//! 128 × 128 tiles).
+//! Bytes are HBM traffic in fp32: each tensor read or written once per launch (im2col re-reads
+//! hit L2/shared memory), plus the fused epilogue's re-read of the y its block just wrote, for
+//! the part that the resident blocks' fresh y pushes out of L2 ([`epilogue_reread`]).
 
+use super::gpu::TensorMode;
 use crate::backend::NormKind;
 use crate::model::ConvNetSpec;
 
@@ -20,23 +24,82 @@ pub const TF32_TILE_M: usize = 256;
 /// src/backend/cuda/ops/fused.rs).
 const MAX_M_SUB: usize = 16;
 
+/// A conv forward kernel's block in a tensor mode: register-tile rows (BM), columns (BN), and
+/// blocks resident per SM. BM × BN: src/backend/cuda/ops.rs `TILE_TF32`, `TILE_TF32X3` and
+/// ops/bf16.rs `TILE_BF16`. Residency from `ptxas -v` (nvcc 13.0, sm_90) of the fused forwards:
+/// TF32 250 registers × 256 threads = 64 K, the whole register file: 1 block; bf16 247 × 128 and
+/// 3xTF32 235 × 128: 2 blocks of ≤ 32 K.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FwdTile {
+    pub bm: usize,
+    pub bn: usize,
+    pub per_sm: usize,
+}
+
+pub fn fwd_tile(mode: TensorMode) -> FwdTile {
+    match mode {
+        TensorMode::Tf32 => FwdTile {
+            bm: TF32_TILE_M,
+            bn: 128,
+            per_sm: 1,
+        },
+        TensorMode::Bf16 => FwdTile {
+            bm: 128,
+            bn: 128,
+            per_sm: 2,
+        },
+        TensorMode::Tf32x3 => FwdTile {
+            bm: 128,
+            bn: 64,
+            per_sm: 2,
+        },
+    }
+}
+
+/// L2 of the H100 and H200 (NVIDIA H100 Tensor Core GPU Architecture whitepaper: "50 MB L2
+/// cache" for H100 SXM5; the H200 keeps the H100's die) and their SM count, for
+/// [`epilogue_reread`]. The H100 PCIe (114 SMs, also 50 MB) is counted as the SXM parts.
+const L2_BYTES: f64 = 50e6;
+const SMS: f64 = 132.0;
+
+/// Rows one fused block covers: a whole instance-norm plane of up to MAX_M_SUB register tiles
+/// (src/backend/cuda/ops/fused.rs `m_sub`), else one register tile.
+fn block_rows(spec: &ConvNetSpec, d: usize, bm: usize) -> usize {
+    let px = spec.block_conv_hw(d).pow(2);
+    if spec.norm == NormKind::Instance && px > bm && px % bm == 0 && px / bm <= MAX_M_SUB {
+        px
+    } else {
+        bm
+    }
+}
+
+/// The fraction of y the fused epilogue re-reads from HBM rather than L2: it reads back the
+/// rows its block just wrote (conv_norm.cuh), while every other resident block writes its own;
+/// when the resident blocks' y (rows × BN floats each) exceeds L2, the oldest part of it is gone
+/// (LRU): 1 − L2 / footprint. ConvNet-3's layer 1 at 32 px: 1,024-row blocks × 128 channels =
+/// 512 KiB each, 132 (TF32) or 264 (bf16) resident: 67 or 135 MB > 50 MB.
+pub fn epilogue_reread(rows: usize, bn: usize, per_sm: usize, blocks: usize) -> f64 {
+    let resident = (blocks as f64).min(per_sm as f64 * SMS);
+    let footprint = resident * (rows * bn) as f64 * F32;
+    (1.0 - L2_BYTES / footprint).max(0.0)
+}
+
 /// Whether block d's conv kernel finishes the whole block tail (norm → ReLU → pool) itself, as
 /// src/backend/cuda/ops/fused.rs decides for the TF32 tile: instance norm when a block (up to 16
-/// register tiles run back to back) holds whole planes; eval-mode batch norm and no norm when it holds whole pooling windows; never train-mode
-/// batch norm.
+/// register tiles run back to back) holds whole planes; eval-mode batch norm and no norm when it
+/// holds whole pooling windows; never train-mode batch norm.
 pub fn tail_fused(spec: &ConvNetSpec, d: usize, eval: bool) -> bool {
+    tail_fused_in(spec, d, eval, TF32_TILE_M)
+}
+
+/// [`tail_fused`] for a register tile of `bm` rows.
+pub fn tail_fused_in(spec: &ConvNetSpec, d: usize, eval: bool, bm: usize) -> bool {
     let hw = spec.block_conv_hw(d);
     let px = hw * hw;
     match spec.norm {
-        NormKind::Instance => {
-            TF32_TILE_M % px == 0 || (px % TF32_TILE_M == 0 && px / TF32_TILE_M <= MAX_M_SUB)
-        }
+        NormKind::Instance => bm % px == 0 || (px % bm == 0 && px / bm <= MAX_M_SUB),
         NormKind::Batch if !eval => false,
-        _ => {
-            hw % 2 == 0
-                && TF32_TILE_M % (2 * hw) == 0
-                && (TF32_TILE_M % px == 0 || px % TF32_TILE_M == 0)
-        }
+        _ => hw % 2 == 0 && bm % (2 * hw) == 0 && (bm % px == 0 || px % bm == 0),
     }
 }
 
@@ -95,9 +158,10 @@ pub fn train_step(spec: &ConvNetSpec, s: usize, batch: usize) -> Vec<Launch> {
         let px = (hw * hw) as f64;
         push_block(
             &mut out,
+            spec,
             d,
-            tail_fused(spec, d, false),
-            "",
+            false,
+            TensorMode::Tf32,
             Gemm {
                 m: batch * hw * hw,
                 n: cout,
@@ -166,8 +230,14 @@ pub fn train_step(spec: &ConvNetSpec, s: usize, batch: usize) -> Vec<Launch> {
     out
 }
 
-/// Every launch of one chunk of a test pass: `chunk` test images shared by S students.
+/// Every launch of one chunk of a test pass in TF32: `chunk` test images shared by S students.
 pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
+    test_chunk_in(spec, s, chunk, TensorMode::Tf32)
+}
+
+/// [`test_chunk`] with the forwards in `mode`'s kernels (their tiles decide what fuses and how
+/// much of y the epilogue re-reads from HBM).
+pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMode) -> Vec<Launch> {
     let img = (spec.channels * spec.im_size * spec.im_size) as f64 * F32;
     let sc = (s * chunk) as f64;
     let mut out = vec![stream(
@@ -201,9 +271,10 @@ pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
         };
         push_block(
             &mut out,
+            spec,
             d,
-            tail_fused(spec, d, true),
-            " (eval)",
+            true,
+            mode,
             g,
             bytes_in,
             sc * px * cout as f64 * F32,
@@ -222,26 +293,35 @@ pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
 /// One block's forward launches: the conv (reading `bytes_in`, writing y of `y_bytes`) with the
 /// norm statistics in its epilogue, then either nothing more (the conv kernel also wrote the
 /// pooled output, a quarter of y) or one norm → ReLU → pool pass (read y, write the pooled output).
+/// The epilogue's re-read of y costs HBM bytes where L2 cannot hold it ([`epilogue_reread`]).
+#[allow(clippy::too_many_arguments)]
 fn push_block(
     out: &mut Vec<Launch>,
+    spec: &ConvNetSpec,
     d: usize,
-    fused: bool,
-    tag: &str,
+    eval: bool,
+    mode: TensorMode,
     g: Gemm,
     bytes_in: f64,
     y_bytes: f64,
 ) {
+    let t = fwd_tile(mode);
+    let fused = tail_fused_in(spec, d, eval, t.bm);
+    let rows = block_rows(spec, d, t.bm);
+    let blocks = g.m.div_ceil(rows) * g.n.div_ceil(t.bn) * g.students;
+    let reread = y_bytes * epilogue_reread(rows, t.bn.min(g.n), t.per_sm, blocks);
+    let tag = if eval { " (eval)" } else { "" };
     if fused {
         out.push(gemm(
             &format!("conv{} forward + norm + ReLU + pool{tag}", d + 1),
             g,
-            bytes_in + y_bytes * 1.25,
+            bytes_in + y_bytes * 1.25 + reread,
         ));
     } else {
         out.push(gemm(
             &format!("conv{} forward + norm statistics{tag}", d + 1),
             g,
-            bytes_in + y_bytes,
+            bytes_in + y_bytes + reread,
         ));
         out.push(stream(
             &format!("norm_relu_pool{} forward from partials{tag}", d + 1),
@@ -358,6 +438,24 @@ mod tests {
         assert!(!tail_fused(&odd, 0, false));
         let bn = ConvNetSpec::from_name("ConvNet-3-BN", 3, 32, 10).unwrap();
         assert!((0..3).all(|d| tail_fused(&bn, d, true) && !tail_fused(&bn, d, false)));
+    }
+
+    /// Layer 1's 512 KiB blocks overflow L2 (132 × 512 KiB = 67 MB in TF32, twice that with the
+    /// bf16 kernel's 2 resident blocks per SM); layer 2's 256-row blocks (128 KiB) fit.
+    #[test]
+    fn the_epilogue_rereads_what_l2_cannot_hold() {
+        let f = |rows, per_sm| epilogue_reread(rows, 128, per_sm, 100_000);
+        assert!((f(1024, 1) - (1.0 - 50e6 / (132.0 * 1024.0 * 128.0 * 4.0))).abs() < 1e-12);
+        assert!(f(1024, 2) > f(1024, 1));
+        assert_eq!(f(256, 1), 0.0);
+        assert_eq!(epilogue_reread(1024, 128, 1, 10), 0.0, "10 blocks fit");
+        let spec = convnet3();
+        let (t32, b16) = (
+            test_chunk_in(&spec, 16, 500, TensorMode::Tf32),
+            test_chunk_in(&spec, 16, 500, TensorMode::Bf16),
+        );
+        assert_eq!(t32.len(), b16.len(), "the same launches, other tiles");
+        assert!(t32[1].bytes < b16[1].bytes && t32[2].bytes == b16[2].bytes);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::metrics::plan::{n_train, Cohort, Plan, PlanSizes};
 use crate::model::ConvNetSpec;
 use gpu::{GpuSpec, TensorMode, GPUS, H100_SXM};
-pub use predict::{cohort_breakdown, cohort_seconds, cohort_times, CohortWork, MainLoops};
+pub use predict::{cohort_breakdown, cohort_seconds, cohort_times, CohortWork, MainLoops, Modes};
 
 /// Images per test chunk of the trainer (`train::trainer::TEST_BATCH`).
 const TEST_CHUNK: usize = crate::train::trainer::TEST_BATCH;
@@ -46,7 +46,7 @@ pub fn cohort_work(plan: &Plan, cohorts: &[Cohort], sizes: PlanSizes) -> Vec<Coh
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanPrediction {
     pub gpu: GpuSpec,
-    pub mode: TensorMode,
+    pub modes: Modes,
     /// Seconds for every cohort of the plan.
     pub seconds: f64,
     pub trainings: usize,
@@ -73,6 +73,28 @@ fn per_hour(n: usize, secs: f64) -> f64 {
 /// Trainings on more images than this are "full data" for the students-per-hour figure.
 const SMALL_IMAGES: usize = 10_000;
 
+/// The (training, test pass) modes the dry run predicts: each TF32 family mode throughout, the
+/// default (TF32 training, bf16 test passes), and bf16 throughout (a what-if: no bf16 training
+/// kernels exist).
+pub const PREDICTED_MODES: [Modes; 4] = [
+    Modes {
+        train: TensorMode::Tf32x3,
+        test: TensorMode::Tf32x3,
+    },
+    Modes {
+        train: TensorMode::Tf32,
+        test: TensorMode::Tf32,
+    },
+    Modes {
+        train: TensorMode::Tf32,
+        test: TensorMode::Bf16,
+    },
+    Modes {
+        train: TensorMode::Bf16,
+        test: TensorMode::Bf16,
+    },
+];
+
 /// The plan's time on each known GPU in each tensor mode. `loops`: the main-loop mix (see
 /// [`main_loops_from_report`]); `max_students` sizes cohorts as the real run would.
 pub fn predict_cuda(
@@ -86,17 +108,17 @@ pub fn predict_cuda(
     let work = cohort_work(plan, cohorts, sizes);
     let mut out = Vec::new();
     for gpu in GPUS {
-        for mode in TensorMode::ALL {
+        for modes in PREDICTED_MODES {
             let mut p = PlanPrediction {
                 gpu,
-                mode,
+                modes,
                 seconds: 0.0,
                 trainings: 0,
                 small_trainings: 0,
                 small_seconds: 0.0,
             };
             for c in &work {
-                let t = cohort_seconds(spec, c, test_len, TEST_CHUNK, &gpu, mode, loops);
+                let t = cohort_seconds(spec, c, test_len, TEST_CHUNK, &gpu, modes, loops);
                 p.seconds += t;
                 p.trainings += c.students;
                 if c.n_train <= SMALL_IMAGES {
@@ -115,7 +137,7 @@ pub fn predict_cuda(
 pub fn describe_predictions(
     ps: &[PlanPrediction],
     loops: &MainLoops,
-    default_mode: TensorMode,
+    default_mode: Modes,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -123,18 +145,18 @@ pub fn describe_predictions(
         "  predicted on a GPU (performance model, src/perf; not measured):"
     );
     for p in ps {
-        let mark = if p.mode == default_mode {
+        let mark = if p.modes == default_mode {
             " (default)"
-        } else if p.mode == TensorMode::Bf16 {
-            " (no kernels yet)"
+        } else if p.modes.train == TensorMode::Bf16 {
+            " (what-if: no bf16 training kernels)"
         } else {
             ""
         };
         let _ = writeln!(
             s,
-            "    {:<15} {:<6}{:<17} plan {:>9}  IPC-sized students: {:>7.0} per hour",
+            "    {:<15} {:<18}{:<37} plan {:>9}  IPC-sized students: {:>7.0} per hour",
             p.gpu.name,
-            p.mode.name(),
+            p.modes.name(),
             mark,
             human(p.seconds),
             p.students_per_hour()
@@ -142,7 +164,7 @@ pub fn describe_predictions(
     }
     if let Some(h) = ps
         .iter()
-        .find(|p| p.gpu == H100_SXM && p.mode == default_mode)
+        .find(|p| p.gpu == H100_SXM && p.modes == default_mode)
     {
         let verdict = if h.students_per_hour() >= TARGET_STUDENTS_PER_HOUR {
             "meets"
@@ -151,22 +173,25 @@ pub fn describe_predictions(
         };
         let _ = writeln!(
             s,
-            "    {} the issue's {:.0} students/hour on an H100 in the default mode ({})",
+            "    {} the issue's {:.0} students/hour on an H100 in the default mode ({}): {:.0} per hour",
             verdict,
             TARGET_STUDENTS_PER_HOUR,
-            default_mode.name()
+            default_mode.name(),
+            h.students_per_hour()
         );
     }
     let _ = writeln!(
         s,
-        "    assumptions: main loops at {} other instructions per HMMA (fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}; {}), \
+        "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} per HMMA.16816; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
-         fp32 activations, norm statistics (and where a tile holds whole planes the whole block tail) in the conv epilogue, \
-         test images read once for all students with layer 1 as one GEMM (not built yet); GPU figures: {}",
+         fp32 activations, norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
+         its re-read of y from HBM where the resident blocks' y exceeds the 50 MB L2, \
+         test chunks gathered once for all students with layer 1 as one GEMM over N = S·width; GPU figures: {}",
         if loops.source.starts_with("the issue") { "target" } else { "reported" },
         loops.forward,
         loops.backward_input,
         loops.backward_weight,
+        loops.bf16_forward,
         loops.source,
         gpu::MAINLOOP_EFFICIENCY * 100.0,
         gpu::HBM_EFFICIENCY * 100.0,
@@ -206,7 +231,7 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
         source: "kernel report (sm_90)",
         ..MainLoops::target()
     };
-    let mut seen = [false; 3];
+    let mut seen = [false; 4];
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split('\t').collect();
         let (Some(k), Some(a), Some(r)) = (f.get(ck), f.get(ca), f.get(cr)) else {
@@ -216,7 +241,13 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
                 i + 2
             )));
         };
-        if *a != "sm_90" || !k.starts_with("conv") || !k.contains(tag) {
+        // "tf32" must not pick up the 3xTF32 kernels ("…_tf32x3"): another mode's main loops.
+        let other_mode = k.contains(&format!("{tag}x3"));
+        if *a != "sm_90"
+            || !k.starts_with("conv")
+            || other_mode
+            || !(k.contains(tag) || k.contains("bf16"))
+        {
             continue;
         }
         let r: f64 = r.parse().map_err(|_| {
@@ -226,7 +257,9 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
                 i + 2
             ))
         })?;
-        let slot = if k.contains("weight") {
+        let slot = if k.contains("bf16") {
+            (&mut loops.bf16_forward, 3)
+        } else if k.contains("weight") {
             (&mut loops.backward_weight, 2)
         } else if k.contains("input") {
             (&mut loops.backward_input, 1)
@@ -246,10 +279,10 @@ pub fn bench_prediction(
     batch: usize,
     test_images: usize,
     loops: &MainLoops,
-) -> Vec<(GpuSpec, TensorMode, f64, f64)> {
+) -> Vec<(GpuSpec, Modes, f64, f64)> {
     let mut out = Vec::new();
     for gpu in GPUS {
-        for mode in TensorMode::ALL {
+        for mode in PREDICTED_MODES {
             let (step, test) = cohort_times(
                 spec,
                 students,
@@ -314,13 +347,20 @@ mod tests {
              conv.fatbin\tsm_90\tconv3x3_backward_input_tf32\t96\t2.5\n\
              conv.fatbin\tsm_90\tconv3x3_backward_weight_tf32\t96\t3.9\n\
              conv.fatbin\tsm_80\tconv3x3_forward_tf32\t96\t9.0\n\
-             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n",
+             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
+             conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n",
         )
         .unwrap();
         let l = main_loops_from_report(&p, "tf32").unwrap();
+        // The 3xTF32 row is another mode's loop; the bf16 row fills the bf16 forward.
         assert_eq!(
-            (l.forward, l.backward_input, l.backward_weight),
-            (3.5, 2.5, 3.9)
+            (
+                l.forward,
+                l.backward_input,
+                l.backward_weight,
+                l.bf16_forward
+            ),
+            (3.5, 2.5, 3.9, 7.0)
         );
         std::fs::write(
             &p,
@@ -348,13 +388,25 @@ mod tests {
 /// sm_90 ratios replace the target in the prediction.
 pub const KERNEL_REPORT_ENV: &str = "DDR_KERNEL_REPORT";
 
-/// The mode the CUDA backend runs by default (`ConvPrecision`'s `#[default]`).
-pub fn default_mode() -> TensorMode {
-    use crate::backend::cuda::ConvPrecision;
-    match ConvPrecision::default() {
+/// The modes the CUDA backend runs by default: `ConvPrecision`'s `#[default]` for training,
+/// `TestPrecision`'s for test passes.
+pub fn default_mode() -> Modes {
+    test_modes(crate::backend::cuda::TestPrecision::default())
+}
+
+/// The default training mode with test passes in `test` (`eval --test-precision`).
+pub fn test_modes(test: crate::backend::cuda::TestPrecision) -> Modes {
+    use crate::backend::cuda::{ConvPrecision, TestPrecision};
+    let train = match ConvPrecision::default() {
         ConvPrecision::Tf32x3 => TensorMode::Tf32x3,
         ConvPrecision::Tf32 => TensorMode::Tf32,
-    }
+    };
+    let test = match test {
+        TestPrecision::Tf32x3 => TensorMode::Tf32x3,
+        TestPrecision::Tf32 => TensorMode::Tf32,
+        TestPrecision::Bf16 => TensorMode::Bf16,
+    };
+    Modes { train, test }
 }
 
 /// The main-loop mix: from the report `$DDR_KERNEL_REPORT` names (TF32 kernels), else the target.
@@ -372,23 +424,18 @@ pub fn dry_run_report(
     spec: &ConvNetSpec,
     sizes: PlanSizes,
     test_len: usize,
+    modes: Modes,
 ) -> Result<String> {
     let loops = main_loops()?;
     let ps = predict_cuda(plan, cohorts, spec, sizes, test_len, &loops);
-    let mut s = describe_predictions(&ps, &loops, default_mode());
+    let mut s = describe_predictions(&ps, &loops, modes);
     let work = cohort_work(plan, cohorts, sizes);
     if let Some(c) = work
         .iter()
         .filter(|c| c.n_train <= SMALL_IMAGES)
         .max_by_key(|c| c.students)
     {
-        s.push_str(&describe_breakdown(
-            spec,
-            c,
-            test_len,
-            &loops,
-            default_mode(),
-        ));
+        s.push_str(&describe_breakdown(spec, c, test_len, &loops, modes));
     }
     Ok(s)
 }
@@ -399,7 +446,7 @@ pub fn describe_breakdown(
     c: &CohortWork,
     test_len: usize,
     loops: &MainLoops,
-    mode: TensorMode,
+    mode: Modes,
 ) -> String {
     let parts = cohort_breakdown(spec, c, test_len, TEST_CHUNK, &H100_SXM, mode, loops);
     let total: f64 = parts.iter().map(|p| p.1).sum();

@@ -12,8 +12,34 @@
 use super::gpu::{
     GpuSpec, TensorMode, HBM_EFFICIENCY, ISSUE_PER_CLK_SM, LAUNCH_S, MAINLOOP_EFFICIENCY, SYNC_S,
 };
-use super::kernels::{test_chunk, train_step, Launch};
+use super::kernels::{test_chunk_in, train_step, Launch};
 use crate::model::ConvNetSpec;
+
+/// The tensor modes of a plan: training (every pass of a step) and test passes (eval-mode
+/// forwards, `--test-precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modes {
+    pub train: TensorMode,
+    pub test: TensorMode,
+}
+
+impl Modes {
+    /// "TF32" when both agree, else "TF32 + bf16 test".
+    pub fn name(&self) -> String {
+        if self.train == self.test {
+            self.train.name().to_string()
+        } else {
+            format!("{} + {} test", self.train.name(), self.test.name())
+        }
+    }
+}
+
+/// One mode for training and testing.
+impl From<TensorMode> for Modes {
+    fn from(m: TensorMode) -> Modes {
+        Modes { train: m, test: m }
+    }
+}
 
 /// Main-loop instruction mix: other instructions per HMMA of each conv pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +47,8 @@ pub struct MainLoops {
     pub forward: f64,
     pub backward_input: f64,
     pub backward_weight: f64,
+    /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work).
+    pub bf16_forward: f64,
     /// Where the ratios came from (a kernel report file, or the committed target).
     pub source: &'static str,
 }
@@ -34,12 +62,16 @@ impl MainLoops {
             forward: r,
             backward_input: r,
             backward_weight: r,
+            bf16_forward: r,
             source: "the issue's target of ≤ 4 other instructions per HMMA, not yet reached (measured 4.3–5.3; DDR_KERNEL_REPORT=benches/results/kernel-report.tsv uses the measured ratios)",
         }
     }
 
-    fn for_launch(&self, name: &str) -> f64 {
-        if name.contains("backward_weight") {
+    fn for_launch(&self, name: &str, mode: TensorMode) -> f64 {
+        if mode == TensorMode::Bf16 {
+            // Only the forward has bf16 kernels; a bf16 training pass is a what-if at this ratio.
+            self.bf16_forward
+        } else if name.contains("backward_weight") {
             self.backward_weight
         } else if name.contains("backward_input") {
             self.backward_input
@@ -71,7 +103,7 @@ pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoop
         let macs = g.padded_macs() * mode.mma_per_mac();
         let tensor = 2.0 * macs / gpu.tensor_flops(mode) / MAINLOOP_EFFICIENCY;
         let hmma = macs / mode.macs_per_hmma();
-        let slots = hmma * (1.0 + loops.for_launch(&l.name));
+        let slots = hmma * (1.0 + loops.for_launch(&l.name, mode));
         let issue =
             slots / (ISSUE_PER_CLK_SM * gpu.sms as f64 * gpu.clock_hz()) / MAINLOOP_EFFICIENCY;
         take(tensor, Bound::Tensor);
@@ -94,20 +126,22 @@ pub fn cohort_times(
     test_len: usize,
     test_chunk_len: usize,
     gpu: &GpuSpec,
-    mode: TensorMode,
+    modes: impl Into<Modes>,
     loops: &MainLoops,
 ) -> (f64, f64) {
-    let sum = |ls: Vec<Launch>| {
+    let modes = modes.into();
+    let sum = |ls: Vec<Launch>, mode: TensorMode| {
         ls.iter()
             .map(|l| launch_time(l, gpu, mode, loops).0)
             .sum::<f64>()
     };
-    let step = sum(train_step(spec, s, batch)) + SYNC_S;
+    let step = sum(train_step(spec, s, batch), modes.train) + SYNC_S;
     let full = test_len / test_chunk_len.max(1);
     let rest = test_len % test_chunk_len.max(1);
-    let mut test = full as f64 * sum(test_chunk(spec, s, test_chunk_len)) + SYNC_S;
+    let chunk = |n| sum(test_chunk_in(spec, s, n, modes.test), modes.test);
+    let mut test = full as f64 * chunk(test_chunk_len) + SYNC_S;
     if rest > 0 {
-        test += sum(test_chunk(spec, s, rest));
+        test += chunk(rest);
     }
     (step, test)
 }
@@ -130,9 +164,10 @@ pub fn cohort_seconds(
     test_len: usize,
     test_chunk_len: usize,
     gpu: &GpuSpec,
-    mode: TensorMode,
+    modes: impl Into<Modes>,
     loops: &MainLoops,
 ) -> f64 {
+    let mode = modes.into();
     let b = c.batch.min(c.n_train).max(1);
     let full = c.n_train / b;
     let rest = c.n_train % b;
@@ -163,15 +198,21 @@ pub fn cohort_breakdown(
     test_len: usize,
     test_chunk_len: usize,
     gpu: &GpuSpec,
-    mode: TensorMode,
+    modes: impl Into<Modes>,
     loops: &MainLoops,
 ) -> Vec<(String, f64)> {
+    let modes = modes.into();
     let mut kinds: Vec<(String, f64)> = Vec::new();
     let mut add = |kind: String, t: f64| match kinds.iter_mut().find(|k| k.0 == kind) {
         Some(k) => k.1 += t,
         None => kinds.push((kind, t)),
     };
     let mut charge = |ls: Vec<Launch>, times: f64, pass: &str| {
+        let mode = if pass == "test" {
+            modes.test
+        } else {
+            modes.train
+        };
         for l in &ls {
             let (t, bound) = launch_time(l, gpu, mode, loops);
             let kind = if bound == Bound::Launch {
@@ -195,13 +236,13 @@ pub fn cohort_breakdown(
     let chunk = test_chunk_len.max(1);
     let tests = c.tests as f64;
     charge(
-        test_chunk(spec, c.students, chunk),
+        test_chunk_in(spec, c.students, chunk, modes.test),
         tests * (test_len / chunk) as f64,
         "test",
     );
     if test_len % chunk > 0 {
         charge(
-            test_chunk(spec, c.students, test_len % chunk),
+            test_chunk_in(spec, c.students, test_len % chunk, modes.test),
             tests,
             "test",
         );
@@ -287,6 +328,7 @@ mod tests {
             forward: 20.0,
             backward_input: 20.0,
             backward_weight: 20.0,
+            bf16_forward: 20.0,
             source: "test",
         };
         let target = MainLoops::target();
@@ -318,6 +360,7 @@ mod tests {
             forward: 20.0,
             backward_input: 20.0,
             backward_weight: 20.0,
+            bf16_forward: 20.0,
             source: "test",
         };
         let tiny = Launch {

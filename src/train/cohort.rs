@@ -306,6 +306,44 @@ impl<B: Backend> Cohort<B> {
         Ok(ws.logits())
     }
 
+    /// Eval-mode logits (S, B, K) of every student on the same images x (B, C, H, W): one copy
+    /// read by all S (`ConvNet::forward_shared_input`; the CUDA backend runs the first conv as one
+    /// GEMM over the S students' weights). Equal to [`Cohort::eval_logits`] on S copies of x.
+    pub fn eval_logits_shared(&mut self, x: &B::Buf<f32>, batch: usize) -> Result<&B::Buf<f32>> {
+        let want = batch * self.net.spec.image_len();
+        let got = self.backend.len(x);
+        if batch == 0 || got != want {
+            return Err(Error::shape(format!(
+                "shared cohort input: got {got} values, expected (B {batch}, {}×{}×{}) = {want}",
+                self.net.spec.channels, self.net.spec.im_size, self.net.spec.im_size
+            )));
+        }
+        let be = &*self.backend;
+        // The eval workspaces are kept per batch size, so every test point reuses them.
+        let i = workspace_for(&mut self.eval_ws, batch, || {
+            self.net.workspace(be, self.students, batch, false)
+        })?;
+        let ws = &mut self.eval_ws[i];
+        self.net
+            .forward_shared_input(be, ws, x, &self.params, &mut self.running, Mode::Eval)?;
+        Ok(ws.logits())
+    }
+
+    /// [`Cohort::count_correct`] with every student on the same images x (B, C, H, W)
+    /// ([`Cohort::eval_logits_shared`]); labels (S, B).
+    pub fn count_correct_shared(
+        &mut self,
+        x: &B::Buf<f32>,
+        labels: &B::Buf<u32>,
+        batch: usize,
+        correct: &mut B::Buf<u32>,
+    ) -> Result<()> {
+        let (s, k) = (self.students, self.net.spec.classes);
+        let backend = Arc::clone(&self.backend);
+        let logits = self.eval_logits_shared(x, batch)?;
+        backend.count_correct(s, batch, k, logits, labels, correct)
+    }
+
     /// Adds to correct (S) each student's number of right eval-mode predictions on x
     /// (S, B, C, H, W) with labels (S, B).
     pub fn count_correct(

@@ -45,6 +45,40 @@ fn activation_floats(spec: &ConvNetSpec, batch: usize) -> u64 {
     n
 }
 
+/// Rows of the CUDA backend's conv register tiles (TF32 256; 3xTF32 and bf16 128): the scratch
+/// holds the partials of whichever gives the most (src/backend/cuda/ops/fused.rs `partials_len`).
+const TILE_ROWS: [usize; 2] = [256, 128];
+
+/// f32 values of one student's fused-forward scratch at `batch` images: per block, the per-tile
+/// (count, mean, M2) norm partials of the CUDA fused conv + norm (`Backend::conv_norm_scratch_len`
+/// / S: m_tiles × width × images per tile × 3), which `ConvNet::workspace` allocates per block.
+fn scratch_floats(spec: &ConvNetSpec, batch: usize) -> u64 {
+    (0..spec.depth)
+        .map(|d| {
+            let px = spec.block_conv_hw(d).pow(2);
+            TILE_ROWS
+                .iter()
+                .map(|&bm| {
+                    let m_tiles = (batch * px).div_ceil(bm);
+                    let seg_max = ((bm - 1) / px.max(1) + 2).min(batch);
+                    (m_tiles * spec.width * seg_max * 3) as u64
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// f32 values of one student's workspace at `batch` images: activations (with gradients when
+/// training) and the fused forward's scratch.
+fn workspace_floats(spec: &ConvNetSpec, batch: usize, with_grad: bool) -> u64 {
+    let a = activation_floats(spec, batch);
+    if batch == 0 {
+        return 0;
+    }
+    a * if with_grad { 2 } else { 1 } + scratch_floats(spec, batch)
+}
+
 /// Bytes one student adds to a cohort of this shape.
 pub fn student_bytes(c: &CohortShape) -> u64 {
     let net = ConvNet::new(c.spec);
@@ -54,10 +88,12 @@ pub fn student_bytes(c: &CohortShape) -> u64 {
     let b = c.batch as u64;
     // Parameters, gradients and two optimizer states (S, P); batch-norm buffers (S, R).
     let weights = 4 * p + r;
-    // Training workspace: activations and their gradients; evaluation workspace at TEST_BATCH.
-    let work = 2 * activation_floats(&c.spec, c.batch) + activation_floats(&c.spec, TEST_BATCH);
-    // The batch (images, soft targets, the teachers' mean) and the test batch broadcast to S.
-    let batch = b * img + 2 * b * k + TEST_BATCH as u64 * img;
+    // Training workspace: activations, their gradients and the fused scratch; evaluation
+    // workspace at TEST_BATCH (the test chunk itself is one copy for all S: shared_bytes).
+    let work =
+        workspace_floats(&c.spec, c.batch, true) + workspace_floats(&c.spec, TEST_BATCH, false);
+    // The batch (images, soft targets, the teachers' mean).
+    let batch = b * img + 2 * b * k;
     // Its own training set with stored soft labels.
     let data = c.own_images as u64 * (img + k);
     // The short last batch's training workspace, kept beside the full one (a recorded step
@@ -66,7 +102,7 @@ pub fn student_bytes(c: &CohortShape) -> u64 {
     // are left to the margin).
     let n = c.own_images.max(c.shared_images) as u64;
     let last = if b > 0 && n > b { n % b } else { 0 };
-    let last_work = 2 * activation_floats(&c.spec, last as usize);
+    let last_work = workspace_floats(&c.spec, last as usize, true);
     let tables = n + 13 * n + 7 * n.div_ceil(b.max(1));
     4 * (weights + work + last_work + batch + data + tables) + 4 * 2 * b + 8
 }
@@ -77,10 +113,14 @@ pub fn shared_bytes(c: &CohortShape) -> u64 {
     let net = ConvNet::new(c.spec);
     let img = c.spec.image_len() as u64;
     let k = c.spec.classes as u64;
-    let test = c.n_test as u64 * (img + 1) + c.shared_images as u64 * (img + k + 1);
+    // The test set, the gathered test chunk (one copy read by every student), the shared
+    // training set.
+    let test = c.n_test as u64 * (img + 1)
+        + TEST_BATCH as u64 * img
+        + c.shared_images as u64 * (img + k + 1);
     let teachers = c.teachers as u64 * (net.param_len() + net.buffer_len()) as u64;
     let teacher_work = if c.teachers > 0 {
-        activation_floats(&c.spec, TEST_BATCH)
+        workspace_floats(&c.spec, TEST_BATCH, false)
     } else {
         0
     };
@@ -132,6 +172,27 @@ mod tests {
             got <= want && want <= got + stats_bound,
             "model {want} floats, workspace {got} (+ ≤ {stats_bound} statistics)"
         );
+    }
+
+    /// The scratch model is the CUDA backend's own partials size for its smallest tile, the
+    /// largest of its tiles' (what `conv_norm_scratch_len` allocates), per student.
+    #[test]
+    fn scratch_matches_the_cuda_backend() {
+        use crate::backend::cuda::CudaBackend;
+        use crate::backend::Backend;
+        let c = shape(16, 5);
+        let net = ConvNet::new(c.spec);
+        let be = CudaBackend::emulated();
+        for (s, b) in [(1, 5), (3, 7), (2, TEST_BATCH)] {
+            let want: usize = (0..c.spec.depth)
+                .map(|d| be.conv_norm_scratch_len(&net.conv_geom(d, s, b)))
+                .sum();
+            assert_eq!(
+                scratch_floats(&c.spec, b) * s as u64,
+                want as u64,
+                "S {s} B {b}"
+            );
+        }
     }
 
     #[test]

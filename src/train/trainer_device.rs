@@ -1,8 +1,8 @@
 //! The trainer's data on the device. Each distinct training set of a cohort is uploaded once, the
 //! test set once per evaluation; a step's batch is gathered on the device from its (S·b) row
 //! indices (the only per-step upload, with the labels: a few KB), augmented there, and in mode M
-//! labelled there by the teachers; a test pass broadcasts each test chunk to the S students with
-//! a gather, without host copies.
+//! labelled there by the teachers; a test pass gathers each test chunk once on the device and
+//! every student reads that one copy, without host copies.
 
 use std::sync::Arc;
 
@@ -229,14 +229,15 @@ impl<B: Backend> StepFeed<B> {
     }
 }
 
-/// A cohort's test passes over a [`DeviceSet`]: per chunk of TEST_BATCH images, the (S·b)
-/// indices that broadcast it to the S students and the (S, b) labels, built once per cohort.
+/// A cohort's test passes over a [`DeviceSet`]: per chunk of TEST_BATCH images, the chunk is
+/// gathered ONCE (not S times) and every student reads that one copy
+/// ([`Cohort::count_correct_shared`]); the (b) indices and (S, b) labels are built once per cohort.
 pub struct TestFeed<'a, B: Backend> {
     set: &'a DeviceSet<B>,
     students: usize,
-    /// (images in the chunk, (S·b) indices into the set, (S, b) labels)
+    /// (images in the chunk, (b) indices into the set, (S, b) labels)
     chunks: Vec<(usize, B::Buf<u32>, B::Buf<u32>)>,
-    /// (S, b, C, H, W) per distinct chunk size (full, remainder)
+    /// (b, C, H, W) per distinct chunk size (full, remainder), reused by every test point
     xs: Vec<(usize, B::Buf<f32>)>,
 }
 
@@ -247,15 +248,13 @@ impl<'a, B: Backend> TestFeed<'a, B> {
         let mut lo = 0;
         while lo < set.len() {
             let b = TEST_BATCH.min(set.len() - lo);
-            let idx: Vec<u32> = (0..students)
-                .flat_map(|_| lo as u32..(lo + b) as u32)
-                .collect(); // (S·b)
+            let idx: Vec<u32> = (lo as u32..(lo + b) as u32).collect(); // (b)
             let labels: Vec<u32> = (0..students)
                 .flat_map(|_| set.labels[lo..lo + b].iter().copied())
                 .collect(); // (S, b)
             chunks.push((b, be.upload(&idx)?, be.upload(&labels)?));
             if !xs.iter().any(|(xb, _)| *xb == b) {
-                xs.push((b, be.alloc(students * b * set.image_len)?));
+                xs.push((b, be.alloc(b * set.image_len)?));
             }
             lo += b;
         }
@@ -285,7 +284,7 @@ impl<'a, B: Backend> TestFeed<'a, B> {
                 .find(|(xb, _)| xb == b)
                 .expect("an input buffer per chunk size, made in new");
             be.gather_rows(&self.set.images, self.set.image_len, idx, x)?;
-            cohort.count_correct(x, labels, *b, &mut correct)?;
+            cohort.count_correct_shared(x, labels, *b, &mut correct)?;
         }
         be.download(&correct)
     }

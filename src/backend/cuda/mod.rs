@@ -104,10 +104,71 @@ pub enum ConvPrecision {
     Tf32,
 }
 
+/// How the eval-mode conv forwards of test passes (and teacher labels) use the tensor cores
+/// (`--test-precision`): an accuracy-only pass may be cheaper than training. Each mode's kernels:
+/// 3xTF32 and TF32 cuda/conv.cu's (TF32's shared-input first layer cuda/conv_bf16.cu's wide
+/// GEMM), bf16 cuda/conv_bf16.cu's (m16n8k16, fp32 accumulate, operands rounded to nearest even,
+/// as the CPU's `GemmPrecision::Bf16`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TestPrecision {
+    Tf32x3,
+    Tf32,
+    /// The default: the precision study (benches/README.md, 20 seeds per mode) found bf16's
+    /// accuracy distribution indistinguishable from fp32's (paired Δ −0.07 points, Wilcoxon
+    /// p = 0.63), and bf16 has twice TF32's tensor rate.
+    #[default]
+    Bf16,
+}
+
+impl TestPrecision {
+    pub const ALL: [TestPrecision; 3] = [
+        TestPrecision::Tf32x3,
+        TestPrecision::Tf32,
+        TestPrecision::Bf16,
+    ];
+
+    pub fn name(self) -> &'static str {
+        self.gemm().name()
+    }
+
+    /// How the CPU backend rounds GEMM operands to reproduce this mode
+    /// (`CpuBackend::with_test_precision`).
+    pub fn gemm(self) -> crate::ops::precision::GemmPrecision {
+        use crate::ops::precision::GemmPrecision;
+        match self {
+            TestPrecision::Tf32x3 => GemmPrecision::Tf32x3,
+            TestPrecision::Tf32 => GemmPrecision::Tf32,
+            TestPrecision::Bf16 => GemmPrecision::Bf16,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<TestPrecision> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown test precision '{s}': expected one of 3xtf32, tf32, bf16"
+                ))
+            })
+    }
+}
+
+impl From<ConvPrecision> for TestPrecision {
+    fn from(p: ConvPrecision) -> Self {
+        match p {
+            ConvPrecision::Tf32x3 => TestPrecision::Tf32x3,
+            ConvPrecision::Tf32 => TestPrecision::Tf32,
+        }
+    }
+}
+
 /// The compute device for `--device cuda[:N]`, or its emulation.
 pub struct CudaBackend {
     dev: Device,
     conv_precision: ConvPrecision,
+    /// Eval-mode conv forwards (test passes); default bf16.
+    test_precision: TestPrecision,
     /// Emulated only: a device memory size that allocations fail beyond (None: unlimited).
     emu_budget: Option<Arc<EmuBudget>>,
     /// Record training steps and replay them (`DDR_CUDA_GRAPHS=0` turns it off).
@@ -138,6 +199,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             dev: Device::Real(Box::new(RealDevice::open(ordinal)?)),
             conv_precision: ConvPrecision::default(),
+            test_precision: TestPrecision::default(),
             emu_budget: None,
             graphs: graph::graphs_from_env(),
             recording: Default::default(),
@@ -152,6 +214,7 @@ impl CudaBackend {
         CudaBackend {
             dev: Device::Emulated,
             conv_precision: ConvPrecision::default(),
+            test_precision: TestPrecision::default(),
             emu_budget: None,
             graphs: graph::graphs_from_env(),
             recording: Default::default(),
@@ -223,10 +286,23 @@ impl CudaBackend {
         }
     }
 
-    /// The same backend with the conv kernels in `p` (default: TF32).
+    /// The same backend with every conv kernel in `p` (default: TF32 for training, bf16 for
+    /// test passes): training and eval-mode forwards both (so a test pinning 3xTF32 gets 3xTF32
+    /// everywhere); [`CudaBackend::with_test_precision`] then sets the test passes apart.
     pub fn with_conv_precision(mut self, p: ConvPrecision) -> Self {
         self.conv_precision = p;
+        self.test_precision = p.into();
         self
+    }
+
+    /// The same backend with eval-mode conv forwards (test passes, teacher labels) in `p`.
+    pub fn with_test_precision(mut self, p: TestPrecision) -> Self {
+        self.test_precision = p;
+        self
+    }
+
+    pub fn test_precision(&self) -> TestPrecision {
+        self.test_precision
     }
 
     pub fn conv_precision(&self) -> ConvPrecision {

@@ -14,6 +14,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 
+mod bf16;
 mod fused;
 
 pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
@@ -637,7 +638,7 @@ impl Backend for CudaBackend {
 
 /// The block tile (M × N) and block size of a conv GEMM kernel: cuda/conv.cu's CONV_*_TILE and
 /// CONV_*_THREADS, which these must match.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct ConvTile {
     bm: usize,
     bn: usize,
@@ -721,21 +722,24 @@ impl CudaBackend {
             out: self.addr(y)?,
             ..p
         };
-        let (kernel, tile) = match self.conv_precision() {
-            ConvPrecision::Tf32x3 => ("conv3x3_forward_tf32x3", TILE_TF32X3),
-            ConvPrecision::Tf32 => ("conv3x3_forward_tf32", TILE_TF32),
+        // A shared input is a test pass's chunk: eval mode, the test precision.
+        let mode = if x_shared { Mode::Eval } else { Mode::Train };
+        let k = self.forward_kernel(g, mode, x_shared, false, p.param_row as usize);
+        let p = ConvParams {
+            wide: u32::from(k.wide),
+            ..p
         };
-        let grid = gemm_grid(
-            OP,
-            tile,
-            g.batch * g.out_h() * g.out_w(),
-            g.cout,
-            g.students,
-        )?;
+        let (n, z) = if k.wide {
+            (g.students * g.cout, 1)
+        } else {
+            (g.cout, g.students)
+        };
+        let grid = gemm_grid(OP, k.tile, g.batch * g.out_h() * g.out_w(), n, z)?;
         // SAFETY: x (one or S copies, as x_shared says), params, y sizes checked against the
-        // geometry above; the grid covers (B·oh·ow, cout) per student with the kernel's own tile
-        // and block size, and the kernel bounds-checks the tile edges.
-        unsafe { self.launch_block(kernel, grid, tile.threads, &p) }
+        // geometry above; the grid covers (B·oh·ow, cout) per student (or, wide, (B·oh·ow,
+        // S·cout) once, with S·param_row < 2³¹ checked by forward_kernel) with the kernel's own
+        // tile and block size, and the kernel bounds-checks the tile edges.
+        unsafe { self.launch_block(k.name, grid, k.tile.threads, &p) }
     }
 
     /// The parts of ConvParams every conv kernel shares, after checking x and params.

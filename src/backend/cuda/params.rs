@@ -58,7 +58,9 @@ pub struct ConvParams {
     pub k_splits: u32,
     /// Forward: 1 when x is one (B, cin, h, w) copy shared by all students.
     pub x_shared: u32,
-    pub unused: u32,
+    /// cuda/conv_bf16.cu only (conv.cu ignores it, as `unused`): 1 with `x_shared` makes the
+    /// forward ONE GEMM over N = S·cout (the students' weights side by side), grid z = 1.
+    pub wide: u32,
 }
 const _: () = assert!(size_of::<ConvParams>() == 112);
 

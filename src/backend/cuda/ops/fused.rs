@@ -9,7 +9,7 @@ use super::{TILE_TF32, TILE_TF32X3};
 use crate::backend::cuda::params::{
     ConvNormParams, ConvParams, NormParams, NormPartials, NormPartialsParams,
 };
-use crate::backend::cuda::{ConvPrecision, CudaBackend, CudaBuf};
+use crate::backend::cuda::{CudaBackend, CudaBuf};
 use crate::backend::{ConvGeom, Mode, NormGeom, NormKind, ParamAt};
 use crate::error::{Error, Result};
 
@@ -63,8 +63,11 @@ fn fully_fused(tile_m: usize, g: &NormGeom, mode: Mode) -> bool {
 impl CudaBackend {
     /// Scratch for either precision's tile, so a backend whose precision changes keeps working.
     pub(super) fn conv_norm_partials_len(&self, g: &ConvGeom) -> usize {
-        // One register tile per block gives the most partials (more, shorter tiles).
-        partials_len(TILE_TF32.bm, g).max(partials_len(TILE_TF32X3.bm, g))
+        // One register tile per block gives the most partials (more, shorter tiles); the bf16
+        // tile (ops/bf16.rs) has 3xTF32's 128 rows.
+        partials_len(TILE_TF32.bm, g)
+            .max(partials_len(TILE_TF32X3.bm, g))
+            .max(partials_len(super::bf16::TILE_BF16.bm, g))
     }
 
     /// Batch norm's running statistics into the norm params (checked against the geometry).
@@ -134,9 +137,12 @@ impl CudaBackend {
             ..norm
         };
         self.with_running(OP, ng, running, running_at, &mut norm)?;
-        let (kernel, tile) = match self.conv_precision() {
-            ConvPrecision::Tf32x3 => ("conv3x3_forward_norm_tf32x3", TILE_TF32X3),
-            ConvPrecision::Tf32 => ("conv3x3_forward_norm_tf32", TILE_TF32),
+        // Eval mode runs the test precision; a shared input one wide GEMM where it can (bf16.rs).
+        let k = self.forward_kernel(cg, mode, x_shared, true, conv.param_row as usize);
+        let (kernel, tile) = (k.name, k.tile);
+        let conv = ConvParams {
+            wide: u32::from(k.wide),
+            ..conv
         };
         let m_sub = m_sub(tile, ng);
         let tile_m = tile.bm * m_sub;
@@ -160,12 +166,17 @@ impl CudaBackend {
             unused: 0,
         };
         let block_tile = ConvTile { bm: tile_m, ..tile };
-        let grid = gemm_grid(OP, block_tile, m, cg.cout, cg.students)?;
+        let grid = if k.wide {
+            gemm_grid(OP, block_tile, m, cg.students * cg.cout, 1)?
+        } else {
+            gemm_grid(OP, block_tile, m, cg.cout, cg.students)?
+        };
         let q = ConvNormParams { conv, norm, part };
         // SAFETY: x, params, y, stats, out, running and scratch sizes checked above against the
         // geometry (scratch ≥ the (S, m_tiles, cout, seg_max, 3) partials of this tile); the grid
-        // covers (B·oh·ow, cout) per student with blocks of part.tile_m = m_sub · BM rows (the
-        // kernel's own register tile, run m_sub times) and the kernel's block size.
+        // covers (B·oh·ow, cout) per student (wide: (B·oh·ow, S·cout) once, the students'
+        // columns side by side) with blocks of part.tile_m = m_sub · BM rows (the kernel's own
+        // register tile, run m_sub times) and the kernel's block size.
         unsafe { self.launch_block(kernel, grid, tile.threads, &q)? };
         if !fused {
             let p = NormPartialsParams { norm, part };
