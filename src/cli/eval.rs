@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::eval_device::{cohort_students, DryTarget};
+use super::eval_models::DryTotals;
 use super::eval_setup::{apply_flags, demo_config, demo_note, is_demo};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, Opened, Origin};
@@ -18,11 +19,11 @@ use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
 use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
 use crate::metrics::execute::{cache_dir, model_spec, select as select_rows, Inputs, RunOptions};
 use crate::metrics::plan::{pack, plan, PlanSizes};
-use crate::metrics::report::{table, write_outputs};
+use crate::metrics::report::{table, write_outputs, EvalRecord};
 use crate::metrics::session::{
     adopt_syn_lr, assemble_inputs, load_real_inputs, load_syn_source, SynSource,
 };
-use crate::metrics::settings::{settings_text, Provenance};
+use crate::metrics::settings::Provenance;
 use crate::metrics::yaml::load_yaml;
 
 /// Every setting of an evaluation; each overrides the YAML key named in its help.
@@ -50,9 +51,11 @@ pub struct EvalArgs {
     /// Images per class (YAML: ipc; default 10).
     #[arg(long)]
     pub ipc: Option<usize>,
-    /// ConvNet-3, ConvNet-4-BN, ... (YAML: model_name; default ConvNet-3).
-    #[arg(long)]
-    pub model: Option<String>,
+    /// ConvNet-3, ConvNet-4-BN, ...; several (comma list or repeated flag) score the set on each
+    /// and print one table (README "Cross-architecture scores") (YAML: model_name, a name or a
+    /// list; default ConvNet-3).
+    #[arg(long, value_delimiter = ',')]
+    pub model: Vec<String>,
     /// Conv channels (YAML: width; default 128).
     #[arg(long)]
     pub width: Option<usize>,
@@ -253,7 +256,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let before_flags = cfg.clone();
     apply_flags(args, &mut cfg)?;
     prov.mark_changed(&before_flags, &cfg, "flag");
-    cfg.validate()?;
+    // Each model's config on its own: a model list is checked before anything trains.
+    super::eval_models::validate(&cfg)?;
     test_precision(args)?; // a bad --test-precision fails before any data loads
     if demo {
         let note = demo_note(&cfg);
@@ -279,8 +283,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             demo,
             target.kind,
         )?;
-        print!("{}", settings_text(&prov.resolve(&cfg)));
-        return dry_run(args, &cfg, &inputs, &target);
+        print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
+        return super::eval_models::dry_run_models(&cfg, |m| dry_run(args, m, &inputs, &target));
     }
     if args.collect {
         let kind = super::eval_shard::collect_kind(choice, origin)?;
@@ -360,9 +364,28 @@ fn run_on<B: Backend>(
 ) -> Result<()> {
     let t0 = std::time::Instant::now();
     let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind)?;
-    let settings = prov.resolve(&cfg);
-    print!("{}", settings_text(&settings));
-    let (max_students, why) = cohort_students(args.max_students, be.memory()?, &cfg, &inputs)?;
+    print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
+    super::eval_models::score_models(&cfg, |m| score(be, args, m, &prov, notes.clone(), &inputs))?;
+    eprintln!(
+        "evaluated on {} in {:.1} s",
+        be.describe(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One model's evaluation (`cfg` names one model): trains or reuses its trainings as the flags
+/// ask, prints its table and writes its outputs. None for a shard: its trainings are in the
+/// cache, the scores come from --collect.
+fn score<B: Backend>(
+    be: &Arc<B>,
+    args: &EvalArgs,
+    cfg: &EvalConfig,
+    prov: &Provenance,
+    notes: Vec<String>,
+    inputs: &Inputs,
+) -> Result<Option<EvalRecord>> {
+    let (max_students, why) = cohort_students(args.max_students, be.memory()?, cfg, inputs)?;
     eprintln!("cohorts: up to {max_students} students ({why})");
     let opts = RunOptions {
         max_students,
@@ -375,12 +398,12 @@ fn run_on<B: Backend>(
     let subset = |l: &[u32], c: usize, ipc: usize, seed: u64, run: u64| {
         crate::data::random_subset(l, c, ipc, seed, run)
     };
-    let mode = super::eval_shard::evaluate_mode(be, args, &cfg, &inputs, &subset, &opts)?;
+    let mode = super::eval_shard::evaluate_mode(be, args, cfg, inputs, &subset, &opts)?;
     let Some(mut rec) = mode else {
-        return Ok(()); // a shard: its trainings are in the cache, the scores come from --collect
+        return Ok(None);
     };
-    rec.settings = settings;
-    print!("{}", table(&cfg, &rec));
+    rec.settings = prov.resolve(cfg);
+    print!("{}", table(cfg, &rec));
     write_outputs(&rec, cfg.out_dir.as_deref(), cfg.csv_path.as_deref())?;
     if let Some(d) = &cfg.out_dir {
         println!("  wrote {}", d.join("result.json").display());
@@ -389,16 +412,17 @@ fn run_on<B: Backend>(
             crate::report::write_eval_report(&rec, d)?.display()
         );
     }
-    eprintln!(
-        "evaluated on {} in {:.1} s",
-        be.describe(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(Some(rec))
 }
 
-/// Prints the plan, its cohorts and the estimated time; trains nothing.
-fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, target: &DryTarget) -> Result<()> {
+/// Prints the plan, its cohorts and the estimated time of one model; trains nothing. Returns the
+/// counts a model list sums up.
+fn dry_run(
+    args: &EvalArgs,
+    cfg: &EvalConfig,
+    inputs: &Inputs,
+    target: &DryTarget,
+) -> Result<DryTotals> {
     let device = target.kind;
     let p = plan(cfg, &inputs.ids)?;
     let sizes = PlanSizes {
@@ -520,10 +544,15 @@ fn dry_run(args: &EvalArgs, cfg: &EvalConfig, inputs: &Inputs, target: &DryTarge
         inputs.train.len(),
         inputs.test.len()
     );
-    Ok(())
+    Ok(DryTotals {
+        trainings: p.trainings.len(),
+        todo: todo.len(),
+        cohorts: cohorts.len(),
+        seconds: e.seconds,
+    })
 }
 
-fn human_time(s: f64) -> String {
+pub(super) fn human_time(s: f64) -> String {
     if s < 120.0 {
         format!("{s:.0} s")
     } else if s < 7200.0 {

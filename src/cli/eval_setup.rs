@@ -4,7 +4,7 @@
 use super::eval::EvalArgs;
 use crate::error::{Error, Result};
 use crate::metrics::config::{aug_with_defaults, AugConfig, DatasetInfo, EvalConfig, Metric};
-use crate::metrics::yaml::check_model_name;
+use crate::metrics::yaml::check_model_names;
 
 /// What the demo prints and records about itself, with the recipe it actually ran.
 pub fn demo_note(c: &EvalConfig) -> String {
@@ -120,9 +120,9 @@ fn set_fields(a: &EvalArgs, c: &mut EvalConfig) -> Result<()> {
     if let Some(d) = &a.dataset {
         c.dataset = DatasetInfo::parse(d)?.name.to_string();
     }
-    if let Some(m) = &a.model {
-        check_model_name(m).map_err(|e| Error::config(format!("--model: {e}")))?;
-        c.model = m.clone();
+    if !a.model.is_empty() {
+        c.model =
+            check_model_names(&a.model).map_err(|e| Error::config(format!("--model: {e}")))?;
     }
     if let Some(v) = parsed("label-type", &a.label_type)? {
         c.label_type = v;

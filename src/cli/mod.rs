@@ -6,6 +6,7 @@ mod data;
 pub mod eval;
 mod eval_device;
 mod eval_emit;
+mod eval_models;
 mod eval_setup;
 mod eval_shard;
 mod info;

@@ -8,7 +8,8 @@ use crate::error::Result;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Result folders written by `ddr-fast eval --out` (or their result.json files).
+    /// Result folders written by `ddr-fast eval --out` (or their result.json files); a
+    /// cross-architecture folder (models.json) shows every model's result and their table.
     #[arg(required = true)]
     pub results: Vec<PathBuf>,
     /// The HTML file to write (default: DIR/report.html for one folder, leaderboard.html in the
@@ -18,11 +19,10 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let loaded = args
-        .results
-        .iter()
-        .map(|p| crate::report::load(p))
-        .collect::<Result<Vec<_>>>()?;
+    let mut loaded = Vec::new();
+    for p in &args.results {
+        loaded.extend(crate::report::load_all(p)?);
+    }
     let out = match (&args.out, args.results.as_slice()) {
         (Some(o), _) => o.clone(),
         (None, [one]) if one.is_dir() => one.join("report.html"),

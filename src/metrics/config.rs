@@ -175,7 +175,9 @@ pub struct EvalConfig {
     pub syn_lr: Option<f64>,
     pub ipc: usize,
     pub im_size: Option<[usize; 2]>,
-    /// `ConvNet-3`, `ConvNet-4-BN`, ... (DESIGN.md §4).
+    /// `ConvNet-3`, `ConvNet-4-BN`, ... (DESIGN.md §4). Several names joined by
+    /// [`MODEL_SEPARATOR`] ask for a cross-architecture evaluation: `cli/eval_models.rs` runs one
+    /// evaluation per name, each with a config holding that one name ([`EvalConfig::models`]).
     pub model: String,
     /// Channels of every conv layer (DESIGN.md default 128; the demo uses fewer).
     pub width: usize,
@@ -289,6 +291,9 @@ impl Default for EvalConfig {
     }
 }
 
+/// Separates the names of a cross-architecture model list in [`EvalConfig::model`].
+pub const MODEL_SEPARATOR: char = ',';
+
 /// DD-Ranking's `REAL_DATA_ACC_CACHE` (ddranking/utils/train_and_eval.py): full-data accuracies in
 /// percent it uses instead of training when `eval_full_data` is false, keyed by its own spellings.
 pub const REFERENCE_FULL_ACC: [(&str, &str, f64); 2] = [
@@ -360,6 +365,12 @@ impl EvalConfig {
     /// The dataset's fixed facts (classes, image shape, split sizes).
     pub fn dataset_info(&self) -> Result<DatasetInfo> {
         DatasetInfo::parse(&self.dataset)
+    }
+
+    /// The student models of this evaluation, in the order given: one name, or several for a
+    /// cross-architecture evaluation.
+    pub fn models(&self) -> Vec<&str> {
+        self.model.split(MODEL_SEPARATOR).map(str::trim).collect()
     }
 
     /// Epochs between tests: the configured value or the reference's per-metric default.

@@ -9,6 +9,7 @@ pub mod coreset;
 pub mod cost;
 pub mod execute;
 pub mod inputs;
+pub mod models;
 pub mod plan;
 pub mod reduce;
 pub mod report;

@@ -36,6 +36,13 @@ pub fn settings(text: &str, label: &str, metric: Metric) -> Result<(EvalConfig, 
     let mut cfg = EvalConfig::default();
     let rep = apply_yaml_str(Path::new(label), text, &mut cfg)?;
     cfg.metric = metric;
+    if cfg.models().len() > 1 {
+        return Err(Error::config(format!(
+            "{label}: model_name: a list of models (cross-architecture) is scored by the \
+             `ddr-fast eval` command; this call evaluates one model, found {}",
+            cfg.model
+        )));
+    }
     // The metric is the caller's, so the inference warning of a metric-less YAML does not apply.
     let warnings = rep
         .warnings

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::config::{aug_with_defaults, AugConfig, DatasetInfo, EvalConfig, Metric};
+use super::config::{
+    aug_with_defaults, AugConfig, DatasetInfo, EvalConfig, Metric, MODEL_SEPARATOR,
+};
 use crate::aug::TvPipeline;
 use crate::error::{Error, Result};
 
@@ -181,10 +183,10 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             "syn_lr" => cfg.syn_lr = r.opt_f64(key, v)?,
             "ipc" => cfg.ipc = r.usize(key, v)?,
             "im_size" => cfg.im_size = Some(r.pair(key, v)?),
+            // A name, or a list of them for a cross-architecture evaluation.
             "model_name" => {
-                let name = r.string(key, v)?;
-                check_model_name(&name).map_err(|m| r.err(key, m))?;
-                cfg.model = name;
+                let names = r.string_list(key, v)?;
+                cfg.model = check_model_names(&names).map_err(|m| r.err(key, m))?;
             }
             "width" | "net_width" => cfg.width = r.usize(key, v)?,
             "data_aug_func" => {
@@ -323,6 +325,24 @@ pub fn check_model_name(name: &str) -> std::result::Result<(usize, &'static str)
         crate::backend::NormKind::None => "none",
     };
     Ok((spec.depth, norm))
+}
+
+/// Checks every name of a model list with [`check_model_name`] and joins them into the form
+/// `EvalConfig::model` holds (one name, or several separated by [`MODEL_SEPARATOR`] for a
+/// cross-architecture evaluation). An empty list or a name given twice is an error too.
+pub fn check_model_names(names: &[String]) -> std::result::Result<String, String> {
+    if names.is_empty() {
+        return Err("expected at least one model name".into());
+    }
+    for (i, n) in names.iter().enumerate() {
+        let n = n.trim();
+        check_model_name(n).map_err(|e| format!("model '{n}': {e}"))?;
+        if names[..i].iter().any(|m| m.trim() == n) {
+            return Err(format!("model '{n}' is listed twice"));
+        }
+    }
+    let trimmed: Vec<&str> = names.iter().map(|n| n.trim()).collect();
+    Ok(trimmed.join(&MODEL_SEPARATOR.to_string()))
 }
 
 fn apply_loss_kwargs(
@@ -687,6 +707,23 @@ mod tests {
         );
         let e = load("random_data_format: png\n").unwrap_err().to_string();
         assert!(e.contains("'random_data_format'"), "{e}");
+    }
+
+    /// `model_name` as a list (cross-architecture) or a string; every name checked.
+    #[test]
+    fn model_name_lists() {
+        let (cfg, _) = load("model_name: [ConvNet-3, ConvNet-2-BN]\n").unwrap();
+        assert_eq!(cfg.models(), ["ConvNet-3", "ConvNet-2-BN"]);
+        let (cfg, _) = load("model_name: ConvNet-4\n").unwrap();
+        assert_eq!(cfg.models(), ["ConvNet-4"]);
+        for (text, want) in [
+            ("model_name: []\n", "at least one"),
+            ("model_name: [ConvNet-3, Foo-1]\n", "Foo-1"),
+            ("model_name: [ConvNet-3, ConvNet-3]\n", "listed twice"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains("model_name") && e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -57,6 +57,28 @@ pub fn load(path: &Path) -> Result<Loaded> {
     })
 }
 
+/// The results of a folder or file: `load` of it, or, for a cross-architecture folder (a
+/// `models.json` and no result.json), each model's result named `<method> on <model>`, so the
+/// page starts with their table (the leaderboard, one row per model).
+pub fn load_all(path: &Path) -> Result<Vec<Loaded>> {
+    let index = match path.is_dir() && !path.join("result.json").exists() {
+        true => crate::metrics::models::ModelsIndex::load(path)?,
+        false => None,
+    };
+    let Some(index) = index else {
+        return Ok(vec![load(path)?]);
+    };
+    index
+        .rows
+        .iter()
+        .map(|row| {
+            let mut l = load(&path.join(&row.dir))?;
+            l.name = format!("{} on {}", l.name, row.model);
+            Ok(l)
+        })
+        .collect()
+}
+
 /// The whole page: one result's section, or the leaderboard followed by every result's section.
 pub fn render(results: &[Loaded]) -> Result<String> {
     if results.is_empty() {
