@@ -24,8 +24,9 @@ pub enum GemmPrecision {
     /// a·b ≈ a_tail·b_head + a_head·b_tail + a_head·b_head (the tail·tail term dropped), as
     /// cuda/conv_gemm.cuh does with `split_tf32`.
     Tf32x3,
-    /// Plain TF32: round to nearest, ties away from zero, to 10 explicit mantissa bits
-    /// (PTX `cvt.rna.tf32.f32`, what `wmma::__float_to_tf32` emits).
+    /// Plain TF32 as the kernels feed it: raw fp32 registers, of which the tensor core reads the top
+    /// 19 bits — truncation toward zero, ≤ 2⁻¹⁰ relative per operand, biased (cuda/mma_tf32.cuh;
+    /// the main loops carry no `cvt`, which keeps them within the kernel report's threshold).
     Tf32,
     /// bf16: round to nearest even to 7 explicit mantissa bits (`__float2bfloat16_rn`).
     Bf16,
@@ -64,7 +65,8 @@ impl GemmPrecision {
     pub fn head(self, v: f32) -> f32 {
         match self {
             GemmPrecision::Fp32 => v,
-            GemmPrecision::Tf32x3 | GemmPrecision::Tf32 => round_tf32(v),
+            GemmPrecision::Tf32x3 => round_tf32(v),
+            GemmPrecision::Tf32 => truncate_tf32(v),
             GemmPrecision::Bf16 => round_bf16(v),
         }
     }
@@ -90,6 +92,15 @@ pub fn round_tf32(v: f32) -> f32 {
         return v;
     }
     f32::from_bits((v.to_bits() + 0x1000) & 0xffff_e000)
+}
+
+/// What the tensor core reads from an fp32 register in TF32 mode: the top 19 bits (sign, exponent,
+/// 10 mantissa bits), i.e. truncation toward zero; non-finite values keep their class.
+pub fn truncate_tf32(v: f32) -> f32 {
+    if !v.is_finite() {
+        return v;
+    }
+    f32::from_bits(v.to_bits() & 0xffff_e000)
 }
 
 /// Round to nearest even keeping 7 explicit mantissa bits (the bf16 value, held in an f32);
@@ -243,6 +254,19 @@ mod tests {
     }
 
     #[test]
+    fn tf32_mode_truncates_as_the_tensor_core_reads_fp32() {
+        let ulp = 2f32.powi(-10); // TF32 spacing in [1, 2)
+        let p = GemmPrecision::Tf32;
+        assert_eq!(p.head(1.0 + ulp * 0.99), 1.0); // toward zero, not to nearest
+        assert_eq!(p.head(-(1.0 + ulp * 0.99)), -1.0);
+        assert_eq!(p.head(1.0 + ulp * 1.5), 1.0 + ulp);
+        assert_eq!(p.head(3.0), 3.0);
+        assert_eq!(p.head(f32::NEG_INFINITY), f32::NEG_INFINITY);
+        // 3xTF32's head is the rounded one (its kernels round with cvt.rna before the split).
+        assert_eq!(GemmPrecision::Tf32x3.head(1.0 + ulp * 0.99), 1.0 + ulp);
+    }
+
+    #[test]
     fn bf16_rounds_to_nearest_even() {
         let ulp = 2f32.powi(-7); // bf16 spacing in [1, 2)
         assert_eq!(round_bf16(1.0 + ulp / 2.0), 1.0); // tie to even (1.0)
@@ -318,6 +342,8 @@ mod tests {
     }
 
     /// The modes really differ: TF32 and bf16 move a GEMM by their rounding, 3xTF32 stays near fp32.
+    /// (No order between TF32 and bf16: on these all-positive operands TF32's truncation errors all
+    /// point one way and add up, while bf16's round-to-nearest errors partly cancel.)
     #[test]
     fn modes_are_ordered_by_their_error() {
         let (m, n, k) = (4, 4, 64);
@@ -358,7 +384,7 @@ mod tests {
             err(GemmPrecision::Bf16),
         );
         assert!(e3 < 1e-5 && e32 < 1e-5, "fp32 {e32}, 3xtf32 {e3}");
-        assert!(et > 1e-5 && eb > et, "tf32 {et}, bf16 {eb}");
+        assert!(et > 1e-5 && eb > 1e-5, "tf32 {et}, bf16 {eb}");
     }
 
     #[test]
