@@ -43,9 +43,11 @@ pub fn build(name: &str, channels: usize, im_size: usize, classes: usize) -> Res
         ) {
             ("BN", _) => bn = true,
             (_, Some(w)) if w > 0 && matches!(family, "VGG" | "ResNet") => width = w,
-            _ => return Err(bad(format!(
+            _ => {
+                return Err(bad(format!(
                 "unknown part `{t}` (only BN, or W<n> for VGG and ResNet, may follow the depth)"
-            ))),
+            )))
+            }
         }
     }
     let norm = if bn { Norm::Batch } else { Norm::Instance };
