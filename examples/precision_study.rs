@@ -139,7 +139,7 @@ fn run() -> Result<()> {
     // LRS-hard's recipe (shared config): SGD, momentum 0.9, weight decay 5e-4, StepLR at half the
     // epochs, DSA, batch 256 (one batch per epoch at IPC 10).
     let settings = CohortSettings {
-        net: ConvNet::new(spec),
+        net: ConvNet::new(spec).into(),
         epochs: st.epochs,
         test_interval: st.test_interval,
         batch_size: 256,

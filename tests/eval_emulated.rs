@@ -272,7 +272,7 @@ mod step {
     fn settings(epochs: usize, aug: AugPlan, loss: LossKind) -> CohortSettings {
         let spec = ConvNetSpec::new(2, 4, NormKind::Instance, 3, 8, 2).unwrap();
         CohortSettings {
-            net: ConvNet::new(spec),
+            net: ConvNet::new(spec).into(),
             epochs,
             test_interval: 1,
             batch_size: 8,
@@ -306,9 +306,9 @@ mod step {
     fn teacher(cs: &CohortSettings) -> Teacher {
         let net = cs.net.clone();
         let mut params = vec![0f32; net.param_len()]; // (P)
-        init_params(&net.layout, 11, &mut params);
+        init_params(net.layout(), 11, &mut params);
         let mut running = vec![0f32; net.buffer_len()]; // (R)
-        init_buffers(&net.layout, &mut running);
+        init_buffers(net.layout(), &mut running);
         Teacher {
             net,
             params,

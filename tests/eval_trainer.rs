@@ -36,7 +36,7 @@ fn toy_set(n_per_class: usize, offset: u32) -> ImageSet {
 fn settings(epochs: usize) -> CohortSettings {
     let spec = ConvNetSpec::new(2, 8, NormKind::Instance, 3, 8, 2).unwrap();
     CohortSettings {
-        net: ConvNet::new(spec),
+        net: ConvNet::new(spec).into(),
         epochs,
         test_interval: 2,
         batch_size: 6,

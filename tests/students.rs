@@ -1,13 +1,14 @@
 //! S students trained together in one cohort equal S separate single-student trainings: every
 //! buffer has S outermost and every op computes a student's values with the same arithmetic in the
 //! same order whatever S is, so the check is exact (bitwise), for every norm kind, optimizer and a
-//! hard and a soft loss, across a schedule change and a partial last batch.
+//! hard and a soft loss, across a schedule change and a partial last batch — for ConvNet and for
+//! the layer-list networks (a ResNet and a VGG built as ResNet-18 and VGG-11 are, at small width).
 
 use std::sync::Arc;
 
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::{Backend, LossKind, NormKind, OptimizerCfg, OptimizerKind};
-use ddr_fast::model::{ConvNetSpec, SplitMix64};
+use ddr_fast::model::{ConvNetSpec, Net, SplitMix64};
 use ddr_fast::train::{Cohort, Schedule};
 
 const STUDENTS: usize = 3;
@@ -22,8 +23,12 @@ struct Data {
 }
 
 fn data(spec: &ConvNetSpec) -> Data {
+    data_for(spec.image_len(), spec.classes)
+}
+
+/// Random steps for images of `img` values and `classes` classes.
+fn data_for(img: usize, classes: usize) -> Data {
     let mut rng = SplitMix64::new(2024);
-    let img = spec.image_len();
     let steps = BATCHES
         .iter()
         .map(|&b| {
@@ -31,9 +36,9 @@ fn data(spec: &ConvNetSpec) -> Data {
                 .map(|_| 2.0 * rng.next_f32() - 1.0)
                 .collect();
             let y = (0..STUDENTS * b)
-                .map(|_| (rng.next_u64() % spec.classes as u64) as u32)
+                .map(|_| (rng.next_u64() % classes as u64) as u32)
                 .collect();
-            let t = (0..STUDENTS * b * spec.classes)
+            let t = (0..STUDENTS * b * classes)
                 .map(|_| 4.0 * rng.next_f32() - 2.0)
                 .collect();
             (x, y, t)
@@ -52,7 +57,7 @@ fn share<T: Clone>(v: &[T], s: usize) -> Vec<T> {
 /// final parameters, running statistics and eval logits of the last batch, each (S, ...).
 fn train<B: Backend>(
     be: &Arc<B>,
-    spec: ConvNetSpec,
+    spec: impl Into<Net>,
     opt: OptimizerCfg,
     loss: LossKind,
     d: &Data,
@@ -86,6 +91,49 @@ fn train<B: Backend>(
         be.download(c.running()).unwrap(),
         logits,
     )
+}
+
+/// The layer-list networks keep the property: ResNet-18's and VGG-11's structure (basic blocks
+/// with strided shortcut convs, instance or batch norm, max pools) at width 4 and 8.
+#[test]
+fn layer_list_cohorts_equal_single_trainings() {
+    let be = Arc::new(CpuBackend::new());
+    let mut checked = 0;
+    for name in [
+        "ResNet-18-W4",
+        "ResNet-18-W4-BN",
+        "VGG-11-W8",
+        "VGG-11-W8-BN",
+    ] {
+        let net = Net::from_name(name, 3, 32, 5).unwrap();
+        let d = data_for(net.image_len(), net.classes());
+        for (kind, loss) in [
+            (OptimizerKind::Sgd, LossKind::CrossEntropy),
+            (
+                OptimizerKind::Adam,
+                LossKind::Kl {
+                    temperature: 4.0,
+                    scale_loss: true,
+                },
+            ),
+        ] {
+            let opt = OptimizerCfg::new(kind, 5e-4);
+            let (l3, p3, r3, z3) = train(&be, net.clone(), opt, loss, &d, &[0, 1, 2]);
+            let steps = BATCHES.len();
+            for s in 0..STUDENTS {
+                let (l1, p1, r1, z1) = train(&be, net.clone(), opt, loss, &d, &[s]);
+                let case = format!("{name} {kind:?} student {s}");
+                let l3s: Vec<f32> = (0..steps).map(|i| l3[i * STUDENTS + s]).collect();
+                assert_eq!(l1, l3s, "{case}: losses");
+                assert!(p1 == share(&p3, s), "{case}: parameters differ");
+                assert!(r1 == share(&r3, s), "{case}: running statistics differ");
+                assert!(z1 == share(&z3, s), "{case}: eval logits differ");
+                checked += 1;
+            }
+            assert!(share(&p3, 0) != share(&p3, 1), "{name}: students differ");
+        }
+    }
+    assert_eq!(checked, 4 * 2 * STUDENTS);
 }
 
 #[test]

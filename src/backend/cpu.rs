@@ -2,7 +2,10 @@
 //! device. Thin: each trait method forwards to the op's CPU function in `crate::ops`, so a faster
 //! CPU path for one op is swapped in by changing one call here.
 
-use super::{Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, OptimizerCfg, ParamAt};
+use super::{
+    Backend, Conv2dGeom, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, NormLayerGeom,
+    OptimizerCfg, ParamAt, PoolGeom,
+};
 use crate::aug::{self, AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
 use crate::ops;
@@ -301,6 +304,97 @@ impl Backend for CpuBackend {
             ops::linear::cpu::backward_input(g, params, at, dout, dx)?;
         }
         ops::linear::cpu::backward_weight(g, x, dout, at, grads)
+    }
+
+    fn has_layer_ops(&self) -> bool {
+        true
+    }
+
+    fn conv2d_forward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.reference {
+            return ops::conv2d::cpu::forward(g, x, params, at, y);
+        }
+        ops::conv2d::cpu_fast::forward(g, x, params, at, y, &self.scratch)
+    }
+
+    fn conv2d_backward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        dy: &Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        grads: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.reference {
+            if let Some(dx) = dx {
+                ops::conv2d::cpu::backward_input(g, params, at, dy, dx)?;
+            }
+            return ops::conv2d::cpu::backward_weight(g, x, dy, at, grads);
+        }
+        if let Some(dx) = dx {
+            ops::conv2d::cpu_fast::backward_input(g, params, at, dy, dx, &self.scratch)?;
+        }
+        ops::conv2d::cpu_fast::backward_weight(g, x, dy, at, grads, &self.scratch)
+    }
+
+    fn norm_forward(
+        &self,
+        g: &NormLayerGeom,
+        mode: Mode,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        running: &mut Vec<f32>,
+        running_at: ParamAt,
+        stats: &mut Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::norm::cpu::forward(g, mode, x, params, at, running, running_at, stats, y)
+    }
+
+    fn norm_backward(
+        &self,
+        g: &NormLayerGeom,
+        x: &Vec<f32>,
+        params: &Vec<f32>,
+        at: ParamAt,
+        stats: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+        grads: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::norm::cpu::backward(g, x, params, at, stats, dy, dx, grads)
+    }
+
+    fn relu_forward(&self, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        ops::relu::cpu::forward(x, y)
+    }
+
+    fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        ops::relu::cpu::backward(y, dy, dx)
+    }
+
+    fn pool_forward(&self, g: &PoolGeom, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        ops::pool::cpu::forward(g, x, y)
+    }
+
+    fn pool_backward(
+        &self,
+        g: &PoolGeom,
+        x: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        ops::pool::cpu::backward(g, x, dy, dx)
     }
 
     fn loss(

@@ -15,7 +15,19 @@ pub mod cuda;
 pub use cuda::choice::{DeviceChoice, Opened, Origin};
 
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
+
+// The geometry of each op lives in its op folder (`ops/` never depends on `backend/`); these
+// re-exports keep the `crate::backend::X` paths every caller uses.
 use crate::error::{Error, Result};
+pub use crate::ops::conv::ConvGeom;
+pub use crate::ops::conv2d::Conv2dGeom;
+pub use crate::ops::linear::LinearGeom;
+pub use crate::ops::loss::LossKind;
+pub use crate::ops::norm::{NormLayerGeom, NormLayerKind};
+pub use crate::ops::norm_relu_pool::{NormGeom, NormKind};
+pub use crate::ops::optim::{OptimizerCfg, OptimizerKind};
+pub use crate::ops::pool::{PoolGeom, PoolKind};
+pub use crate::ops::{Mode, ParamAt};
 
 /// Device memory the driver reports, in bytes (for sizing cohorts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,99 +43,11 @@ impl Elem for u32 {}
 /// Per-epoch loss sums (`loss_watch`) are accumulated in f64, as the host summed them.
 impl Elem for f64 {}
 
-/// Where one layer's tensors sit inside a student's parameter row of length `row` (= P).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParamAt {
-    pub weight: usize,
-    pub bias: usize,
-    pub row: usize,
-}
-
-/// A 3×3 convolution with stride 1 and bias, batched over students and images.
-/// Input (S, B, cin, h, w), output (S, B, cout, h + 2·pad − 2, w + 2·pad − 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub students: usize,
-    pub batch: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub h: usize,
-    pub w: usize,
-    pub pad: usize,
-}
-
-impl ConvGeom {
-    pub fn out_h(&self) -> usize {
-        self.h + 2 * self.pad - 2
-    }
-    pub fn out_w(&self) -> usize {
-        self.w + 2 * self.pad - 2
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum NormKind {
-    /// GroupNorm(C, C): per sample and channel over H×W, affine.
-    Instance,
-    /// BatchNorm2d: per channel over (B, H, W), running statistics.
-    Batch,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Train,
-    Eval,
-}
-
-/// Norm → ReLU → 2×2 average pool, fused. Input (S, B, c, h, w), output (S, B, c, h/2, w/2).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NormGeom {
-    pub students: usize,
-    pub batch: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kind: NormKind,
-    pub eps: f32,
-    /// Batch norm running-statistics momentum (PyTorch's 0.1).
-    pub momentum: f32,
-}
-
-/// y = x·Wᵀ + b. Input (S, B, fin), weight (fout, fin), output (S, B, fout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinearGeom {
-    pub students: usize,
-    pub batch: usize,
-    pub fin: usize,
-    pub fout: usize,
-}
-
-/// Training losses (DESIGN.md §3), each the mean over the batch.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum LossKind {
-    CrossEntropy,
-    Kl { temperature: f32, scale_loss: bool },
-    Sce { temperature: f32, scale_loss: bool },
-    MseGt { w_mse: f32, w_ce: f32 },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum OptimizerKind {
-    Sgd,
-    Adam,
-    AdamW,
-}
-
-/// PyTorch-semantics optimizer settings shared by a cohort; learning rates are per student.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OptimizerCfg {
-    pub kind: OptimizerKind,
-    pub momentum: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
+/// The error of a backend that has no kernel for a layer-list op yet.
+pub fn no_kernel(device: &str, op: &str) -> Error {
+    Error::device(format!(
+        "no {device} kernel yet for {op} (only ConvNet students run there so far); use --device cpu"
+    ))
 }
 
 /// The compute contract. `Buf<T>` is a device buffer of `len` elements.
@@ -330,6 +254,117 @@ pub trait Backend: Send + Sync {
         dx: Option<&mut Self::Buf<f32>>,
         grads: &mut Self::Buf<f32>,
     ) -> Result<()>;
+
+    // ---- layer-list ops (every student but ConvNet; references: `crate::ops::{conv2d, norm,
+    // relu, pool}::cpu`). A backend without kernels for them keeps these defaults, which return
+    // [`no_kernel`]'s error, and says so in [`Backend::has_layer_ops`] so a plan is refused up front.
+
+    /// Whether this backend runs the layer-list ops below (false: only ConvNet students).
+    fn has_layer_ops(&self) -> bool {
+        false
+    }
+
+    /// x (S, B, cin, h, w), params (S, P) → y (S, B, cout, oh, ow).
+    fn conv2d_forward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (g, x, params, at, y);
+        Err(no_kernel(&self.describe(), "conv2d"))
+    }
+
+    /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked; weight (and bias) gradients
+    /// written into grads (S, P) at `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        dy: &Self::Buf<f32>,
+        dx: Option<&mut Self::Buf<f32>>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (g, x, params, at, dy, dx, grads);
+        Err(no_kernel(&self.describe(), "conv2d backward"))
+    }
+
+    /// Group or batch norm: x → y (S, B, c, h, w), statistics into `stats`
+    /// ([`NormLayerGeom::stats_len`]); batch norm updates (train) or reads (eval) running (S, R)
+    /// at `running_at` as [`Backend::norm_relu_pool_forward`] does.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_forward(
+        &self,
+        g: &NormLayerGeom,
+        mode: Mode,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        running: &mut Self::Buf<f32>,
+        running_at: ParamAt,
+        stats: &mut Self::Buf<f32>,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (g, mode, x, params, at, running, running_at, stats, y);
+        Err(no_kernel(&self.describe(), "norm"))
+    }
+
+    /// dy → dx (S, B, c, h, w), γ and β gradients into grads at `at` (train-mode semantics).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_backward(
+        &self,
+        g: &NormLayerGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        stats: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (g, x, params, at, stats, dy, dx, grads);
+        Err(no_kernel(&self.describe(), "norm backward"))
+    }
+
+    /// y = max(x, 0) elementwise (same lengths).
+    fn relu_forward(&self, x: &Self::Buf<f32>, y: &mut Self::Buf<f32>) -> Result<()> {
+        let _ = (x, y);
+        Err(no_kernel(&self.describe(), "relu"))
+    }
+
+    /// dx = dy where the forward's output y > 0, else 0.
+    fn relu_backward(
+        &self,
+        y: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (y, dy, dx);
+        Err(no_kernel(&self.describe(), "relu backward"))
+    }
+
+    /// Max or average pooling x (S, B, c, h, w) → y (S, B, c, oh, ow).
+    fn pool_forward(&self, g: &PoolGeom, x: &Self::Buf<f32>, y: &mut Self::Buf<f32>) -> Result<()> {
+        let _ = (g, x, y);
+        Err(no_kernel(&self.describe(), "pool"))
+    }
+
+    /// dy (S, B, c, oh, ow) → dx (S, B, c, h, w); x is the forward's input.
+    fn pool_backward(
+        &self,
+        g: &PoolGeom,
+        x: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (g, x, dy, dx);
+        Err(no_kernel(&self.describe(), "pool backward"))
+    }
 
     /// logits (S, B, K), labels (S, B), soft targets (S, B, K) for the soft losses → the loss per
     /// student (S) and d loss / d logits (S, B, K).

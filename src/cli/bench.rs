@@ -1,6 +1,6 @@
-//! `ddr-fast bench [--json] [--device cpu] [--students S] [--batch B] ...`: how many images per
-//! second one training step of ConvNet-3 (width 128, instance norm, 3×32×32, 10 classes) and one
-//! test pass over 10,000 images run at, for comparison with PyTorch on the same machine
+//! `ddr-fast bench [--json] [--device cpu] [--model NAME] [--students S] [--batch B] ...`: how
+//! many images per second one training step of a student (default ConvNet-3: width 128, instance
+//! norm; any DD-Ranking model name; 3×32×32, 10 classes) and one test pass over 10,000 images run at, for comparison with PyTorch on the same machine
 //! (benches/README.md). [`Workload`] is shared with the criterion bench benches/train_step.rs.
 //!
 //! Timing: warm-up first (fills the scratch pools and caches), then each repeat timed alone; the
@@ -16,7 +16,7 @@ use crate::backend::{
     Backend, DeviceChoice, LossKind, Mode, Opened, OptimizerCfg, OptimizerKind, Origin,
 };
 use crate::error::{Error, Result};
-use crate::model::{init_buffers, init_params, ConvNet, ConvNetSpec, SplitMix64, Workspace};
+use crate::model::{init_buffers, init_params, ConvNetSpec, Net, NetWorkspace, SplitMix64};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -27,7 +27,7 @@ pub struct BenchArgs {
     /// emulator (very slow: use tiny sizes, e.g. --batch 2 --test-images 8).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Model name, as DD-Ranking spells it.
+    /// Model name, as DD-Ranking spells it: ConvNet-3, ResNet-18-BN, VGG-11, AlexNet, LeNet, MLP, …
     #[arg(long, default_value = "ConvNet-3")]
     pub model: String,
     /// Students trained in lock-step (each on its own batch).
@@ -111,7 +111,7 @@ impl WorkloadCfg {
 /// One test forward size: its workspace, input and per-batch labels.
 struct TestShape<B: Backend> {
     batch: usize,
-    ws: Workspace<B>,
+    ws: NetWorkspace<B>,
     /// (S, batch, C, H, W)
     x: B::Buf<f32>,
 }
@@ -119,7 +119,7 @@ struct TestShape<B: Backend> {
 /// Everything a training step and a test pass touch, allocated once.
 pub struct Workload<'a, B: Backend> {
     be: &'a B,
-    net: ConvNet,
+    net: Net,
     cfg: WorkloadCfg,
     opt: OptimizerCfg,
     step: u32,
@@ -135,7 +135,7 @@ pub struct Workload<'a, B: Backend> {
     /// (S, B, C, H, W) and (S, B)
     x: B::Buf<f32>,
     labels: B::Buf<u32>,
-    ws: Workspace<B>,
+    ws: NetWorkspace<B>,
     /// (N, C·H·W): the test set, resident on the device.
     test_set: B::Buf<f32>,
     /// (N) test labels, one copy per student per batch is gathered on the host once.
@@ -153,20 +153,25 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 impl<'a, B: Backend> Workload<'a, B> {
+    /// The workload of `cfg.spec` (a ConvNet).
     pub fn new(be: &'a B, cfg: &WorkloadCfg) -> Result<Self> {
+        Self::with_net(be, cfg, Net::from(cfg.spec))
+    }
+
+    /// The workload of any student `net` at the sizes of `cfg` (its `spec` is not used).
+    pub fn with_net(be: &'a B, cfg: &WorkloadCfg, net: Net) -> Result<Self> {
         let cfg = cfg.clone().checked()?;
-        let net = ConvNet::new(cfg.spec);
         let (s, p, r) = (cfg.students, net.param_len(), net.buffer_len());
         let mut params = vec![0f32; s * p]; // (S, P)
         for (i, row) in params.chunks_mut(p).enumerate() {
-            init_params(&net.layout, 1000 + i as u64, row);
+            init_params(net.layout(), 1000 + i as u64, row);
         }
         let mut running = vec![0f32; s * r]; // (S, R)
         for row in running.chunks_mut(r.max(1)) {
-            init_buffers(&net.layout, row);
+            init_buffers(net.layout(), row);
         }
-        let img = cfg.spec.image_len();
-        let classes = cfg.spec.classes as u64;
+        let img = net.image_len();
+        let classes = net.classes() as u64;
         let mut g = SplitMix64::new(7);
         let labels: Vec<u32> = (0..s * cfg.batch)
             .map(|_| (g.next_u64() % classes) as u32)
@@ -258,7 +263,7 @@ impl<'a, B: Backend> Workload<'a, B> {
         let n = limit
             .unwrap_or(self.cfg.test_images)
             .min(self.cfg.test_images);
-        let img = self.cfg.spec.image_len();
+        let img = self.net.image_len();
         be.write(&vec![0u32; s], &mut self.correct)?;
         let mut start = 0;
         while start < n {
@@ -289,7 +294,7 @@ impl<'a, B: Backend> Workload<'a, B> {
             be.count_correct(
                 s,
                 len,
-                self.cfg.spec.classes,
+                self.net.classes(),
                 shape.ws.logits(),
                 &labels,
                 &mut self.correct,
@@ -381,8 +386,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
+/// The benchmarked student: `--model` on CIFAR-10-shaped input.
+fn bench_net(args: &BenchArgs) -> Result<Net> {
+    Net::from_name(&args.model, 3, 32, 10)
+}
+
+/// The sizes of the run; `spec` is the model's for a ConvNet (the perf model needs it) and
+/// ConvNet-3's otherwise (unused: `Workload::with_net` takes the network).
 fn workload_cfg(args: &BenchArgs) -> Result<WorkloadCfg> {
-    let spec = ConvNetSpec::from_name(&args.model, 3, 32, 10)?;
+    let spec = match bench_net(args)?.convnet() {
+        Some(c) => c.spec,
+        None if args.predict => {
+            return Err(Error::config(format!(
+                "bench --predict: the performance model covers ConvNet only, not {}",
+                args.model
+            )))
+        }
+        None => ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)?,
+    };
     WorkloadCfg {
         spec,
         students: args.students,
@@ -398,8 +419,9 @@ fn run_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
         return profile_on(be, args);
     }
     let cfg = workload_cfg(args)?;
-    let spec = cfg.spec;
-    let mut w = Workload::new(be, &cfg)?;
+    let net = bench_net(args)?;
+    let conv = net.convnet().map(|c| c.spec);
+    let mut w = Workload::with_net(be, &cfg, net)?;
     let threads = rayon::current_num_threads();
     let load_before = load_average();
     for _ in 0..args.warmup {
@@ -421,8 +443,8 @@ fn run_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
         "device": be.describe(),
         "threads": threads,
         "model": args.model,
-        "width": spec.width,
-        "norm": format!("{:?}", spec.norm),
+        "width": conv.map(|s| s.width),
+        "norm": conv.map(|s| format!("{:?}", s.norm)),
         "students": args.students,
         "batch": args.batch,
         "test_images": args.test_images,
@@ -447,7 +469,12 @@ fn run_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
     if args.json {
         println!("{report:#}");
     } else {
-        println!("ddr-fast {} bench on {}", crate::VERSION, be.describe());
+        println!(
+            "ddr-fast {} bench of {} on {}",
+            crate::VERSION,
+            args.model,
+            be.describe()
+        );
         println!(
             "{} students × batch {}: training step {:.1} ± {:.1} ms  → {:.0} img/s  ({:.0} img/s by CPU time)",
             args.students,
@@ -479,7 +506,7 @@ fn run_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
 /// The per-op breakdown of `repeats` training steps and `warmup` (≥ 1) test batches.
 fn profile_on<B: Backend>(be: &B, args: &BenchArgs) -> Result<()> {
     let timed = Timed::new(be);
-    let mut w = Workload::new(&timed, &workload_cfg(args)?)?;
+    let mut w = Workload::with_net(&timed, &workload_cfg(args)?, bench_net(args)?)?;
     w.train_step()?;
     let th = rayon::current_num_threads() as f64;
     let print = |title: &str, per: f64, what: &str| {

@@ -275,6 +275,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.dry_run {
         let target = DryTarget::resolve(choice, origin, args.device_memory)?;
         eprintln!("{}", target.line);
+        if target.kind != "cpu" && !crate::model::net::is_convnet_name(&cfg.model) {
+            // The plan would fail at its first cohort: say so now.
+            return Err(crate::backend::no_kernel(
+                target.kind,
+                &format!("{} (its layer-list ops)", cfg.model),
+            ));
+        }
         let inputs = load_inputs(
             &Arc::new(CpuBackend::new()),
             &mut cfg,
@@ -363,6 +370,8 @@ fn run_on<B: Backend>(
     kind: &str,
 ) -> Result<()> {
     let t0 = std::time::Instant::now();
+    // A model this device has no kernels for is refused before anything is loaded or trained.
+    crate::model::net::check_model_backend(&cfg.model, &**be)?;
     let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind)?;
     print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
     super::eval_models::score_models(&cfg, |m| score(be, args, m, &prov, notes.clone(), &inputs))?;
@@ -504,7 +513,18 @@ fn dry_run(
             c.members
         );
     }
-    let spec = model_spec(cfg, &inputs.train)?;
+    let Ok(spec) = model_spec(cfg, &inputs.train) else {
+        println!(
+            "  estimated: no cost model for {} yet (the FLOP model covers ConvNet only)",
+            cfg.model
+        );
+        println!(
+            "  inputs validated: real data {} train / {} test images; no training was run",
+            inputs.train.len(),
+            inputs.test.len()
+        );
+        return Ok(());
+    };
     let (flops, source) = match args.throughput {
         Some(f) => (f, "given by --throughput".to_string()),
         None if device == "cpu" => (

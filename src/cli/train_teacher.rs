@@ -75,7 +75,7 @@ fn train_on<B: Backend>(
 ) -> Result<()> {
     let spec = ConvNetSpec::from_name(&a.model, train.channels, train.size, train.classes)?;
     let cs = CohortSettings {
-        net: ConvNet::new(spec),
+        net: ConvNet::new(spec).into(),
         epochs: a.epochs,
         test_interval: a.epochs.clamp(1, 10),
         batch_size: a.batch_size,

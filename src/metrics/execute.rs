@@ -21,7 +21,7 @@ use super::watch::Watch;
 use crate::aug::{AugPlan, DsaMode, DsaParams};
 use crate::backend::{Backend, LossKind, OptimizerCfg, OptimizerKind};
 use crate::error::{Error, Result};
-use crate::model::{ConvNet, ConvNetSpec};
+use crate::model::{ConvNetSpec, Net};
 use crate::train::trainer::{
     train_cohort_on, CohortSettings, DeviceSet, ImageSet, StudentKey, StudentSetup, Teacher,
 };
@@ -176,7 +176,7 @@ pub(crate) fn run_plan<B: Backend>(
     }
     let cohorts = pack(&plan, &todo, sizes, opts.max_students.max(1));
 
-    let spec = model_spec(cfg, &inputs.train)?;
+    let net = model_net(cfg, &inputs.train)?;
     let total_work: u64 = cohorts
         .iter()
         .map(|c| {
@@ -253,7 +253,7 @@ pub(crate) fn run_plan<B: Backend>(
                 }
             }
         }
-        let cs = cohort_settings(cfg, first, spec)?;
+        let cs = cohort_settings(cfg, first, net.clone())?;
         let setups: Vec<StudentSetup<'_>> = cohort
             .members
             .iter()
@@ -434,7 +434,16 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// The student architecture for this dataset.
+/// The student network for this dataset: any DD-Ranking model name (`width` applies to ConvNet).
+pub fn model_net(cfg: &EvalConfig, train: &ImageSet) -> Result<Net> {
+    if crate::model::net::is_convnet_name(&cfg.model) {
+        return Ok(Net::from(model_spec(cfg, train)?));
+    }
+    Net::from_name(&cfg.model, train.channels, train.size, train.classes)
+}
+
+/// The ConvNet spec of the student (the FLOP and memory models are ConvNet's); an error naming
+/// the model for the other families.
 pub fn model_spec(cfg: &EvalConfig, train: &ImageSet) -> Result<ConvNetSpec> {
     ConvNetSpec::from_name(&cfg.model, train.channels, train.size, train.classes)?
         .with_width(cfg.width)
@@ -484,7 +493,7 @@ fn teacher_logits<B: Backend>(
     Ok(mean)
 }
 
-fn cohort_settings(cfg: &EvalConfig, t: &Training, spec: ConvNetSpec) -> Result<CohortSettings> {
+fn cohort_settings(cfg: &EvalConfig, t: &Training, net: Net) -> Result<CohortSettings> {
     let loss = match t.criterion {
         None => LossKind::CrossEntropy,
         Some((Criterion::Kl, k)) => LossKind::Kl {
@@ -506,7 +515,7 @@ fn cohort_settings(cfg: &EvalConfig, t: &Training, spec: ConvNetSpec) -> Result<
         Optimizer::Adamw => OptimizerKind::AdamW,
     };
     Ok(CohortSettings {
-        net: ConvNet::new(spec),
+        net,
         epochs: t.epochs,
         test_interval: t.test_interval,
         batch_size: t.batch_size,

@@ -10,7 +10,7 @@ use crate::data::detect::load_named;
 use crate::data::teacher::{load_teacher, TeacherWeights};
 use crate::data::{load_synthetic, Dataset, RealData, SynExpect};
 use crate::error::{Error, Result};
-use crate::model::{ConvNet, ConvNetSpec};
+use crate::model::{Net, ParamLayout};
 use crate::train::trainer::{ImageSet, Teacher};
 
 /// Folder of the real dataset: the config's, else `$DDR_DATA_DIR`.
@@ -129,29 +129,28 @@ pub fn load_teachers(cfg: &EvalConfig, real: &RealData) -> Result<(Vec<Teacher>,
                 tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ))
             })?;
-        let spec = ConvNetSpec::from_name(
+        let net = Net::from_name(
             name,
             real.train.channels,
             real.train.height,
             real.train.classes,
         )?;
         let w = load_teacher(path)?;
-        teachers.push(
-            teacher_from_weights(ConvNet::new(spec), &w)
-                .map_err(|e| Error::format(path, e.to_string()))?,
-        );
+        teachers
+            .push(teacher_from_weights(net, &w).map_err(|e| Error::format(path, e.to_string()))?);
         ids.push(identity_of_path(path)?);
     }
     Ok((teachers, ids.join(",")))
 }
 
 /// Places named weights (PyTorch state_dict names) into the model's flat layout.
-pub fn teacher_from_weights(net: ConvNet, w: &TeacherWeights) -> Result<Teacher> {
+pub fn teacher_from_weights(net: impl Into<Net>, w: &TeacherWeights) -> Result<Teacher> {
+    let net: Net = net.into();
     let mut params = vec![0f32; net.param_len()]; // (P)
     let mut running = vec![0f32; net.buffer_len()]; // (R)
     for (entries, row) in [
-        (&net.layout.params, &mut params),
-        (&net.layout.buffers, &mut running),
+        (&net.layout().params, &mut params),
+        (&net.layout().buffers, &mut running),
     ] {
         for e in entries.iter() {
             let (shape, values) = w.get(&e.name)?;
@@ -172,15 +171,20 @@ pub fn teacher_from_weights(net: ConvNet, w: &TeacherWeights) -> Result<Teacher>
 }
 
 /// The named tensors of one student row, for `data::teacher::save_teacher`.
-pub fn weights_of(net: &ConvNet, params: &[f32], running: &[f32]) -> TeacherWeights {
+pub fn weights_of(
+    net: &impl AsRef<ParamLayout>,
+    params: &[f32],
+    running: &[f32],
+) -> TeacherWeights {
+    let layout = net.as_ref();
     let mut w = TeacherWeights::default();
-    for e in &net.layout.params {
+    for e in &layout.params {
         w.tensors.insert(
             e.name.clone(),
             (e.shape.clone(), params[e.range()].to_vec()),
         );
     }
-    for e in &net.layout.buffers {
+    for e in &layout.buffers {
         w.tensors.insert(
             e.name.clone(),
             (e.shape.clone(), running[e.range()].to_vec()),

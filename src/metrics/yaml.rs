@@ -255,7 +255,7 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             }
             "stu_use_torchvision" | "tea_use_torchvision" | "use_torchvision" => {
                 if r.bool(key, v)? {
-                    return Err(r.err(key, "torchvision model variants are not supported; only ddr-fast's ConvNet family (false)".into()));
+                    return Err(r.err(key, "torchvision model variants are not supported; only ddr-fast's own builds of the DD-Ranking networks (false)".into()));
                 }
             }
             _ => match IGNORED_KEYS.iter().find(|(k, _)| *k == key) {
@@ -314,17 +314,35 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
     Ok(report)
 }
 
-/// Checks a model name with the engine's parser (`ConvNet`, `ConvNet-3`, `ConvNetD4`, `ConvNet-3-BN`,
-/// `ConvNet-3-W64`, ...); returns (depth, norm name).
+/// Checks a model name with the engine's parser: the ConvNet forms (`ConvNet`, `ConvNet-3`,
+/// `ConvNetD4`, `ConvNet-3-BN`, `ConvNet-3-W64`, ...) and every other DD-Ranking student
+/// (`ResNet-18-BN`, `VGG-11`, `AlexNet`, `LeNet`, `MLP`, ...); returns (depth, norm name), depth 0
+/// for the families without one.
 pub fn check_model_name(name: &str) -> std::result::Result<(usize, &'static str), String> {
-    // The parser also checks the input shape; a CIFAR-like input accepts every supported depth.
-    let spec = crate::model::ConvNetSpec::from_name(name, 3, 32, 10).map_err(|e| e.to_string())?;
-    let norm = match spec.norm {
-        crate::backend::NormKind::Instance => "instance",
-        crate::backend::NormKind::Batch => "batch",
-        crate::backend::NormKind::None => "none",
+    // The parsers also check the input shape; a CIFAR-like input accepts every supported name.
+    if let Ok(spec) = crate::model::ConvNetSpec::from_name(name, 3, 32, 10) {
+        let norm = match spec.norm {
+            crate::backend::NormKind::Instance => "instance",
+            crate::backend::NormKind::Batch => "batch",
+            crate::backend::NormKind::None => "none",
+        };
+        return Ok((spec.depth, norm));
+    }
+    let net = crate::model::Net::from_name(name, 3, 32, 10).map_err(|e| e.to_string())?;
+    let depth = name
+        .split('-')
+        .nth(1)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    let norm = match net.layers().unwrap_or(&[]).iter().find_map(|l| match l.op {
+        crate::model::Op::Norm { kind, .. } => Some(kind),
+        _ => None,
+    }) {
+        Some(crate::backend::NormLayerKind::Batch) => "batch",
+        Some(_) => "instance",
+        None => "none",
     };
-    Ok((spec.depth, norm))
+    Ok((depth, norm))
 }
 
 /// Checks every name of a model list with [`check_model_name`] and joins them into the form
@@ -610,7 +628,7 @@ mod tests {
         for (text, key) in [
             ("optimizer: rmsprop\n", "optimizer"),
             ("ipc: -3\n", "ipc"),
-            ("model_name: ResNet-18\n", "model_name"),
+            ("model_name: ResNet-20\n", "model_name"),
             ("custom_train_trans: foo\n", "custom_train_trans"),
             ("data_aug_func: autoaugment\n", "data_aug_func"),
             (
@@ -732,6 +750,9 @@ mod tests {
         assert_eq!(check_model_name("ConvNet-4-BN").unwrap(), (4, "batch"));
         assert_eq!(check_model_name("ConvNetD4").unwrap(), (4, "instance"));
         assert!(check_model_name("ConvNet-9").is_err());
-        assert!(check_model_name("ResNet-18").is_err());
+        assert_eq!(check_model_name("ResNet-18").unwrap(), (18, "instance"));
+        assert_eq!(check_model_name("VGG-11-BN").unwrap(), (11, "batch"));
+        assert_eq!(check_model_name("AlexNet").unwrap(), (0, "none"));
+        assert!(check_model_name("ResNet-20").is_err());
     }
 }

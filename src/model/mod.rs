@@ -22,10 +22,15 @@
 
 pub mod convnet;
 pub mod init;
+pub mod layers;
 pub mod layout;
+pub mod net;
 pub mod spec;
+mod zoo;
 
 pub use convnet::{ConvNet, Workspace};
 pub use init::{init_buffers, init_params, SplitMix64};
+pub use layers::{Layer, LayerList, Op};
 pub use layout::{BlockAt, Entry, ParamLayout};
+pub use net::{Net, NetWorkspace};
 pub use spec::ConvNetSpec;

@@ -1,4 +1,4 @@
-//! `Cohort`: S students of one ConvNet spec trained in lock-step on any `Backend`. It owns the
+//! `Cohort`: S students of one network (`Net`) trained in lock-step on any `Backend`. It owns the
 //! (S, P) parameters, gradients and optimizer state, the (S, R) batch-norm buffers and the
 //! per-student learning rates; one `train_step` runs forward → loss → backward → optimizer update
 //! for all S students on their own batches. The epoch loop, data and augmentation live above it.
@@ -29,13 +29,13 @@ use std::sync::Arc;
 
 use super::optim::OptimState;
 use super::schedule::Schedule;
-use crate::backend::{Backend, LossKind, Mode, NormKind, OptimizerCfg};
+use crate::backend::{Backend, LossKind, Mode, OptimizerCfg};
 use crate::error::{Error, Result};
-use crate::model::{init_buffers, init_params, ConvNet, ConvNetSpec, Workspace};
+use crate::model::{init_buffers, init_params, Net, NetWorkspace};
 
 pub struct Cohort<B: Backend> {
     backend: Arc<B>,
-    net: ConvNet,
+    net: Net,
     students: usize,
     opt: OptimizerCfg,
     /// (S, P)
@@ -55,25 +55,25 @@ pub struct Cohort<B: Backend> {
     /// Workspaces, one per batch size seen (the full and the last partial batch, the test
     /// chunks), kept for the cohort's life: a recorded step names their buffers, so they must
     /// neither move on the device nor be freed while its graph lives.
-    train_ws: Vec<Workspace<B>>,
-    eval_ws: Vec<Workspace<B>>,
+    train_ws: Vec<NetWorkspace<B>>,
+    eval_ws: Vec<NetWorkspace<B>>,
 }
 
 impl<B: Backend> Cohort<B> {
     /// S = `seeds.len()` fresh students (PyTorch-default init, one seed each) with base learning
-    /// rates `lrs` (one per student).
+    /// rates `lrs` (one per student). `net`: a [`Net`], or a ConvNet spec or ConvNet.
     pub fn new(
         backend: Arc<B>,
-        spec: ConvNetSpec,
+        net: impl Into<Net>,
         opt: OptimizerCfg,
         seeds: &[u64],
         lrs: &[f32],
     ) -> Result<Self> {
-        let net = ConvNet::new(spec);
+        let net: Net = net.into();
         let p = net.param_len();
         let mut host = vec![0f32; seeds.len() * p]; // (S, P)
         for (row, &seed) in host.chunks_mut(p.max(1)).zip(seeds) {
-            init_params(&net.layout, seed, row);
+            init_params(net.layout(), seed, row);
         }
         Self::from_params(backend, net, opt, &host, lrs)
     }
@@ -82,11 +82,12 @@ impl<B: Backend> Cohort<B> {
     /// Batch-norm buffers start at running_mean 0, running_var 1.
     pub fn from_params(
         backend: Arc<B>,
-        net: ConvNet,
+        net: impl Into<Net>,
         opt: OptimizerCfg,
         params: &[f32],
         lrs: &[f32],
     ) -> Result<Self> {
+        let net: Net = net.into();
         let s = lrs.len();
         let (p, r) = (net.param_len(), net.buffer_len());
         if s == 0 {
@@ -105,7 +106,7 @@ impl<B: Backend> Cohort<B> {
         }
         let mut running = vec![0f32; s * r]; // (S, R)
         for row in running.chunks_mut(r.max(1)) {
-            init_buffers(&net.layout, row);
+            init_buffers(net.layout(), row);
         }
         let be = &*backend;
         Ok(Cohort {
@@ -129,7 +130,7 @@ impl<B: Backend> Cohort<B> {
     pub fn students(&self) -> usize {
         self.students
     }
-    pub fn net(&self) -> &ConvNet {
+    pub fn net(&self) -> &Net {
         &self.net
     }
     pub fn backend(&self) -> &Arc<B> {
@@ -195,12 +196,13 @@ impl<B: Backend> Cohort<B> {
     }
 
     fn check_x(&self, x: &B::Buf<f32>, batch: usize) -> Result<()> {
-        let want = self.students * batch * self.net.spec.image_len();
+        let want = self.students * batch * self.net.image_len();
+        let (c, size) = self.net.input();
         let got = self.backend.len(x);
         if batch == 0 || got != want {
             return Err(Error::shape(format!(
                 "cohort input: got {got} values, expected (S {}, B {batch}, {}×{}×{}) = {want}",
-                self.students, self.net.spec.channels, self.net.spec.im_size, self.net.spec.im_size
+                self.students, c, size, size
             )));
         }
         Ok(())
@@ -225,7 +227,7 @@ impl<B: Backend> Cohort<B> {
         let ws = &mut self.train_ws[i];
         self.net
             .forward(be, ws, x, &self.params, &mut self.running, Mode::Train)?;
-        if self.net.spec.norm == NormKind::Batch {
+        if self.net.has_batch_norm() {
             self.num_batches_tracked += 1;
         }
         self.net.loss(be, ws, loss, labels, soft)?;
@@ -279,7 +281,7 @@ impl<B: Backend> Cohort<B> {
     /// step counters (`steps`, `num_batches_tracked`).
     pub fn count_steps(&mut self, n: u32) {
         self.state.step += n;
-        if self.net.spec.norm == NormKind::Batch {
+        if self.net.has_batch_norm() {
             self.num_batches_tracked += n as u64;
         }
     }
@@ -288,7 +290,7 @@ impl<B: Backend> Cohort<B> {
     pub fn step_loss(&self, batch: usize) -> Result<&B::Buf<f32>> {
         self.train_ws
             .iter()
-            .find(|ws| ws.batch == batch)
+            .find(|ws| ws.batch() == batch)
             .and_then(|ws| ws.loss())
             .ok_or_else(|| Error::config(format!("no training step of batch {batch} ran yet")))
     }
@@ -353,7 +355,7 @@ impl<B: Backend> Cohort<B> {
         batch: usize,
         correct: &mut B::Buf<u32>,
     ) -> Result<()> {
-        let (s, k) = (self.students, self.net.spec.classes);
+        let (s, k) = (self.students, self.net.classes());
         let backend = Arc::clone(&self.backend);
         let logits = self.eval_logits(x, batch)?;
         backend.count_correct(s, batch, k, logits, labels, correct)
@@ -362,11 +364,11 @@ impl<B: Backend> Cohort<B> {
 
 /// The index of the workspace for `batch` in `list`, made by `make` the first time.
 fn workspace_for<B: Backend>(
-    list: &mut Vec<Workspace<B>>,
+    list: &mut Vec<NetWorkspace<B>>,
     batch: usize,
-    make: impl FnOnce() -> Result<Workspace<B>>,
+    make: impl FnOnce() -> Result<NetWorkspace<B>>,
 ) -> Result<usize> {
-    if let Some(i) = list.iter().position(|ws| ws.batch == batch) {
+    if let Some(i) = list.iter().position(|ws| ws.batch() == batch) {
         return Ok(i);
     }
     list.push(make()?);

@@ -21,7 +21,7 @@ use crate::aug::{self, AugPlan, BatchDims, DrawKey};
 use crate::backend::{Backend, LossKind, OptimizerCfg};
 use crate::error::{Error, Result};
 use crate::metrics::config::Scheduler;
-use crate::model::ConvNet;
+use crate::model::Net;
 
 use super::step_graph::EpochTables;
 pub use super::trainer_data::{ImageSet, StudentKey};
@@ -36,7 +36,7 @@ pub const TEST_BATCH: usize = 500;
 /// Settings shared by every student of a cohort.
 #[derive(Clone, Debug)]
 pub struct CohortSettings {
-    pub net: ConvNet,
+    pub net: Net,
     pub epochs: usize,
     pub test_interval: usize,
     pub batch_size: usize,
@@ -62,7 +62,7 @@ pub struct StudentSetup<'a> {
 /// A trained teacher for mode-M targets: weights of one student row.
 #[derive(Clone, Debug)]
 pub struct Teacher {
-    pub net: ConvNet,
+    pub net: Net,
     /// (P)
     pub params: Vec<f32>,
     /// (R) batch-norm running statistics (empty without batch norm).
@@ -141,18 +141,18 @@ pub fn train_cohort_keep<B: Backend>(
     if s_n == 0 {
         return Err(Error::config("a cohort needs at least one student"));
     }
-    let spec = &cs.net.spec;
+    let (channels, im_size) = cs.net.input();
     let n = students[0].data.len();
     for (i, st) in students.iter().enumerate() {
         st.data.check(&format!("student {i}'s training set"))?;
-        if st.data.len() != n || st.data.channels != spec.channels || st.data.size != spec.im_size {
+        if st.data.len() != n || st.data.channels != channels || st.data.size != im_size {
             return Err(Error::shape(format!(
                 "student {i}: {} images of {}×{}px, the cohort needs {n} of {}×{}px",
                 st.data.len(),
                 st.data.channels,
                 st.data.size,
-                spec.channels,
-                spec.im_size
+                channels,
+                im_size
             )));
         }
         if st.teacher_targets && teachers.is_empty() {
@@ -173,11 +173,17 @@ pub fn train_cohort_keep<B: Backend>(
         ));
     }
 
-    let k = spec.classes;
-    let img = spec.channels * spec.im_size * spec.im_size;
+    let k = cs.net.classes();
+    let img = cs.net.image_len();
     let seeds: Vec<u64> = students.iter().map(|st| st.key.init_seed()).collect();
     let base_lrs: Vec<f32> = students.iter().map(|st| st.lr).collect();
-    let mut cohort = Cohort::new(Arc::clone(be), *spec, cs.optimizer, &seeds, &base_lrs)?;
+    let mut cohort = Cohort::new(
+        Arc::clone(be),
+        cs.net.clone(),
+        cs.optimizer,
+        &seeds,
+        &base_lrs,
+    )?;
     let sched = schedule(cs.scheduler, cs.epochs, cs.step_size)?;
     let soft_loss = !matches!(cs.loss, LossKind::CrossEntropy);
     let full_b = cs.batch_size.min(n);
@@ -208,9 +214,9 @@ pub fn train_cohort_keep<B: Backend>(
     let dims = |b: usize| BatchDims {
         students: s_n,
         batch: b,
-        c: spec.channels,
-        h: spec.im_size,
-        w: spec.im_size,
+        c: channels,
+        h: im_size,
+        w: im_size,
     };
 
     let mut results: Vec<StudentResult> = vec![
@@ -343,8 +349,7 @@ fn step_launches<B: Backend>(
     students: &[StudentSetup<'_>],
     full_b: usize,
 ) -> Result<()> {
-    let spec = cohort.net().spec;
-    let (k, img) = (spec.classes, spec.image_len());
+    let (k, img) = (cohort.net().classes(), cohort.net().image_len());
     be.batch_rows(
         &tables.clock,
         &tables.perms,
@@ -456,14 +461,14 @@ impl<B: Backend> TeacherCohort<B> {
     /// mode-S labels of a random subset, computed once per run).
     fn logits(&mut self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let be = Arc::clone(self.cohort.backend());
-        let img = self.cohort.net().spec.image_len();
+        let img = self.cohort.net().image_len();
         if x.len() != m * img {
             return Err(Error::shape(format!(
                 "teacher input: {} values for {m} images of {img}",
                 x.len()
             )));
         }
-        let mut out = Vec::with_capacity(m * self.cohort.net().spec.classes); // (M, K)
+        let mut out = Vec::with_capacity(m * self.cohort.net().classes()); // (M, K)
         let mut lo = 0;
         while lo < m {
             let b = TEST_BATCH.min(m - lo);

@@ -6,8 +6,9 @@
 use rayon::prelude::*;
 
 use super::check;
-use crate::backend::{ConvGeom, ParamAt};
+use super::ConvGeom;
 use crate::error::Result;
+use crate::ops::ParamAt;
 
 /// Output columns `c` whose input column `c + kw − pad` lies inside [0, w).
 fn valid_cols(g: &ConvGeom, kw: usize) -> (usize, usize) {

@@ -17,10 +17,11 @@
 use rayon::prelude::*;
 
 use super::winograd_fast as winograd;
-use crate::backend::{ConvGeom, ParamAt};
+use super::ConvGeom;
 use crate::error::{Error, Result};
 use crate::ops::precision::{gemm_rounded, GemmPrecision, Operand};
 use crate::ops::scratch::ScratchPool;
+use crate::ops::ParamAt;
 
 /// Which algorithm runs a conv. `Auto` is what the backend uses; tests and benches name one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

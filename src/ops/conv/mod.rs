@@ -17,9 +17,31 @@ mod winograd_fast;
 #[cfg(test)]
 mod tests_fast;
 
+use super::ParamAt;
 use super::{check_len, check_span};
-use crate::backend::{ConvGeom, ParamAt};
 use crate::error::{Error, Result};
+
+/// A 3×3 convolution with stride 1 and bias, batched over students and images.
+/// Input (S, B, cin, h, w), output (S, B, cout, h + 2·pad − 2, w + 2·pad − 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    pub fn out_h(&self) -> usize {
+        self.h + 2 * self.pad - 2
+    }
+    pub fn out_w(&self) -> usize {
+        self.w + 2 * self.pad - 2
+    }
+}
 
 /// Validates the geometry and the lengths shared by all three passes: `x_len` is the input (or
 /// input gradient), `p_len` the (S, P) parameter (or gradient) buffer, `y_len` the output side.

@@ -5,8 +5,9 @@ use super::cpu_fast::{
     backward_input, backward_input_with, backward_weight, backward_weight_with, forward,
     forward_with, ConvPath,
 };
-use crate::backend::{ConvGeom, ParamAt};
+use super::ConvGeom;
 use crate::ops::scratch::ScratchPool;
+use crate::ops::ParamAt;
 
 /// Forward and input-gradient entries are sums of at most 9·16 = 144 products of values in [−1, 1].
 /// f32 rounding of such a sum stays near √144·2⁻²⁴·|sum| ≈ 1e-6 in practice (worst case

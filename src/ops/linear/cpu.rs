@@ -11,8 +11,9 @@ use std::ops::Add;
 use rayon::prelude::*;
 
 use super::check;
-use crate::backend::{LinearGeom, ParamAt};
+use super::LinearGeom;
 use crate::error::Result;
+use crate::ops::ParamAt;
 
 /// How the loops multiply two operands and sum the products.
 pub(super) trait Products: Sync {

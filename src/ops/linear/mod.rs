@@ -6,9 +6,18 @@
 pub mod cpu;
 pub mod rounded;
 
+use super::ParamAt;
 use super::{check_len, check_span};
-use crate::backend::{LinearGeom, ParamAt};
 use crate::error::Result;
+
+/// y = x·Wᵀ + b. Input (S, B, fin), weight (fout, fin), output (S, B, fout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub fin: usize,
+    pub fout: usize,
+}
 
 /// Validates lengths: `x_len` input side, `p_len` (S, P), `y_len` output side.
 pub(crate) fn check(

@@ -5,9 +5,10 @@
 //! and a plain sum on the GPU, never a GEMM operand).
 
 use super::cpu::{self, Products};
-use crate::backend::{LinearGeom, ParamAt};
+use super::LinearGeom;
 use crate::error::Result;
 use crate::ops::precision::GemmPrecision;
+use crate::ops::ParamAt;
 
 /// A GPU mode's rounded products, summed in f32.
 struct Rounded(GemmPrecision);

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::check;
-use crate::backend::LossKind;
+use super::LossKind;
 use crate::error::Result;
 
 /// log softmax(z·scale) in f64.

@@ -10,8 +10,16 @@
 pub mod cpu;
 
 use super::check_len;
-use crate::backend::LossKind;
 use crate::error::{Error, Result};
+
+/// Training losses (DESIGN.md §3), each the mean over the batch.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LossKind {
+    CrossEntropy,
+    Kl { temperature: f32, scale_loss: bool },
+    Sce { temperature: f32, scale_loss: bool },
+    MseGt { w_mse: f32, w_ce: f32 },
+}
 
 /// True when the loss reads soft targets.
 pub fn needs_soft(kind: LossKind) -> bool {

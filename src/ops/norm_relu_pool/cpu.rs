@@ -5,9 +5,10 @@
 use rayon::prelude::*;
 
 use super::{check, Saved};
-use crate::backend::{Mode, NormGeom, NormKind, ParamAt};
+use super::{NormGeom, NormKind};
 use crate::error::{Error, Result};
 use crate::ops::check_len;
+use crate::ops::{Mode, ParamAt};
 
 /// Mean and biased variance of the values yielded by `it`, in f64.
 fn moments(it: impl Iterator<Item = f32> + Clone) -> (f64, f64) {

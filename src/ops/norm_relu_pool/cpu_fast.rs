@@ -12,10 +12,11 @@
 use rayon::prelude::*;
 
 use super::check;
-use crate::backend::{Mode, NormGeom, NormKind, ParamAt};
+use super::{NormGeom, NormKind};
 use crate::error::Result;
 use crate::ops::check_len;
 use crate::ops::scratch::ScratchPool;
+use crate::ops::{Mode, ParamAt};
 
 /// Lanes of the partial sums: one AVX-512 register, or four SSE ones.
 const LANES: usize = 16;

@@ -15,9 +15,32 @@ pub mod cpu_fast;
 #[cfg(test)]
 mod tests_fast;
 
+use super::ParamAt;
 use super::{check_len, check_span};
-use crate::backend::{NormGeom, NormKind, ParamAt};
 use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NormKind {
+    /// GroupNorm(C, C): per sample and channel over H×W, affine.
+    Instance,
+    /// BatchNorm2d: per channel over (B, H, W), running statistics.
+    Batch,
+    None,
+}
+
+/// Norm → ReLU → 2×2 average pool, fused. Input (S, B, c, h, w), output (S, B, c, h/2, w/2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormGeom {
+    pub students: usize,
+    pub batch: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kind: NormKind,
+    pub eps: f32,
+    /// Batch norm running-statistics momentum (PyTorch's 0.1).
+    pub momentum: f32,
+}
 
 /// What forward saves for backward, per norm kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +115,7 @@ pub(crate) fn check_running(g: &NormGeom, len: usize, at: ParamAt) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Mode;
+    use crate::ops::Mode;
 
     fn geom(kind: NormKind, b: usize) -> NormGeom {
         NormGeom {

@@ -2,9 +2,10 @@
 //! students, batch 1 and 3, widths that are not a multiple of the 16-lane blocks, random γ and β.
 
 use super::{cpu, cpu_fast, stats_len};
-use crate::backend::{Mode, NormGeom, NormKind, ParamAt};
+use super::{NormGeom, NormKind};
 use crate::model::SplitMix64;
 use crate::ops::scratch::ScratchPool;
+use crate::ops::{Mode, ParamAt};
 
 /// Outputs and statistics: the reference sums in f64 in one order, the fast path in 16 f32 lanes
 /// combined in f64; over ≤ 1024 values of size O(1) the two differ by a few f32 ulps of the sum

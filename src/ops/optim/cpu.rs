@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::{check, AdamScalars};
-use crate::backend::{OptimizerCfg, OptimizerKind};
+use super::{OptimizerCfg, OptimizerKind};
 use crate::error::Result;
 
 /// One step `step` (1-based) for every student. lrs (S); params, grads, state1, state2 (S, P).

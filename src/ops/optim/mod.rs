@@ -10,8 +10,25 @@
 
 pub mod cpu;
 
-use crate::backend::{OptimizerCfg, OptimizerKind};
 use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    AdamW,
+}
+
+/// PyTorch-semantics optimizer settings shared by a cohort; learning rates are per student.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerCfg {
+    pub kind: OptimizerKind,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
 
 /// The per-student scalars of an Adam step, computed in f64 like PyTorch's Python floats and
 /// rounded once to f32.
