@@ -99,7 +99,7 @@ fn inputs(c: &EvalConfig) -> Inputs {
         test,
         syn,
         teachers: vec![Teacher {
-            net,
+            net: net.into(),
             params,
             running,
         }],

@@ -220,7 +220,7 @@ fn toy_teacher() -> ddr_fast::train::trainer::Teacher {
     let mut running = vec![0f32; net.buffer_len()];
     init_buffers(&net.layout, &mut running);
     ddr_fast::train::trainer::Teacher {
-        net,
+        net: net.into(),
         params,
         running,
     }

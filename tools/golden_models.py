@@ -7,8 +7,7 @@ For each model name it builds `ddranking.utils.model.build_model(name, num_class
 im_size=(32, 32), device='cpu')` (build_model always makes 3-channel networks, so there is no
 1-channel/28-px case), sets every parameter, BN buffer and the input batch from the FORMULA below
 (so neither side stores ResNet-sized tensors and both compute them bit-exactly), and writes
-tests/fixtures/golden_models/<model>.safetensors; models today's ddr-fast cannot build go to
-tests/fixtures/golden_models/next/ (the lead moves them up when the layer-list model lands).
+tests/fixtures/golden_models/<model>.safetensors.
 
 THE FORMULA (also in every file's metadata key `formula`). All arithmetic is on unsigned 64-bit
 integers modulo 2^64, then one exact float64 expression rounded once to float32:
@@ -49,8 +48,6 @@ from safetensors.numpy import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "golden_models")
-# Models today's ddr-fast builds (ConvNet family): the read folder; the rest go to next/.
-BUILDS_TODAY = {"ConvNet-3", "ConvNet-3-BN"}
 MODELS = ["ConvNet-3", "ConvNet-3-BN", "MLP", "LeNet", "AlexNet", "VGG-11", "VGG-11-BN",
           "ResNet-18", "ResNet-18-BN"]
 BATCH, CLASSES, IM, CHANNELS = 4, 10, 32, 3
@@ -356,7 +353,7 @@ def make(name):
             ddranking, "__version__", "0.2.0"), "version_numpy": np.__version__,
         "threads": str(torch.get_num_threads()),
     }
-    folder = OUT if name in BUILDS_TODAY else os.path.join(OUT, "next")
+    folder = OUT
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name.lower().replace("-", "_") + ".safetensors")
     save_file(w.t, path, metadata=meta)

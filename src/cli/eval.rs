@@ -523,7 +523,13 @@ fn dry_run(
             inputs.train.len(),
             inputs.test.len()
         );
-        return Ok(());
+        // No time estimate: the model list's total counts this model's trainings only.
+        return Ok(DryTotals {
+            trainings: p.trainings.len(),
+            todo: todo.len(),
+            cohorts: cohorts.len(),
+            seconds: 0.0,
+        });
     };
     let (flops, source) = match args.throughput {
         Some(f) => (f, "given by --throughput".to_string()),

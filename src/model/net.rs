@@ -45,6 +45,9 @@ enum Body {
 /// Activations and gradient scratch of a [`Net`] for S students × B images.
 pub struct NetWorkspace<B: Backend> {
     body: WsBody<B>,
+    /// A layer list's shared-input forward: S copies of the shared images (S, B, C, H, W),
+    /// allocated on first use (a layer list has no shared first layer yet).
+    copies: Option<B::Buf<f32>>,
 }
 
 enum WsBody<B: Backend> {
@@ -256,7 +259,7 @@ impl Net {
             Body::ConvNet(n) => WsBody::ConvNet(n.workspace(be, students, batch, with_grad)?),
             Body::Layers(l) => WsBody::Layers(l.workspace(be, students, batch, with_grad)?),
         };
-        Ok(NetWorkspace { body })
+        Ok(NetWorkspace { body, copies: None })
     }
 
     /// Forward of S students on their own batches: x (S, B, C, H, W), params (S, P), running
@@ -273,6 +276,38 @@ impl Net {
         match (&self.body, &mut ws.body) {
             (Body::ConvNet(n), WsBody::ConvNet(w)) => n.forward(be, w, x, params, running, mode),
             (Body::Layers(l), WsBody::Layers(w)) => l.forward(be, w, x, params, running, mode),
+            _ => Err(foreign_workspace(&self.name)),
+        }
+    }
+
+    /// [`Net::forward`] of S students on the same images: x (B, C, H, W) is one copy read by every
+    /// student (a test pass's chunk). A ConvNet runs its shared-input forward (the CUDA backend's
+    /// first conv is then one GEMM over the S students' weights); a layer list copies x S times
+    /// into the workspace and runs the ordinary forward (bitwise the same logits).
+    pub fn forward_shared_input<B: Backend>(
+        &self,
+        be: &B,
+        ws: &mut NetWorkspace<B>,
+        x: &B::Buf<f32>,
+        params: &B::Buf<f32>,
+        running: &mut B::Buf<f32>,
+        mode: Mode,
+    ) -> Result<()> {
+        match (&self.body, &mut ws.body) {
+            (Body::ConvNet(n), WsBody::ConvNet(w)) => {
+                n.forward_shared_input(be, w, x, params, running, mode)
+            }
+            (Body::Layers(l), WsBody::Layers(w)) => {
+                let (s, one) = (w.students, be.len(x));
+                if ws.copies.is_none() {
+                    ws.copies = Some(be.alloc(s * one)?);
+                }
+                let copies = ws.copies.as_mut().expect("allocated above");
+                for i in 0..s {
+                    be.scale_add(one, 1.0, Some((x, 0)), 0.0, copies, i * one)?;
+                }
+                l.forward(be, w, copies, params, running, mode)
+            }
             _ => Err(foreign_workspace(&self.name)),
         }
     }

@@ -309,15 +309,15 @@ impl<B: Backend> Cohort<B> {
     }
 
     /// Eval-mode logits (S, B, K) of every student on the same images x (B, C, H, W): one copy
-    /// read by all S (`ConvNet::forward_shared_input`; the CUDA backend runs the first conv as one
+    /// read by all S (`Net::forward_shared_input`; the CUDA backend runs the first conv as one
     /// GEMM over the S students' weights). Equal to [`Cohort::eval_logits`] on S copies of x.
     pub fn eval_logits_shared(&mut self, x: &B::Buf<f32>, batch: usize) -> Result<&B::Buf<f32>> {
-        let want = batch * self.net.spec.image_len();
+        let want = batch * self.net.image_len();
         let got = self.backend.len(x);
         if batch == 0 || got != want {
             return Err(Error::shape(format!(
                 "shared cohort input: got {got} values, expected (B {batch}, {}×{}×{}) = {want}",
-                self.net.spec.channels, self.net.spec.im_size, self.net.spec.im_size
+                self.net.input().0, self.net.input().1, self.net.input().1
             )));
         }
         let be = &*self.backend;
@@ -340,7 +340,7 @@ impl<B: Backend> Cohort<B> {
         batch: usize,
         correct: &mut B::Buf<u32>,
     ) -> Result<()> {
-        let (s, k) = (self.students, self.net.spec.classes);
+        let (s, k) = (self.students, self.net.classes());
         let backend = Arc::clone(&self.backend);
         let logits = self.eval_logits_shared(x, batch)?;
         backend.count_correct(s, batch, k, logits, labels, correct)
