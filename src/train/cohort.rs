@@ -317,7 +317,9 @@ impl<B: Backend> Cohort<B> {
         if batch == 0 || got != want {
             return Err(Error::shape(format!(
                 "shared cohort input: got {got} values, expected (B {batch}, {}×{}×{}) = {want}",
-                self.net.input().0, self.net.input().1, self.net.input().1
+                self.net.input().0,
+                self.net.input().1,
+                self.net.input().1
             )));
         }
         let be = &*self.backend;
