@@ -181,11 +181,10 @@ fn tolerance(i: usize, want: &[f32]) -> f32 {
     of_max * max_abs(want).max(1e-6)
 }
 
-/// The CUDA default test precision (bf16) against the bf16-rounded CPU for every norm kind; and
-/// the same kernel output measurably off the fp32 and TF32 CPU (the rounding is really bf16's).
+/// The CUDA bf16 test precision against the bf16-rounded CPU for every norm kind; and the same
+/// kernel output measurably off the fp32 and TF32 CPU (the rounding is really bf16's).
 fn check(cg: ConvGeom, shared: bool, seed: u64) {
-    let be = cuda();
-    assert_eq!(be.test_precision(), TestPrecision::Bf16, "the default");
+    let be = cuda().with_test_precision(TestPrecision::Bf16);
     let cpu_bf16 = CpuBackend::new().with_test_precision(GemmPrecision::Bf16);
     for kind in [NormKind::Instance, NormKind::Batch, NormKind::None] {
         let c = case(cg, kind, shared, seed);
@@ -286,7 +285,14 @@ fn convnet_shared_test_forward_matches_the_bf16_cpu() {
     let mut r = Rng(6);
     let x = r.vec(b * 3 * 8 * 8, -1.0, 1.0); // (B, 3, 8, 8)
     let params = r.vec(s * net.param_len(), -0.3, 0.3); // (S, P)
-    let got = forward(&cuda(), &net, s, b, &x, &params);
+    let got = forward(
+        &cuda().with_test_precision(TestPrecision::Bf16),
+        &net,
+        s,
+        b,
+        &x,
+        &params,
+    );
     let cpu = CpuBackend::new().with_test_precision(GemmPrecision::Bf16);
     let want = forward(&cpu, &net, s, b, &x, &params);
     let tol = BF16_LOGITS_ATOL_OF_MAX * max_abs(&want);

@@ -31,7 +31,7 @@ const RTOL: f32 = 1e-3;
 const TF32_ATOL_OF_MAX: f32 = 0.15;
 const TF32_RTOL: f32 = 0.05;
 
-/// bf16 test passes (`TestPrecision::Bf16`, the default): every eval-mode conv operand rounded
+/// bf16 test passes (`TestPrecision::Bf16`): every eval-mode conv operand rounded
 /// to 8 significant bits (≤ 2⁻⁸ relative, 8× TF32's ≤ 2⁻¹¹), compounded through the convs and
 /// norms of the forward only (no backward, unlike TF32_ATOL_OF_MAX's gradients): 10 % of the
 /// largest logit. A wrong gather, tap or tile edge moves logits by their whole size.

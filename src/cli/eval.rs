@@ -171,9 +171,9 @@ pub struct EvalArgs {
     /// runs one shard process per GPU, then collects (README "Scaling out").
     #[arg(long)]
     pub device: Option<String>,
-    /// Tensor-core precision of the test passes on a CUDA device: bf16 (default: the precision
-    /// study, benches/README.md, found bf16-trained and -tested accuracies indistinguishable from
-    /// fp32's), tf32 or 3xtf32. Training keeps TF32. The CPU ignores it.
+    /// Tensor-core precision of the test passes on a CUDA device: tf32 (default), bf16 or 3xtf32.
+    /// The precision study (benches/README.md) finds tf32 and bf16 accuracies indistinguishable
+    /// from fp32's; tf32 is the faster with today's kernels. Training keeps TF32. The CPU ignores it.
     #[arg(long)]
     pub test_precision: Option<String>,
     /// Device memory in GB that --dry-run plans cohorts for when the GPU asked for is not on this
@@ -588,7 +588,7 @@ pub(super) fn human_time(s: f64) -> String {
     }
 }
 
-/// `--test-precision`, or the CUDA backend's default (bf16).
+/// `--test-precision`, or the CUDA backend's default (TF32).
 pub fn test_precision(args: &EvalArgs) -> Result<crate::backend::cuda::TestPrecision> {
     match &args.test_precision {
         Some(t) => crate::backend::cuda::TestPrecision::parse(t)

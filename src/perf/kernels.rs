@@ -7,8 +7,8 @@
 //! (up to 16 register tiles) holds whole planes, the same kernel normalises, ReLUs and pools
 //! ([`tail_fused`]), otherwise one norm pass reads y once (no statistics pass). Test passes (item
 //! 3, built): the test chunk is gathered once for all S students and layer 1 runs as ONE GEMM
-//! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (bf16 by default:
-//! 128 × 128 tiles).
+//! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (TF32 by default;
+//! bf16: 128 × 128 tiles).
 //! Bytes are HBM traffic in fp32: each tensor read or written once per launch (im2col re-reads
 //! hit L2/shared memory), plus the fused epilogue's re-read of the y its block just wrote, for
 //! the part that the resident blocks' fresh y pushes out of L2 ([`epilogue_reread`]).

@@ -74,7 +74,7 @@ fn per_hour(n: usize, secs: f64) -> f64 {
 const SMALL_IMAGES: usize = 10_000;
 
 /// The (training, test pass) modes the dry run predicts: each TF32 family mode throughout, the
-/// default (TF32 training, bf16 test passes), and bf16 throughout (a what-if: no bf16 training
+/// TF32 training with bf16 test passes, and bf16 throughout (a what-if: no bf16 training
 /// kernels exist).
 pub const PREDICTED_MODES: [Modes; 4] = [
     Modes {
