@@ -73,7 +73,7 @@ def test_bad_soft_labels(tmp_path, syn, soft_logits, teacher_dir, bad, exc, word
     (dict(optimizer="rmsprop"), ["optimizer", "rmsprop"]),
     (dict(ipc=0), ["ipc"]),
     (dict(num_epochs="many"), ["num_epochs"]),
-    (dict(model_name="ResNet-18"), ["model_name"]),
+    (dict(model_name="ResNet-99"), ["model_name", "ResNet-99"]),
     (dict(dataset="SVHN"), ["dataset", "SVHN"]),
     (dict(eval_full_data=False), ["eval_full_data"]),
     (dict(im_size=(32, 32)), ["im_size"]),
