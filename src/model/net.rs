@@ -185,6 +185,14 @@ impl Net {
         }
     }
 
+    /// The layer list inside, whole (None for ConvNet).
+    pub fn layer_list(&self) -> Option<&LayerList> {
+        match &self.body {
+            Body::ConvNet(_) => None,
+            Body::Layers(l) => Some(l),
+        }
+    }
+
     /// P: parameters per student.
     pub fn param_len(&self) -> usize {
         self.layout().len
