@@ -38,6 +38,13 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // The layer-list students' general conv (cuda/conv2d.cu).
+    "conv2d_forward_tf32x3",
+    "conv2d_forward_tf32",
+    "conv2d_backward_input_tf32x3",
+    "conv2d_backward_input_tf32",
+    "conv2d_backward_weight_tf32x3",
+    "conv2d_backward_weight_tf32",
 ];
 
 fn main() {

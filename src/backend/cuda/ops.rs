@@ -15,6 +15,7 @@ use crate::backend::{
 use crate::error::{Error, Result};
 
 mod bf16;
+mod conv2d;
 mod fused;
 
 pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
@@ -267,6 +268,30 @@ impl Backend for CudaBackend {
             unsafe { self.launch_block(dx_kernel, grid, dx_tile.threads, &p)? };
         }
         Ok(())
+    }
+
+    fn conv2d_forward(
+        &self,
+        g: &crate::backend::Conv2dGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv2d_fwd(g, x, params, at, y)
+    }
+
+    fn conv2d_backward(
+        &self,
+        g: &crate::backend::Conv2dGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        dy: &CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv2d_bwd(g, x, params, at, dy, dx.map(|d| &*d), grads)
     }
 
     fn norm_relu_pool_forward(
