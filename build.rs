@@ -38,6 +38,14 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // The layer-list ops of the non-ConvNet students (cuda/layers.cu): every step, every layer.
+    "norm_layer_forward",
+    "norm_layer_backward",
+    "norm_layer_backward_params",
+    "relu_forward",
+    "relu_backward",
+    "pool_forward",
+    "pool_backward",
 ];
 
 fn main() {

@@ -7,7 +7,8 @@ use std::ffi::c_void;
 use crate::error::{Error, Result};
 
 /// `emu_<kernel>(grid[3], block[3], &params)`: the hand-written entry at the end of each .cu file.
-type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
+pub(super) type EmuEntry =
+    unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
@@ -115,7 +116,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "aug_cutmix" => emu_aug_cutmix,
         "aug_copy_back" => emu_aug_copy_back,
         "zca_whiten" => emu_zca_whiten,
-        _ => return None,
+        _ => return super::ops::layers::emu_entry(kernel),
     };
     Some(f)
 }
