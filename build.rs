@@ -45,6 +45,14 @@ const HOT_KERNELS: &[&str] = &[
     "conv2d_backward_input_tf32",
     "conv2d_backward_weight_tf32x3",
     "conv2d_backward_weight_tf32",
+    // The layer-list ops of the non-ConvNet students (cuda/layers.cu): every step, every layer.
+    "norm_layer_forward",
+    "norm_layer_backward",
+    "norm_layer_backward_params",
+    "relu_forward",
+    "relu_backward",
+    "pool_forward",
+    "pool_backward",
 ];
 
 fn main() {

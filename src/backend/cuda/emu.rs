@@ -7,7 +7,8 @@ use std::ffi::c_void;
 use crate::error::{Error, Result};
 
 /// `emu_<kernel>(grid[3], block[3], &params)`: the hand-written entry at the end of each .cu file.
-type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
+pub(super) type EmuEntry =
+    unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
@@ -135,7 +136,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "conv2d_backward_weight_tf32" => emu_conv2d_backward_weight_tf32,
         "conv2d_backward_weight_clear" => emu_conv2d_backward_weight_clear,
         "conv2d_backward_bias" => emu_conv2d_backward_bias,
-        _ => return None,
+        _ => return super::ops::layers::emu_entry(kernel),
     };
     Some(f)
 }

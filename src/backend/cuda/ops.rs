@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 mod bf16;
 mod conv2d;
 mod fused;
+pub(super) mod layers;
 
 pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
@@ -373,6 +374,69 @@ impl Backend for CudaBackend {
             };
         }
         Ok(())
+    }
+
+    // The layer-list ops (cuda/layers.cu, launchers in ops/layers.rs). `has_layer_ops` stays
+    // false until the conv2d kernels are in too.
+    fn norm_forward(
+        &self,
+        g: &crate::backend::NormLayerGeom,
+        mode: Mode,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        running: &mut CudaBuf<f32>,
+        running_at: ParamAt,
+        stats: &mut CudaBuf<f32>,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.norm_layer_forward(g, mode, x, params, at, running, running_at, stats, y)
+    }
+
+    fn norm_backward(
+        &self,
+        g: &crate::backend::NormLayerGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.norm_layer_backward(g, x, params, at, stats, dy, dx, grads)
+    }
+
+    fn relu_forward(&self, x: &CudaBuf<f32>, y: &mut CudaBuf<f32>) -> Result<()> {
+        self.relu(x, None, y)
+    }
+
+    fn relu_backward(
+        &self,
+        y: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.relu(y, Some(dy), dx)
+    }
+
+    fn pool_forward(
+        &self,
+        g: &crate::backend::PoolGeom,
+        x: &CudaBuf<f32>,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.pool(g, x, None, y)
+    }
+
+    fn pool_backward(
+        &self,
+        g: &crate::backend::PoolGeom,
+        x: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.pool(g, x, Some(dy), dx)
     }
 
     fn linear_forward(
