@@ -133,12 +133,12 @@ fn emulated_eval_matches_the_cpu() {
     eval_matches_the_cpu("ConvNet-2");
 }
 
-/// A layer-list student (LeNet: conv with bias, max pool, linear layers) through the whole
-/// evaluation on the CUDA path: its kernels (conv2d, pool, relu, ...) and the cohort sizing of a
-/// layer list.
+/// A layer-list student (a narrow ResNet-18-BN: strided and 1×1 convs, batch norm in train and
+/// eval mode, residual adds, global pooling) through the whole evaluation on the CUDA path: its
+/// kernels and the cohort sizing of a layer list.
 #[test]
 fn emulated_eval_of_a_layer_list_matches_the_cpu() {
-    eval_matches_the_cpu("LeNet");
+    eval_matches_the_cpu("ResNet-18-W4-BN");
 }
 
 /// The CUDA path's evaluation of `model` (trained on the CUDA backend, emulated without a GPU)

@@ -271,6 +271,11 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
+    /// conv2d (cuda/conv2d.cu), norm, ReLU and pool (cuda/layers.cu): every layer-list student.
+    fn has_layer_ops(&self) -> bool {
+        true
+    }
+
     fn conv2d_forward(
         &self,
         g: &crate::backend::Conv2dGeom,
