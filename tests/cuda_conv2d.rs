@@ -389,7 +389,7 @@ fn check_all(prec: ConvPrecision) {
         .collect();
     announce(&format!(
         "cuda_conv2d {prec:?}: worst max|err| / max|want| over {} shapes: y {:.1e}, dx {:.1e}, \
-         dW {:.1e} (bound {:.0e})",
+         dW {:.1e} (bound {:.1e})",
         cases().len(),
         worst[0],
         worst[1],
