@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{check_close, cuda_under_test, Tol};
+use common::{announce, check_close, cuda_under_test, Tol};
 use ddr_fast::backend::cuda::{ConvPrecision, CudaBackend};
 use ddr_fast::backend::{Backend, Conv2dGeom, ParamAt};
 use ddr_fast::ops::conv2d::cpu;
@@ -21,17 +21,23 @@ use ddr_fast::ops::conv2d::cpu;
 // per tensor, since an output near zero is a sum of large terms that cancel.
 /// 3xTF32 keeps ~21 bits of each operand product (the dropped tail·tail term is ≤ 2⁻²² of it)
 /// and sums in fp32 in another order than the CPU: over K ≤ 1,024 terms of random sign the error
-/// stays within a few 1e-6 of the largest output.
-const TF32X3_ATOL_OF_MAX: f64 = 2e-5;
+/// stays within a few 1e-6 of the largest output (measured under emulation: ≤ 1.7e-6, dW).
+const TF32X3_ATOL_OF_MAX: f64 = 1e-5;
 const TF32X3_RTOL: f64 = 1e-4;
 /// Plain TF32 truncates each operand to 10 mantissa bits (≤ 2⁻¹⁰ relative each, ≤ 2·2⁻¹⁰ per
 /// product, biased toward zero): sums of K terms land within ~2e-3 of the largest output
-/// (cuda_fused's and cuda_parity's TF32 bound for the 3×3 conv).
-const TF32_ATOL_OF_MAX: f64 = 4e-3;
-const TF32_RTOL: f64 = 4e-3;
+/// (cuda_fused's and cuda_parity's TF32 bound for the 3×3 conv; measured under emulation: ≤ 9.2e-4,
+/// dx), with room for a GPU's other summation order.
+const TF32_ATOL_OF_MAX: f64 = 2.5e-3;
+const TF32_RTOL: f64 = 2.5e-3;
 /// The bias gradient is a plain fp32 sum on both sides (no tensor cores), ≤ 1,024 terms.
 const BIAS_ATOL_OF_MAX: f64 = 1e-5;
 const BIAS_RTOL: f64 = 1e-5;
+/// The same backward with and without dx: the same kernels on the same data, but the weight
+/// gradient's split-K partials are added by atomics in whatever order the blocks finish (≤ 64
+/// fp32 partials per entry on a GPU), so not necessarily bit for bit.
+const SAME_DEVICE_ATOL_OF_MAX: f64 = 1e-6;
+const SAME_DEVICE_RTOL: f64 = 1e-6;
 
 fn tol(p: ConvPrecision) -> (f64, f64) {
     match p {
@@ -308,7 +314,26 @@ fn check_grads(
     Ok(())
 }
 
-fn check_case(be: &CudaBackend, prec: ConvPrecision, c: &Case, seed: u64) -> Result<(), String> {
+/// max |got − want| / max |want|: the measured error in the units of the `*_ATOL_OF_MAX` bounds.
+fn err_of_max(got: &[f32], want: &[f32]) -> f64 {
+    let max = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()));
+    err / max.max(f64::MIN_POSITIVE)
+}
+
+/// Worst measured err_of_max over the cases: y, dx, dW.
+type Worst = [f64; 3];
+
+fn check_case(
+    be: &CudaBackend,
+    prec: ConvPrecision,
+    c: &Case,
+    seed: u64,
+    worst: &mut Worst,
+) -> Result<(), String> {
     let g = &c.g;
     let at = layout(g);
     let mut rng = Rng(seed);
@@ -334,24 +359,43 @@ fn check_case(be: &CudaBackend, prec: ConvPrecision, c: &Case, seed: u64) -> Res
         Tol::new(rtol, 0.0).rel_to_max(atol, &dx0),
     )?;
     check_grads(&what, g, &r1.grads, &r0.grads, (atol, rtol))?;
-    // dx not asked: the same parameter gradients, bit for bit (the same kernels ran).
-    let (_, r2) = run_cuda(be, g, &x, &p, &dy, &sentinel, false);
-    if let Some(i) = (0..r2.grads.len()).find(|&i| r2.grads[i].to_bits() != r1.grads[i].to_bits()) {
-        return Err(format!(
-            "{what}: without dx, gradient {i} is {} (with dx {})",
-            r2.grads[i], r1.grads[i]
-        ));
+    let dw = |v: &[f32]| -> Vec<f32> {
+        (0..g.students)
+            .flat_map(|s| v[s * at.row + at.weight..][..g.weight_len()].to_vec())
+            .collect()
+    };
+    let measured = [
+        err_of_max(&y1, &y0),
+        err_of_max(&dx1, &dx0),
+        err_of_max(&dw(&r1.grads), &dw(&r0.grads)),
+    ];
+    for (w, m) in worst.iter_mut().zip(measured) {
+        *w = w.max(m);
     }
+    // dx not asked: the same parameter gradients (the same kernels ran; see SAME_DEVICE_*).
+    let (_, r2) = run_cuda(be, g, &x, &p, &dy, &sentinel, false);
+    let same = (SAME_DEVICE_ATOL_OF_MAX, SAME_DEVICE_RTOL);
+    check_grads(&format!("{what} without dx"), g, &r2.grads, &r1.grads, same)?;
     Ok(())
 }
 
 fn check_all(prec: ConvPrecision) {
     let be = cuda_under_test("cuda_conv2d").with_conv_precision(prec);
+    let mut worst = [0.0; 3];
     let failures: Vec<String> = cases()
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| check_case(&be, prec, c, 100 + i as u64).err())
+        .filter_map(|(i, c)| check_case(&be, prec, c, 100 + i as u64, &mut worst).err())
         .collect();
+    announce(&format!(
+        "cuda_conv2d {prec:?}: worst max|err| / max|want| over {} shapes: y {:.1e}, dx {:.1e}, \
+         dW {:.1e} (bound {:.1e})",
+        cases().len(),
+        worst[0],
+        worst[1],
+        worst[2],
+        tol(prec).0
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
