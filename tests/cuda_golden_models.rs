@@ -7,7 +7,7 @@
 //!   CUDA conv2d kernels (branch conv2d) are merged and `has_layer_ops` is on.
 //! - `convnet_golden_models_pass_through_the_cuda_backend`: the ConvNet files, which run on the
 //!   CUDA backend today (fused ConvNet kernels).
-//! - `golden_models_with_conv2d_on_the_cpu`: every file on the CUDA backend except conv2d, which
+//! - `golden_models_with_conv2d_on_the_cpu`: every other file on the CUDA backend except conv2d, which
 //!   runs on the CPU backend ([`Conv2dOnCpu`]): every other layer-list op (norm, ReLU, pool,
 //!   residual add, linear, loss, optimizer) is CUDA's, so the layer-list kernels are checked
 //!   against PyTorch on the real networks before the conv2d kernels exist.
@@ -44,17 +44,16 @@ fn check_all<B: Backend>(be: &B, tag: &str, files: &[PathBuf]) {
     }
 }
 
-/// The files whose model is a ConvNet (fused ConvNet kernels on CUDA).
-fn convnet_files() -> Vec<PathBuf> {
+/// The golden_models files, split into (ConvNet files: fused ConvNet kernels on CUDA, the others).
+fn files_by_family() -> (Vec<PathBuf>, Vec<PathBuf>) {
     golden_models_files()
         .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
-        .filter(|p| {
+        .partition(|p| {
             let g = common::Golden::open(p).unwrap_or_else(|e| panic!("{e}"));
             g.meta("model")
                 .is_ok_and(ddr_fast::model::net::is_convnet_name)
         })
-        .collect()
 }
 
 #[test]
@@ -66,24 +65,35 @@ fn golden_models_pass_through_the_cuda_backend() {
 
 #[test]
 fn convnet_golden_models_pass_through_the_cuda_backend() {
-    let files = convnet_files();
+    let (files, _) = files_by_family();
     assert!(!files.is_empty(), "no ConvNet golden_models file");
     check_all(&cuda(), "cuda_golden_models (ConvNet)", &files);
 }
 
+/// The layer-list files (the ConvNet ones use none of these ops and run above), each line with
+/// the part of its time spent in conv2d on the CPU (copies included).
 #[test]
 fn golden_models_with_conv2d_on_the_cpu() {
-    let files = golden_models_files().unwrap_or_else(|e| panic!("{e}"));
+    let (_, files) = files_by_family();
+    assert!(!files.is_empty(), "no layer-list golden_models file");
     let be = Conv2dOnCpu {
         cuda: cuda(),
         cpu: CpuBackend::new(),
         conv2d_ns: AtomicU64::new(0),
     };
-    check_all(&be, "cuda_golden_models (conv2d on the CPU)", &files);
-    common::announce(&format!(
-        "cuda_golden_models (conv2d on the CPU): conv2d took {:.1} s of it (CPU plus copies)",
-        be.conv2d_ns.load(Ordering::Relaxed) as f64 * 1e-9
-    ));
+    let tag = "cuda_golden_models (conv2d on the CPU)";
+    let mut before = 0u64;
+    let result = check_golden_models_files(&be, tag, &files, |name, secs| {
+        let now = be.conv2d_ns.load(Ordering::Relaxed);
+        let conv = (now - before) as f64 * 1e-9;
+        before = now;
+        common::announce(&format!(
+            "{tag}: {name} took {secs:.1} s, of which conv2d on the CPU {conv:.1} s"
+        ))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
 
 /// The CUDA backend with conv2d forward and backward run by the CPU backend (buffers copied
