@@ -289,6 +289,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &mut notes,
             demo,
             target.kind,
+            key_test_precision(target.kind, args)?,
         )?;
         print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
         return super::eval_models::dry_run_models(&cfg, |m| dry_run(args, m, &inputs, &target));
@@ -318,7 +319,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 }
 
 /// Reads and validates every input (real data, ZCA, the synthetic set, teachers) before planning.
-/// `kind` ("cpu", "cuda", "cuda-emulated") goes into the cache keys: devices agree to rounding only.
+/// `kind` ("cpu", "cuda", "cuda-emulated") goes into the cache keys: devices agree to rounding
+/// only; so does `test` ([`key_test_precision`]), the test passes' mode where it changes them.
 fn load_inputs<B: Backend>(
     be: &Arc<B>,
     cfg: &mut EvalConfig,
@@ -326,6 +328,7 @@ fn load_inputs<B: Backend>(
     notes: &mut Vec<String>,
     demo: bool,
     kind: &str,
+    test: Option<String>,
 ) -> Result<Inputs> {
     let real = load_real_inputs(cfg)?;
     let (syn, syn_id) = match cfg.syn_path.clone() {
@@ -356,7 +359,20 @@ fn load_inputs<B: Backend>(
             ))
         }
     };
-    assemble_inputs(cfg, real, syn, syn_id, kind)
+    let mut inputs = assemble_inputs(cfg, real, syn, syn_id, kind)?;
+    inputs.ids.test_precision = test;
+    Ok(inputs)
+}
+
+/// The test precision that enters the cache keys on device `kind`: on CUDA (a GPU or the
+/// emulator, both run the mode's own kernels) `--test-precision` or its default, so a TF32-test
+/// result is never reused for a bf16-test run; None on the CPU, whose eval forwards are fp32
+/// whatever the flag says, so its keys (and older CPU caches) do not change.
+fn key_test_precision(kind: &str, args: &EvalArgs) -> Result<Option<String>> {
+    if kind == "cpu" {
+        return Ok(None);
+    }
+    Ok(Some(test_precision(args)?.name().to_string()))
 }
 
 /// Loads the inputs, sizes the cohorts for the device and runs the evaluation on it.
@@ -372,7 +388,8 @@ fn run_on<B: Backend>(
     let t0 = std::time::Instant::now();
     // A model this device has no kernels for is refused before anything is loaded or trained.
     crate::model::net::check_model_backend(&cfg.model, &**be)?;
-    let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind)?;
+    let test = key_test_precision(kind, args)?;
+    let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind, test)?;
     print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
     super::eval_models::score_models(&cfg, |m| score(be, args, m, &prov, notes.clone(), &inputs))?;
     eprintln!(
@@ -594,5 +611,30 @@ pub fn test_precision(args: &EvalArgs) -> Result<crate::backend::cuda::TestPreci
         Some(t) => crate::backend::cuda::TestPrecision::parse(t)
             .map_err(|e| crate::error::Error::config(format!("--test-precision: {e}"))),
         None => Ok(crate::backend::cuda::TestPrecision::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--test-precision` keys CUDA results (real or emulated) and leaves CPU keys alone: the CPU
+    /// never reads the flag.
+    #[test]
+    fn test_precision_enters_the_key_on_cuda_only() {
+        let args = |p: Option<&str>| EvalArgs {
+            test_precision: p.map(Into::into),
+            ..EvalArgs::default()
+        };
+        let key = |kind: &str, p: Option<&str>| key_test_precision(kind, &args(p)).unwrap();
+        assert_eq!(key("cpu", Some("bf16")), None);
+        assert_eq!(key("cpu", None), None);
+        assert_eq!(key("cuda", None).as_deref(), Some("tf32"));
+        assert_eq!(key("cuda", Some("BF16")).as_deref(), Some("bf16"));
+        assert_eq!(
+            key("cuda-emulated", Some("3xtf32")).as_deref(),
+            Some("3xtf32")
+        );
+        assert!(key_test_precision("cuda", &args(Some("fp16"))).is_err());
     }
 }
