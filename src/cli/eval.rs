@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 use crate::metrics::cache::Store;
 use crate::metrics::config::{parse_device, EvalConfig};
 use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
-use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
-use crate::metrics::execute::{cache_dir, model_spec, select as select_rows, Inputs, RunOptions};
+use crate::metrics::cost::{estimate_per_image, net_flops, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
+use crate::metrics::execute::{
+    cache_dir, model_net, model_spec, select as select_rows, Inputs, RunOptions,
+};
 use crate::metrics::plan::{pack, plan, PlanSizes};
 use crate::metrics::report::{table, write_outputs, EvalRecord};
 use crate::metrics::session::{
@@ -530,24 +532,9 @@ fn dry_run(
             c.members
         );
     }
-    let Ok(spec) = model_spec(cfg, &inputs.train) else {
-        println!(
-            "  estimated: no cost model for {} yet (the FLOP model covers ConvNet only)",
-            cfg.model
-        );
-        println!(
-            "  inputs validated: real data {} train / {} test images; no training was run",
-            inputs.train.len(),
-            inputs.test.len()
-        );
-        // No time estimate: the model list's total counts this model's trainings only.
-        return Ok(DryTotals {
-            trainings: p.trainings.len(),
-            todo: todo.len(),
-            cohorts: cohorts.len(),
-            seconds: 0.0,
-        });
-    };
+    // ConvNet's exact FLOP count, or a layer list's conv and linear layers (cost::net_flops).
+    let net = model_net(cfg, &inputs.train)?;
+    let convnet = net.convnet().is_some();
     let (flops, source) = match args.throughput {
         Some(f) => (f, "given by --throughput".to_string()),
         None if device == "cpu" => (
@@ -559,7 +546,22 @@ fn dry_run(
             "assumed for one GPU, not measured (pass --throughput)".to_string(),
         ),
     };
-    let e = estimate(&p, &todo, &spec, sizes, inputs.test.len(), flops, &source);
+    // The assumed rates come from ConvNet; the other families run other kernels (im2col conv2d,
+    // per-layer norm and pooling) at rates this estimate does not know.
+    let source = if convnet || args.throughput.is_some() {
+        source
+    } else {
+        format!("{source}; a ConvNet rate, not measured for {}", cfg.model)
+    };
+    let e = estimate_per_image(
+        &p,
+        &todo,
+        net_flops(&net),
+        sizes,
+        inputs.test.len(),
+        flops,
+        &source,
+    );
     println!(
         "  estimated: {:.3e} FLOP training + {:.3e} FLOP testing ≈ {} on {device} at {:.0} GFLOP/s ({})",
         e.train_flop,
@@ -569,6 +571,8 @@ fn dry_run(
         e.throughput_source
     );
     if target.kind != "cpu" {
+        // Only ConvNet reaches here on a GPU (the others were refused above).
+        let spec = model_spec(cfg, &inputs.train)?;
         let test_len = inputs.test.len();
         print!(
             "{}",
