@@ -88,7 +88,7 @@ fn settings(epochs: usize, tv: Option<TvPipeline>) -> CohortSettings {
         step_size: 2,
         aug: AugPlan::Dsa {
             params: DsaParams::ddranking(),
-            mode: DsaMode::S,
+            mode: DsaMode::Single,
         },
         tv,
     }
@@ -254,6 +254,7 @@ fn eval(tmp: &Path, name: &str, yaml: &str, cache: &Path) -> serde_json::Value {
             "eval", "--quiet", "--metric", "lrs-hard", "--ipc", "2", "--width", "4",
         ])
         .args(["--epochs", "2", "--full-epochs", "1", "--num-eval", "1"])
+        .args(["--dataset", "embedded", "--eval-full-data", "true"])
         .args([
             "--test-interval",
             "1",
