@@ -299,6 +299,7 @@ mod step {
             scheduler: Scheduler::Step,
             step_size: 2,
             aug,
+            tv: None,
         }
     }
 
@@ -316,6 +317,7 @@ mod step {
             lr: 0.01,
             key: key(role),
             augment,
+            tv: false,
             teacher_targets: teacher,
         }
     }
