@@ -319,4 +319,3 @@ fn image_folder_eval_applies_custom_train_trans() {
     assert!(!syn.is_empty() && syn.iter().all(|s| s == "ran"), "{t}");
     assert!(!rdm.is_empty() && rdm.iter().all(|s| s == "cached"), "{t}");
 }
-
