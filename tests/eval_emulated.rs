@@ -108,6 +108,7 @@ fn inputs(c: &EvalConfig) -> Inputs {
             syn: "first-per-class".into(),
             teachers: "random-init".into(),
             device: "any".into(),
+            test_precision: None,
         },
         pixel_norm: None,
     }
