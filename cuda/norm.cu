@@ -103,83 +103,98 @@ __device__ __forceinline__ float dz_of(const NormParams& p, const float* yp, con
   return (z > 0.0f && py < p.ph && px < p.pw) ? 0.25f * dp[py * p.pw + px] : 0.0f;
 }
 
-// dy = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)) with dx̂ = γ · dz, per normalisation group.
-extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward(const NormParams p) {
-  __shared__ float scratch[DDR_BLOCK / 32];
+// Σ dz and Σ dz · x̂ over planes [b0, b0 + nb) of (s, ch), every thread getting both.
+struct DzSums {
+  float dz, dz_xhat;
+};
+__device__ __forceinline__ DzSums dz_sums(const NormParams& p, u64 s, u32 ch, u32 b0, u32 nb, float mean, float rstd,
+                                          float gamma, float beta, const FastDiv& d_w, float* scratch) {
   const u32 hw = p.h * p.w, phw = p.ph * p.pw;
-  const FastDiv d_w(p.w);
-  const u64 groups = group_count(p);
-  for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
-    const Group gr = group_of(p, g);
-    float mean = 0.0f, rstd = 1.0f, gamma = 1.0f, beta = 0.0f;
-    if (p.kind != 2) {
-      mean = p.stats[stats_at(p, gr)];
-      rstd = p.stats[stats_at(p, gr) + 1];
-      gamma = p.params[gr.s * p.param_row + p.w_off + gr.ch];
-      beta = p.params[gr.s * p.param_row + p.b_off + gr.ch];
-    }
-    float sum_d = 0.0f, sum_dx = 0.0f;
-    if (p.kind != 2) {
-      for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
-        const u64 plane = plane_of(p, gr.s, b, gr.ch);
-        const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
-        for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
-          float xh;
-          const float d = gamma * dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
-          sum_d += d;
-          sum_dx += d * xh;
-        }
-      }
-      sum_d = block_sum(sum_d, scratch) / (float)gr.n;
-      sum_dx = block_sum(sum_dx, scratch) / (float)gr.n;
-    }
-    for (u32 b = gr.b0; b < gr.b0 + gr.nb; ++b) {
-      const u64 plane = plane_of(p, gr.s, b, gr.ch);
-      const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
-      float* dyp = p.out + plane * hw;
-      for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
-        float xh;
-        const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
-        dyp[e] = p.kind == 2 ? dz : rstd * (gamma * dz - sum_d - xh * sum_dx);
-      }
+  float sd = 0.0f, sdx = 0.0f;
+  for (u32 b = b0; b < b0 + nb; ++b) {
+    const u64 plane = plane_of(p, s, b, ch);
+    const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
+    for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
+      float xh;
+      const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
+      sd += dz;
+      sdx += dz * xh;
     }
   }
+  sd = block_sum(sd, scratch);
+  sdx = block_sum(sdx, scratch);
+  return {sd, sdx};
 }
 
-// dγ[c] = Σ_{b,h,w} dz · x̂, dβ[c] = Σ dz, one block per (s, c); not launched for kind none.
-extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward_params(const NormParams p) {
+// The whole backward of the block tail in one pass over y and the pooled gradient:
+//   dy = rstd · γ · (dz − mean(dz) − x̂ · mean(dz · x̂)) per normalisation group (dz for no norm),
+//   dγ[c] = Σ_{b,h,w} dz · x̂,  dβ[c] = Σ_{b,h,w} dz.
+// One block per (s, c): instance norm walks its B groups (one plane each) in turn, batch norm has
+// one group of B planes, so the block holds every term dγ and dβ sum over and writes them itself,
+// in a fixed order, without atomics or the second pass over y and the pooled gradient that a
+// separate γ/β kernel needed. Each group is read twice (sums, then dy): for instance norm the
+// second reading is of the plane just read (L1/L2), so HBM sees y and dout once and dy written once.
+// With `conv_bias` the block also sums the dy it writes: the gradient of the conv bias, which
+// conv3x3_backward_bias would otherwise get by reading dy back.
+struct NormBackwardParams {
+  NormParams norm;
+  u64 conv_bias_off;  // the bias (c) of the conv that produced y, at grads[s · param_row + conv_bias_off]
+  u32 conv_bias;      // 1: write its gradient Σ_{b,h,w} dy there
+  u32 unused;
+};
+static_assert(sizeof(NormBackwardParams) == 168, "NormBackwardParams must match src/backend/cuda/params.rs");
+
+extern "C" __global__ void __launch_bounds__(DDR_BLOCK) norm_relu_pool_backward(const NormBackwardParams q) {
+  const NormParams& p = q.norm;
   __shared__ float scratch[DDR_BLOCK / 32];
   const u32 hw = p.h * p.w, phw = p.ph * p.pw;
   const FastDiv d_w(p.w);
-  const u64 groups = (u64)p.students * p.c;
-  for (u64 g = blockIdx.x; g < groups; g += gridDim.x) {
+  const u32 nb = p.kind == 1 ? p.batch : 1;  // planes per normalisation group
+  // __fdividef: no IEEE-division subroutine (see chan); n ≤ 2²⁴ is far inside its range.
+  const float inv_n = __fdividef(1.0f, (float)(nb * hw));
+  const u64 pairs = (u64)p.students * p.c;
+  for (u64 g = blockIdx.x; g < pairs; g += gridDim.x) {
     const u64 s = g / p.c;
     const u32 ch = g % p.c;
-    const float gamma = p.params[s * p.param_row + p.w_off + ch];
-    const float beta = p.params[s * p.param_row + p.b_off + ch];
+    float gamma = 1.0f, beta = 0.0f;
+    if (p.kind != 2) {
+      gamma = p.params[s * p.param_row + p.w_off + ch];
+      beta = p.params[s * p.param_row + p.b_off + ch];
+    }
     float dg = 0.0f, db = 0.0f;
-    for (u32 b = 0; b < p.batch; ++b) {
-      Group gr;
-      gr.s = s;
-      gr.ch = ch;
-      gr.b0 = p.kind == 1 ? 0 : b;
-      gr.nb = p.kind == 1 ? p.batch : 1;
-      gr.n = (u64)gr.nb * hw;
-      const float mean = p.stats[stats_at(p, gr)], rstd = p.stats[stats_at(p, gr) + 1];
-      const u64 plane = plane_of(p, s, b, ch);
-      const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
-      for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
-        float xh;
-        const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
-        dg += dz * xh;
-        db += dz;
+    float sdy = 0.0f;  // this thread's part of Σ dy: the gradient of the conv bias, when asked
+    for (u32 b0 = 0; b0 < p.batch; b0 += nb) {
+      float mean = 0.0f, rstd = 1.0f, md = 0.0f, mdx = 0.0f;
+      if (p.kind != 2) {
+        const Group gr{s, ch, b0, nb, (u64)nb * hw};
+        mean = p.stats[stats_at(p, gr)];
+        rstd = p.stats[stats_at(p, gr) + 1];
+        const DzSums sums = dz_sums(p, s, ch, b0, nb, mean, rstd, gamma, beta, d_w, scratch);
+        db += sums.dz;
+        dg += sums.dz_xhat;
+        md = sums.dz * inv_n;
+        mdx = sums.dz_xhat * inv_n;
+      }
+      for (u32 b = b0; b < b0 + nb; ++b) {
+        const u64 plane = plane_of(p, s, b, ch);
+        const float *yp = p.y + plane * hw, *dp = p.dout + plane * phw;
+        float* dyp = p.out + plane * hw;
+        for (u32 e = threadIdx.x; e < hw; e += blockDim.x) {
+          float xh;
+          const float dz = dz_of(p, yp, dp, d_w, e, mean, rstd, gamma, beta, &xh);
+          const float d = p.kind == 2 ? dz : rstd * gamma * (dz - md - xh * mdx);
+          dyp[e] = d;
+          sdy += d;
+        }
       }
     }
-    dg = block_sum(dg, scratch);
-    db = block_sum(db, scratch);
-    if (threadIdx.x == 0) {
+    if (p.kind != 2 && threadIdx.x == 0) {
       p.grads[s * p.param_row + p.w_off + ch] = dg;
       p.grads[s * p.param_row + p.b_off + ch] = db;
+    }
+    if (q.conv_bias) {  // the same for the whole launch, so every thread reaches block_sum
+      sdy = block_sum(sdy, scratch);
+      if (threadIdx.x == 0) p.grads[s * p.param_row + q.conv_bias_off + ch] = sdy;
     }
   }
 }
@@ -193,8 +208,5 @@ extern "C" void emu_norm_relu_pool_forward_partials(const unsigned* grid, const 
 }
 extern "C" void emu_norm_relu_pool_backward(const unsigned* grid, const unsigned* block, const void* params) {
   ddr_emu::launch(norm_relu_pool_backward, grid, block, params);
-}
-extern "C" void emu_norm_relu_pool_backward_params(const unsigned* grid, const unsigned* block, const void* params) {
-  ddr_emu::launch(norm_relu_pool_backward_params, grid, block, params);
 }
 #endif

@@ -204,6 +204,33 @@ pub trait Backend: Send + Sync {
         grads: &mut Self::Buf<f32>,
     ) -> Result<()>;
 
+    /// One ConvNet block's backward, the reverse of [`Backend::conv_norm_relu_pool_forward`]:
+    /// dout (S, B, cout, oh/2, ow/2) → dy (S, B, cout, oh, ow) (scratch the caller owns, left
+    /// holding d loss / d y) → dx (S, B, cin, h, w) when asked; the norm γ/β (`norm_at`) and conv
+    /// weight and bias (`conv_at`) gradients into grads. x, y and stats as the forward saw and
+    /// saved them; `ng` describes y. Reference (this default): `norm_relu_pool_backward` then
+    /// `conv3x3_backward`. The CUDA backend sums the conv bias gradient (Σ dy per channel) in the
+    /// norm backward's pass that writes dy, instead of reading dy once more.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_norm_relu_pool_backward(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        y: &Self::Buf<f32>,
+        stats: &Self::Buf<f32>,
+        dout: &Self::Buf<f32>,
+        dy: &mut Self::Buf<f32>,
+        dx: Option<&mut Self::Buf<f32>>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.norm_relu_pool_backward(ng, y, params, norm_at, stats, dout, dy, grads)?;
+        self.conv3x3_backward(cg, x, params, conv_at, dy, dx, grads)
+    }
+
     /// y (S, B, c, h, w) → out (S, B, c, h/2, w/2) (h, w even). Saves what backward needs in
     /// `stats` (instance: (S, B, c, 2) = (mean, 1/std); batch: (S, c, 2); none: empty). Batch norm
     /// in train mode updates `running` (S, R), running_mean at `running_at.weight` and running_var

@@ -304,28 +304,24 @@ impl ConvNet {
         )?;
         for d in (0..depth).rev() {
             let at = self.layout.blocks[d];
-            be.norm_relu_pool_backward(
-                &self.norm_geom(d, s, b),
-                &ws.conv_out[d],
-                params,
-                at.norm,
-                &ws.stats[d],
-                &g.d_block_out[d],
-                &mut g.d_conv_out[d],
-                grads,
-            )?;
+            // d_block_out[d] is this block's pooled gradient; d_block_out[d − 1] receives dx.
+            let (lower, upper) = g.d_block_out.split_at_mut(d);
             let (input, dx) = if d == 0 {
                 (x, None)
             } else {
-                let (lower, _) = g.d_block_out.split_at_mut(d);
                 (&ws.block_out[d - 1], Some(&mut lower[d - 1]))
             };
-            be.conv3x3_backward(
+            be.conv_norm_relu_pool_backward(
                 &self.conv_geom(d, s, b),
+                &self.norm_geom(d, s, b),
                 input,
                 params,
                 at.conv,
-                &g.d_conv_out[d],
+                at.norm,
+                &ws.conv_out[d],
+                &ws.stats[d],
+                &upper[0],
+                &mut g.d_conv_out[d],
                 dx,
                 grads,
             )?;

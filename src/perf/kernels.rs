@@ -197,22 +197,18 @@ pub fn train_step(spec: &ConvNetSpec, s: usize, batch: usize) -> Vec<Launch> {
         let (cin, cout, hw) = block(spec, d);
         let px = (hw * hw) as f64;
         let y_bytes = sb * px * cout as f64 * F32;
-        // Read y and the pooled gradient, write dy (a block's second reading of its plane hits
-        // L1/L2); then the γ/β gradients read y and the pooled gradient again.
+        // One pass (cuda/norm.cu norm_relu_pool_backward, a block per (s, c)): read y and the
+        // pooled gradient, write dy (a block's second reading of its plane hits L1/L2), and the
+        // γ, β and conv bias gradients from the same sums: no other pass over y, dout or dy.
         out.push(stream(
-            &format!("norm_relu_pool{} backward", d + 1),
+            &format!("norm_relu_pool{} backward (+ γ, β, conv bias grads)", d + 1),
             y_bytes * 2.25,
         ));
-        out.push(stream(
-            &format!("norm_relu_pool{} backward_params", d + 1),
-            y_bytes * 1.25,
-        ));
-        // The split-K slot clear writes the S weight gradients; the bias gradient reads dy.
+        // The split-K slot clear writes the S weight gradients.
         out.push(stream(
             &format!("conv{} backward_weight clear", d + 1),
             (s * cout * 9 * cin) as f64 * F32,
         ));
-        out.push(stream(&format!("conv{} backward_bias", d + 1), y_bytes));
         out.push(gemm(
             &format!("conv{} backward_weight (split-K)", d + 1),
             Gemm {

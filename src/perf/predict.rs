@@ -257,9 +257,7 @@ pub fn cohort_breakdown(
 /// The kind of a launch for [`cohort_breakdown`], from its name in the kernel plan.
 fn launch_kind(name: &str) -> &'static str {
     if name.starts_with("conv") {
-        if name.contains("backward_bias") {
-            "conv bias gradient"
-        } else if name.contains("backward_weight") {
+        if name.contains("backward_weight") {
             "conv GEMM weight gradient"
         } else if name.contains("backward_input") {
             "conv GEMM input gradient"

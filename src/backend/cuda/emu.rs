@@ -52,11 +52,6 @@ unsafe extern "C" {
     fn emu_conv3x3_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_backward(grid: *const u32, block: *const u32, params: *const c_void);
-    fn emu_norm_relu_pool_backward_params(
-        grid: *const u32,
-        block: *const u32,
-        params: *const c_void,
-    );
     fn emu_linear_forward(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_linear_backward_input(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_linear_backward_weight(grid: *const u32, block: *const u32, params: *const c_void);
@@ -111,7 +106,6 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "conv3x3_backward_bias" => emu_conv3x3_backward_bias,
         "norm_relu_pool_forward" => emu_norm_relu_pool_forward,
         "norm_relu_pool_backward" => emu_norm_relu_pool_backward,
-        "norm_relu_pool_backward_params" => emu_norm_relu_pool_backward_params,
         "linear_forward" => emu_linear_forward,
         "linear_backward_input" => emu_linear_backward_input,
         "linear_backward_weight" => emu_linear_backward_weight,

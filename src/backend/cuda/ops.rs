@@ -3,8 +3,8 @@
 //! the real GPU and the emulated device.
 
 use super::params::{
-    ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormParams, OptimParams,
-    ScaleAddParams,
+    ConvParams, CountParams, GatherParams, LinearParams, LossParams, NormBackwardParams,
+    NormParams, OptimParams, ScaleAddParams,
 };
 use super::{ConvPrecision, CudaBackend, CudaBuf};
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
@@ -214,61 +214,46 @@ impl Backend for CudaBackend {
         dx: Option<&mut CudaBuf<f32>>,
         grads: &mut CudaBuf<f32>,
     ) -> Result<()> {
-        const OP: &str = "conv3x3_backward";
-        let p = self.conv_params(OP, g, x, params, at, false)?;
-        check_len(
-            OP,
-            "dy",
-            dy.len,
-            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
+        self.conv3x3_bwd(g, x, params, at, dy, dx, grads, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_norm_relu_pool_backward(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        y: &CudaBuf<f32>,
+        stats: &CudaBuf<f32>,
+        dout: &CudaBuf<f32>,
+        dy: &mut CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv_norm_relu_pool_backward";
+        let (oh, ow) = (cg.out_h(), cg.out_w());
+        if (ng.students, ng.batch, ng.c, ng.h, ng.w) != (cg.students, cg.batch, cg.cout, oh, ow) {
+            return Err(Error::shape(format!(
+                "{OP}: the norm geometry {ng:?} does not describe the conv output of {cg:?}"
+            )));
+        }
+        // The norm backward writes the conv bias gradient as it writes dy; the conv backward then
+        // skips its pass over dy for it.
+        self.norm_relu_pool_bwd(
+            ng,
+            y,
+            params,
+            norm_at,
+            stats,
+            dout,
+            dy,
+            grads,
+            Some(conv_at),
         )?;
-        check_len(OP, "grads", grads.len, params.len)?;
-        let p = ConvParams {
-            dy: self.addr(dy)?,
-            grads: self.addr(grads)?,
-            ..p
-        };
-        let (dw_kernel, dx_kernel, dw_tile, dx_tile) = match self.conv_precision() {
-            ConvPrecision::Tf32x3 => (
-                "conv3x3_backward_weight_tf32x3",
-                "conv3x3_backward_input_tf32x3",
-                TILE_TF32X3,
-                TILE_TF32X3,
-            ),
-            ConvPrecision::Tf32 => (
-                "conv3x3_backward_weight_tf32",
-                "conv3x3_backward_input_tf32",
-                TILE_TF32_DW,
-                TILE_TF32,
-            ),
-        };
-        let k_splits = weight_grad_splits(g);
-        let p = ConvParams { k_splits, ..p };
-        let mut grid_w = gemm_grid(OP, dw_tile, g.cout, g.cin * 9, g.students)?;
-        grid_w[2] *= k_splits; // k_splits · S ≤ GRID_YZ_MAX by weight_grad_splits
-        let slots = (g.students * g.cout * g.cin * 9) as u64;
-        let pairs = (g.students * g.cout) as u64;
-        // SAFETY: x, params, dy, grads sizes checked against the geometry; the clear kernel
-        // zeroes the S weight slots (cout·cin·9 at w_off), the weight kernel's grid covers
-        // (cout, cin·9) per student and K chunk and adds into those slots, the bias kernel loops
-        // over the S·cout pairs.
-        unsafe {
-            self.launch("conv3x3_backward_weight_clear", self.grid_for(slots), &p)?;
-            self.launch_block(dw_kernel, grid_w, dw_tile.threads, &p)?;
-            self.launch("conv3x3_backward_bias", self.grid_for_groups(pairs), &p)?;
-        }
-        if let Some(dx) = dx {
-            check_len(OP, "dx", dx.len, x.len)?;
-            let p = ConvParams {
-                out: self.addr(dx)?,
-                k_splits: 1,
-                ..p
-            };
-            let grid = gemm_grid(OP, dx_tile, g.batch * g.h * g.w, g.cin, g.students)?;
-            // SAFETY: dx has the size of x, checked above; the grid covers (B·h·w, cin).
-            unsafe { self.launch_block(dx_kernel, grid, dx_tile.threads, &p)? };
-        }
-        Ok(())
+        self.conv3x3_bwd(cg, x, params, conv_at, dy, dx, grads, false)
     }
 
     /// conv2d (cuda/conv2d.cu), norm, ReLU and pool (cuda/layers.cu): every layer-list student.
@@ -342,43 +327,7 @@ impl Backend for CudaBackend {
         dy: &mut CudaBuf<f32>,
         grads: &mut CudaBuf<f32>,
     ) -> Result<()> {
-        const OP: &str = "norm_relu_pool_backward";
-        let p = self.norm_params(OP, g, y, params, at, stats)?;
-        check_len(
-            OP,
-            "dout",
-            dout.len,
-            g.students * g.batch * g.c * (g.h / 2) * (g.w / 2),
-        )?;
-        check_len(OP, "dy", dy.len, y.len)?;
-        check_len(OP, "grads", grads.len, params.len)?;
-        let p = NormParams {
-            dout: self.addr(dout)?,
-            out: self.addr(dy)?,
-            grads: self.addr(grads)?,
-            train: 1,
-            ..p
-        };
-        // SAFETY: y, params, stats, dout, dy, grads sizes checked above.
-        unsafe {
-            self.launch(
-                "norm_relu_pool_backward",
-                self.grid_for_groups(norm_groups(g)),
-                &p,
-            )?
-        };
-        if g.kind != NormKind::None {
-            let groups = (g.students * g.c) as u64;
-            // SAFETY: as above; this kernel writes only γ and β gradients inside grads.
-            unsafe {
-                self.launch(
-                    "norm_relu_pool_backward_params",
-                    self.grid_for_groups(groups),
-                    &p,
-                )?
-            };
-        }
-        Ok(())
+        self.norm_relu_pool_bwd(g, y, params, at, stats, dout, dy, grads, None)
     }
 
     // The layer-list ops (cuda/layers.cu, launchers in ops/layers.rs). `has_layer_ops` stays
@@ -887,6 +836,130 @@ impl CudaBackend {
             x_shared: u32::from(x_shared),
             ..ConvParams::default()
         })
+    }
+
+    /// `Backend::conv3x3_backward`; without `bias` the bias gradient is left to the caller
+    /// (`conv_norm_relu_pool_backward`: the norm backward wrote it).
+    #[allow(clippy::too_many_arguments)]
+    fn conv3x3_bwd(
+        &self,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        dy: &CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+        bias: bool,
+    ) -> Result<()> {
+        const OP: &str = "conv3x3_backward";
+        let p = self.conv_params(OP, g, x, params, at, false)?;
+        check_len(
+            OP,
+            "dy",
+            dy.len,
+            g.students * g.batch * g.cout * g.out_h() * g.out_w(),
+        )?;
+        check_len(OP, "grads", grads.len, params.len)?;
+        let p = ConvParams {
+            dy: self.addr(dy)?,
+            grads: self.addr(grads)?,
+            ..p
+        };
+        let (dw_kernel, dx_kernel, dw_tile, dx_tile) = match self.conv_precision() {
+            ConvPrecision::Tf32x3 => (
+                "conv3x3_backward_weight_tf32x3",
+                "conv3x3_backward_input_tf32x3",
+                TILE_TF32X3,
+                TILE_TF32X3,
+            ),
+            ConvPrecision::Tf32 => (
+                "conv3x3_backward_weight_tf32",
+                "conv3x3_backward_input_tf32",
+                TILE_TF32_DW,
+                TILE_TF32,
+            ),
+        };
+        let k_splits = weight_grad_splits(g);
+        let p = ConvParams { k_splits, ..p };
+        let mut grid_w = gemm_grid(OP, dw_tile, g.cout, g.cin * 9, g.students)?;
+        grid_w[2] *= k_splits; // k_splits · S ≤ GRID_YZ_MAX by weight_grad_splits
+        let slots = (g.students * g.cout * g.cin * 9) as u64;
+        let pairs = (g.students * g.cout) as u64;
+        // SAFETY: x, params, dy, grads sizes checked against the geometry; the clear kernel
+        // zeroes the S weight slots (cout·cin·9 at w_off), the weight kernel's grid covers
+        // (cout, cin·9) per student and K chunk and adds into those slots, the bias kernel loops
+        // over the S·cout pairs.
+        unsafe {
+            self.launch("conv3x3_backward_weight_clear", self.grid_for(slots), &p)?;
+            self.launch_block(dw_kernel, grid_w, dw_tile.threads, &p)?;
+            if bias {
+                self.launch("conv3x3_backward_bias", self.grid_for_groups(pairs), &p)?;
+            }
+        }
+        if let Some(dx) = dx {
+            check_len(OP, "dx", dx.len, x.len)?;
+            let p = ConvParams {
+                out: self.addr(dx)?,
+                k_splits: 1,
+                ..p
+            };
+            let grid = gemm_grid(OP, dx_tile, g.batch * g.h * g.w, g.cin, g.students)?;
+            // SAFETY: dx has the size of x, checked above; the grid covers (B·h·w, cin).
+            unsafe { self.launch_block(dx_kernel, grid, dx_tile.threads, &p)? };
+        }
+        Ok(())
+    }
+
+    /// `Backend::norm_relu_pool_backward`; with `conv_bias` (the conv that produced y) the same
+    /// kernel also writes that conv's bias gradient, Σ dy per channel, into grads.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_relu_pool_bwd(
+        &self,
+        g: &NormGeom,
+        y: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+        dout: &CudaBuf<f32>,
+        dy: &mut CudaBuf<f32>,
+        grads: &mut CudaBuf<f32>,
+        conv_bias: Option<ParamAt>,
+    ) -> Result<()> {
+        const OP: &str = "norm_relu_pool_backward";
+        let p = self.norm_params(OP, g, y, params, at, stats)?;
+        check_len(
+            OP,
+            "dout",
+            dout.len,
+            g.students * g.batch * g.c * (g.h / 2) * (g.w / 2),
+        )?;
+        check_len(OP, "dy", dy.len, y.len)?;
+        check_len(OP, "grads", grads.len, params.len)?;
+        let p = NormParams {
+            dout: self.addr(dout)?,
+            out: self.addr(dy)?,
+            grads: self.addr(grads)?,
+            train: 1,
+            ..p
+        };
+        let mut q = NormBackwardParams {
+            norm: p,
+            ..NormBackwardParams::default()
+        };
+        if let Some(at) = conv_bias {
+            let row = param_row(OP, g.students, params.len, at)?;
+            check_span(OP, "conv bias", at.bias, g.c, row)?;
+            q.norm.param_row = row as u64; // the norm's row too, when it has one (same buffer)
+            q.conv_bias_off = at.bias as u64;
+            q.conv_bias = 1;
+        }
+        // One block per (s, c) writes dy of its B planes and (with a norm) the γ and β gradients.
+        let pairs = (g.students * g.c) as u64;
+        // SAFETY: y, params, stats, dout, dy, grads sizes checked above, and the conv bias span
+        // inside the row; the kernel writes only dy, and inside grads the γ and β gradients and
+        // (asked) the conv bias gradient.
+        unsafe { self.launch("norm_relu_pool_backward", self.grid_for_groups(pairs), &q) }
     }
 
     fn norm_params(

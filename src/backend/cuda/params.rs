@@ -136,6 +136,19 @@ pub struct NormPartialsParams {
 }
 const _: () = assert!(size_of::<NormPartialsParams>() == 184);
 
+/// cuda/norm.cu `NormBackwardParams`: the block tail's backward, and where it writes the
+/// gradient of the bias of the conv that produced y (Σ dy per channel) when `conv_bias` is 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormBackwardParams {
+    pub norm: NormParams,
+    /// The conv bias (c) at grads[s · norm.param_row + conv_bias_off].
+    pub conv_bias_off: u64,
+    pub conv_bias: u32,
+    pub unused: u32,
+}
+const _: () = assert!(size_of::<NormBackwardParams>() == 168);
+
 /// cuda/linear.cu `LinearParams`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -329,6 +342,7 @@ unsafe impl DeviceRepr for ConvParams {}
 unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for ConvNormParams {}
 unsafe impl DeviceRepr for NormPartialsParams {}
+unsafe impl DeviceRepr for NormBackwardParams {}
 unsafe impl DeviceRepr for LinearParams {}
 unsafe impl DeviceRepr for LossParams {}
 unsafe impl DeviceRepr for CountParams {}
@@ -345,6 +359,7 @@ unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
 unsafe impl KernelParams for ConvNormParams {}
 unsafe impl KernelParams for NormPartialsParams {}
+unsafe impl KernelParams for NormBackwardParams {}
 unsafe impl KernelParams for LinearParams {}
 unsafe impl KernelParams for LossParams {}
 unsafe impl KernelParams for CountParams {}
