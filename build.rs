@@ -38,6 +38,11 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // The eval-mode block that never stores y (cuda/conv_eval.cu): every test-pass conv.
+    "conv3x3_eval_tf32",
+    "conv3x3_eval_narrow_tf32",
+    "conv3x3_eval_bf16",
+    "conv3x3_eval_narrow_bf16",
 ];
 
 fn main() {
