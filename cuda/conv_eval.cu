@@ -71,9 +71,9 @@ static_assert(sizeof(ConvNormParams) == 296, "ConvNormParams must match src/back
 #define EVAL_NARROW_TF32_TILE 256, 32, 8, 1
 #define EVAL_TF32_THREADS 256
 #define EVAL_BF16_TILE 128, 128, 2, 4
-#define EVAL_NARROW_BF16_TILE 128, 32, 4, 1
+#define EVAL_NARROW_BF16_TILE 128, 32, 2, 1
 #define EVAL_BF16_THREADS 256
-#define EVAL_NARROW_BF16_THREADS 128
+#define EVAL_NARROW_BF16_THREADS 64
 
 #ifndef DDR_HOST_EMU
 #define DDR_NO_UNROLL _Pragma("unroll 1")
@@ -128,6 +128,12 @@ struct EvalPass {
     const u32 on = k < K ? ~0u : 0u;  // branch-free: the row is computed either way, then masked
     const u32 ci = k / 9, r = k - 9 * ci, ky = r / 3, kx = r - 3 * ky;
     return {(int)(ci * hw + ky * w + kx), (1u << r) & on, (int)k, on};
+  }
+  // conv_gemm_bf16.cuh's 16-byte weight loads, as conv_bf16.cu's FwdPass: a weight row (b_off =
+  // k) starts 16-byte aligned for every column when K, the student stride (if N spans several)
+  // and b_base allow it.
+  __device__ bool b_k_vec4() const {
+    return K % 4 == 0 && (N <= cout || param_row % 4 == 0) && reinterpret_cast<uintptr_t>(b_base) % 16 == 0;
   }
   __device__ void store(u32 m, u32 n, float v) const {
     const u32 s = d_cout.div(n), co = n - s * cout;

@@ -52,6 +52,7 @@ fn settings(epochs: usize) -> CohortSettings {
         scheduler: Scheduler::Step,
         step_size: 3,
         aug: AugPlan::None,
+        tv: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn cohort_equals_students_alone_and_learns() {
                 role: 7,
             },
             augment: false,
+            tv: false,
             teacher_targets: false,
         },
         StudentSetup {
@@ -82,6 +84,7 @@ fn cohort_equals_students_alone_and_learns() {
                 role: 9,
             },
             augment: false,
+            tv: false,
             teacher_targets: false,
         },
         StudentSetup {
@@ -93,6 +96,7 @@ fn cohort_equals_students_alone_and_learns() {
                 role: 7,
             },
             augment: false,
+            tv: false,
             teacher_targets: false,
         },
     ];
@@ -135,6 +139,7 @@ fn diverging_student_is_stopped_and_reported() {
                 role: 1,
             },
             augment: false,
+            tv: false,
             teacher_targets: false,
         },
         StudentSetup {
@@ -146,6 +151,7 @@ fn diverging_student_is_stopped_and_reported() {
                 role: 2,
             },
             augment: false,
+            tv: false,
             teacher_targets: false,
         },
     ];

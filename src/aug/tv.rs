@@ -15,11 +15,13 @@ use crate::error::{Error, Result};
 
 /// Stages a pipeline may hold (the draw index reserves room for this many).
 pub const MAX_STAGES: usize = 16;
+/// Words of one transform's draws in a table ([`TvTransform::draw`]).
+pub const DRAW_WORDS: usize = 4;
 /// torchvision's RandomResizedCrop tries before the centre-crop fallback.
 pub const RRC_TRIES: usize = 10;
 
 /// One torchvision transform with its settings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TvTransform {
     /// `RandomResizedCrop(size, scale, ratio)`: output size × size.
     RandomResizedCrop {
@@ -137,13 +139,52 @@ impl TvTransform {
         })
     }
 
-    /// Applies the transform to one image x (C, H, W) → (C, H', W').
-    #[allow(clippy::too_many_arguments)]
-    pub fn apply(
+    /// The transform's draws for image `b` at `stage` on an h × w input, as [`DRAW_WORDS`] words:
+    /// RandomResizedCrop [top, left, h, w]; RandomHorizontalFlip [flip (0/1)]; RandomCrop [top,
+    /// left] in the padded image; Normalize none (zeros). A table of these is what a device reads.
+    pub fn draw(
         &self,
         key: &DrawKey,
         b: usize,
         stage: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<[u32; DRAW_WORDS]> {
+        self.out_hw(h, w)?;
+        Ok(match self {
+            TvTransform::RandomResizedCrop { .. } => {
+                let bx = self
+                    .rrc_box(key, b, stage, h, w)
+                    .expect("RandomResizedCrop");
+                [bx.top, bx.left, bx.h, bx.w].map(|v| v as u32)
+            }
+            TvTransform::RandomHorizontalFlip { p } => {
+                let u = key.uniform_f32(Purpose::TvFlip, index(b, stage, 0)) as f64;
+                [u32::from(u < *p), 0, 0, 0]
+            }
+            TvTransform::RandomCrop { size, padding } => [
+                key.below(
+                    Purpose::TvTop,
+                    index(b, stage, 0),
+                    (h + 2 * padding - size + 1) as u32,
+                ),
+                key.below(
+                    Purpose::TvLeft,
+                    index(b, stage, 0),
+                    (w + 2 * padding - size + 1) as u32,
+                ),
+                0,
+                0,
+            ],
+            TvTransform::Normalize { .. } => [0; DRAW_WORDS],
+        })
+    }
+
+    /// Applies the transform with the draws `d` of [`TvTransform::draw`] to one image x (C, H, W)
+    /// → (C, H', W'). Draws that do not fit the image (a box outside it) are an error.
+    pub fn apply_drawn(
+        &self,
+        d: [u32; DRAW_WORDS],
         x: &[f32],
         c: usize,
         h: usize,
@@ -155,36 +196,54 @@ impl TvTransform {
                 x.len()
             )));
         }
+        let (oh, ow) = self.out_hw(h, w)?;
+        let d = d.map(|v| v as usize);
         Ok(match self {
             TvTransform::RandomResizedCrop { size, .. } => {
-                let bx = self
-                    .rrc_box(key, b, stage, h, w)
-                    .expect("RandomResizedCrop");
+                let bx = CropBox {
+                    top: d[0],
+                    left: d[1],
+                    h: d[2],
+                    w: d[3],
+                };
+                if bx.h == 0 || bx.w == 0 || bx.top + bx.h > h || bx.left + bx.w > w {
+                    return Err(Error::shape(format!(
+                        "RandomResizedCrop: box {bx:?} outside the {h}×{w} image"
+                    )));
+                }
                 resized_crop(x, c, h, w, bx, *size, *size)
             }
-            TvTransform::RandomHorizontalFlip { p } => {
-                if (key.uniform_f32(Purpose::TvFlip, index(b, stage, 0)) as f64) < *p {
-                    hflip(x, w)
-                } else {
-                    x.to_vec()
-                }
-            }
+            TvTransform::RandomHorizontalFlip { .. } => match d[0] {
+                0 => x.to_vec(),
+                _ => hflip(x, w),
+            },
             TvTransform::RandomCrop { size, padding } => {
-                self.out_hw(h, w)?;
-                let top = key.below(
-                    Purpose::TvTop,
-                    index(b, stage, 0),
-                    (h + 2 * padding - size + 1) as u32,
-                );
-                let left = key.below(
-                    Purpose::TvLeft,
-                    index(b, stage, 0),
-                    (w + 2 * padding - size + 1) as u32,
-                );
-                pad_crop(x, c, h, w, *padding, top as usize, left as usize, *size)
+                if d[0] + size > h + 2 * padding || d[1] + size > w + 2 * padding {
+                    return Err(Error::shape(format!(
+                        "RandomCrop: offset ({}, {}) outside the padded {h}×{w} image",
+                        d[0], d[1]
+                    )));
+                }
+                pad_crop(x, c, h, w, *padding, d[0], d[1], *size)
             }
             TvTransform::Normalize { mean, std } => normalize(x, c, mean, std)?,
         })
+        .inspect(|y: &Vec<f32>| debug_assert_eq!(y.len(), c * oh * ow))
+    }
+
+    /// Applies the transform to one image x (C, H, W) → (C, H', W'), drawing from `key`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        key: &DrawKey,
+        b: usize,
+        stage: usize,
+        x: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Vec<f32>> {
+        self.apply_drawn(self.draw(key, b, stage, h, w)?, x, c, h, w)
     }
 }
 
@@ -265,7 +324,7 @@ pub fn normalize(x: &[f32], c: usize, mean: &[f32], std: &[f32]) -> Result<Vec<f
 }
 
 /// A `custom_train_trans` list applied in order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TvPipeline(pub Vec<TvTransform>);
 
 impl TvPipeline {
@@ -312,6 +371,61 @@ impl TvPipeline {
             out.extend_from_slice(&cur);
         }
         Ok(out)
+    }
+
+    /// Words of one image's entry in a step table: a switch word (1: transform this image, 0:
+    /// leave it) and [`DRAW_WORDS`] per stage.
+    pub fn entry_words(&self) -> usize {
+        1 + self.0.len() * DRAW_WORDS
+    }
+
+    /// Image `b`'s table entry on an h × w input: its draws from `key`, or all zeros (switch off)
+    /// for None. The draws are those [`TvPipeline::apply_batch`] makes for image `b`.
+    pub fn entry(&self, key: Option<&DrawKey>, b: usize, h: usize, w: usize) -> Result<Vec<u32>> {
+        let mut out = vec![0u32; self.entry_words()]; // (1 + stages·DRAW_WORDS)
+        let Some(key) = key else {
+            return Ok(out);
+        };
+        out[0] = 1;
+        let (mut ch, mut cw) = (h, w);
+        for (stage, t) in self.0.iter().enumerate() {
+            out[1 + stage * DRAW_WORDS..][..DRAW_WORDS]
+                .copy_from_slice(&t.draw(key, b, stage, ch, cw)?);
+            (ch, cw) = t.out_hw(ch, cw)?;
+        }
+        Ok(out)
+    }
+
+    /// Applies a table entry to one image x (C, H, W): None when its switch is off, else the
+    /// transformed (C, H', W').
+    pub fn apply_entry(
+        &self,
+        entry: &[u32],
+        x: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Option<Vec<f32>>> {
+        if entry.len() != self.entry_words() {
+            return Err(Error::shape(format!(
+                "custom_train_trans: a table entry of {} words for {} stages",
+                entry.len(),
+                self.0.len()
+            )));
+        }
+        if entry[0] == 0 {
+            return Ok(None);
+        }
+        let (mut cur, mut ch, mut cw) = (x.to_vec(), h, w);
+        for (stage, t) in self.0.iter().enumerate() {
+            let d: [u32; DRAW_WORDS] = entry[1 + stage * DRAW_WORDS..][..DRAW_WORDS]
+                .try_into()
+                .expect("DRAW_WORDS words");
+            let (nh, nw) = t.out_hw(ch, cw)?;
+            cur = t.apply_drawn(d, &cur, c, ch, cw)?;
+            (ch, cw) = (nh, nw);
+        }
+        Ok(Some(cur))
     }
 }
 

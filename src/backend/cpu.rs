@@ -10,6 +10,7 @@ use crate::aug::{self, AugPlan, BatchDims, BatchDraws};
 use crate::error::Result;
 use crate::ops;
 use crate::ops::precision::GemmPrecision;
+use rayon::prelude::*;
 
 /// Runs every op on the CPU with rayon's global pool. Buffers are plain `Vec`s.
 #[derive(Clone, Debug, Default)]
@@ -491,6 +492,40 @@ impl Backend for CpuBackend {
         let words = table.get(at..).unwrap_or_default();
         let draws = ops::step::draws_from_words(words, dims.students, dims.batch)?;
         aug::apply(plan, &draws, *dims, x)
+    }
+
+    fn tv_supports(&self, _pipe: &crate::aug::TvPipeline, _c: usize, _size: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn tv_at(
+        &self,
+        pipe: &crate::aug::TvPipeline,
+        clock: &Vec<u32>,
+        table: &Vec<u32>,
+        stride: usize,
+        dims: BatchDims,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
+        let at = ops::step::step_in_epoch(clock)? * stride;
+        let (rows, words) = (dims.students * dims.batch, pipe.entry_words());
+        let img = dims.c * dims.h * dims.w;
+        let entries = table.get(at..at + rows * words).ok_or_else(|| {
+            crate::error::Error::shape(format!(
+                "tv_at: the table ({} words) has no {rows} entries at word {at}",
+                table.len()
+            ))
+        })?;
+        ops::check_len("tv_at", "x", x.len(), rows * img)?;
+        x.par_chunks_mut(img)
+            .zip(entries.par_chunks(words))
+            .try_for_each(|(im, e)| {
+                if let Some(y) = pipe.apply_entry(e, im, dims.c, dims.h, dims.w)? {
+                    ops::check_len("tv_at", "transformed image", y.len(), img)?;
+                    im.copy_from_slice(&y);
+                }
+                Ok(())
+            })
     }
 
     fn optimizer_step_at(

@@ -50,6 +50,15 @@ pub fn no_kernel(device: &str, op: &str) -> Error {
     ))
 }
 
+/// The error of a backend without a `custom_train_trans` kernel.
+pub fn no_tv_kernel(device: &str) -> Error {
+    Error::device(format!(
+        "no {device} kernel yet for custom_train_trans on an image-folder synthetic set \
+         (per-image torchvision transforms); use --device cpu, or give the set as a tensor file \
+         (DD-Ranking then ignores custom_train_trans)"
+    ))
+}
+
 /// The compute contract. `Buf<T>` is a device buffer of `len` elements.
 pub trait Backend: Send + Sync {
     type Buf<T: Elem>: Send + Sync;
@@ -511,6 +520,30 @@ pub trait Backend: Send + Sync {
         ws: &mut Self::AugTable,
         x: &mut Self::Buf<f32>,
     ) -> Result<()>;
+
+    /// Ok when [`Backend::tv_at`] runs `pipe` on c × size × size images here; else why not (the
+    /// trainer asks before training, so a pipeline a device cannot run is refused up front).
+    fn tv_supports(&self, pipe: &crate::aug::TvPipeline, c: usize, size: usize) -> Result<()> {
+        let _ = (pipe, c, size);
+        Err(no_tv_kernel(&self.describe()))
+    }
+
+    /// `custom_train_trans` on the step's gathered batch x (S·B, C, H, W), in place (its stages
+    /// keep H × W: the trainer checks), with the entries of the step clock (4) points at, read
+    /// from an epoch's table (steps, stride) of S·B entries of `pipe.entry_words()` words
+    /// (`TvPipeline::entry`). Reference: `TvPipeline::apply_entry` per image.
+    fn tv_at(
+        &self,
+        pipe: &crate::aug::TvPipeline,
+        clock: &Self::Buf<u32>,
+        table: &Self::Buf<u32>,
+        stride: usize,
+        dims: BatchDims,
+        x: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let _ = (pipe, clock, table, stride, dims, x);
+        Err(no_tv_kernel(&self.describe()))
+    }
 
     /// `optimizer_step` with the step number clock[STEP] + 1 and the learning rates of row
     /// clock[EPOCH] of lrs (E, S), both read on the device.

@@ -95,6 +95,7 @@ fn train_on<B: Backend>(
         } else {
             AugConfig::None
         }),
+        tv: None,
     };
     // The role is outside the planner's range (< 2^13), so a teacher never shares a student's draws.
     let key = StudentKey {
@@ -107,6 +108,7 @@ fn train_on<B: Backend>(
         lr: a.lr,
         key,
         augment: a.dsa,
+        tv: false,
         teacher_targets: false,
     };
     let test = DeviceSet::upload(be, test, "test set")?;

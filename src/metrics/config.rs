@@ -213,6 +213,10 @@ pub struct EvalConfig {
     /// through JPEG files (quality 75), `Tensor` keeps them exact.
     #[serde(default)]
     pub random_data_format: RandomDataFormat,
+    /// DD-Ranking's `custom_train_trans` (YAML list form): applied per image, at every access, to
+    /// an image-folder synthetic set (`metrics::yaml::train_trans_for` says when).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_train_trans: Option<crate::aug::TvPipeline>,
     /// Train on the full real set for HLR; false needs `full_acc` (or a DD-Ranking cached value).
     pub eval_full_data: bool,
     /// A known full-data accuracy (fraction) used when `eval_full_data` is false.
@@ -275,6 +279,7 @@ impl Default for EvalConfig {
             real_batch_size: 256,
             batch_size: None,
             random_data_format: RandomDataFormat::Tensor,
+            custom_train_trans: None,
             eval_full_data: false,
             full_acc: None,
             teacher_dir: None,

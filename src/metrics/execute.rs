@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::cache::{Record, Store};
-use super::config::{AugConfig, Criterion, EvalConfig, Optimizer, RandomDataFormat};
+use super::config::{AugConfig, Criterion, EvalConfig, Metric, Optimizer, RandomDataFormat};
 use super::plan::{
     pack, plan, Cohort, DataSource, Identities, LabelMode, Plan, PlanSizes, Training,
 };
@@ -189,6 +189,11 @@ pub(crate) fn run_plan<B: Backend>(
         w.set_total(total_work);
     }
     let mut subsets: HashMap<u32, ImageSet> = HashMap::new();
+    let tv = super::yaml::train_trans_for(cfg);
+    let syn_pixels = match tv {
+        Some(_) => Some(pixel_syn_set(cfg, inputs)?),
+        None => None,
+    };
     let mut train_s = 0.0;
     // On the device once, shared by every cohort (only when something is left to train).
     let test = if cohorts.is_empty() {
@@ -259,7 +264,13 @@ pub(crate) fn run_plan<B: Backend>(
             .iter()
             .map(|&id| {
                 let t = &plan.trainings[id].training;
+                // DD-Ranking's ImageFolder gets custom_train_trans in LRS, and in ARS for the
+                // augmented runs only (the others get its default transform).
+                let tv_on = t.data == DataSource::Syn
+                    && syn_pixels.is_some()
+                    && (cfg.metric != Metric::Ars || t.aug.is_some());
                 let data = match &t.data {
+                    DataSource::Syn if tv_on => syn_pixels.as_ref().expect("tv_on"),
                     DataSource::Syn => &inputs.syn,
                     DataSource::Random { run, .. } => &subsets[run],
                     DataSource::Full => &inputs.train,
@@ -273,6 +284,7 @@ pub(crate) fn run_plan<B: Backend>(
                         role: t.role(),
                     },
                     augment: t.aug.is_some(),
+                    tv: tv_on,
                     teacher_targets: t.labels == LabelMode::SoftTeacher,
                 }
             })
@@ -531,7 +543,40 @@ fn cohort_settings(cfg: &EvalConfig, t: &Training, net: Net) -> Result<CohortSet
         scheduler: t.recipe.scheduler,
         step_size: t.recipe.step_size,
         aug: aug_plan(&cfg.aug),
+        tv: super::yaml::train_trans_for(cfg).cloned(),
     })
+}
+
+/// The image-folder synthetic set as the reference's `ToTensor` gives it to `custom_train_trans`:
+/// [0, 1] pixels, k/255 exactly (the folder holds 8-bit images; the loader normalised them, so
+/// the normalisation is undone and the values snapped back to their 8-bit levels).
+fn pixel_syn_set(cfg: &EvalConfig, inputs: &Inputs) -> Result<ImageSet> {
+    let conflict = if cfg.use_zca {
+        Some("use_zca (DD-Ranking would whiten tensors only)")
+    } else if cfg.random_data_format == RandomDataFormat::Image {
+        Some(
+            "random_data_format: image (DD-Ranking also transforms the random subsets' JPEG \
+             folders; ddr-fast does not yet)",
+        )
+    } else {
+        None
+    };
+    let norm = match (conflict, inputs.pixel_norm.as_ref()) {
+        (None, Some(n)) => n,
+        (c, _) => {
+            return Err(Error::config(format!(
+                "custom_train_trans on an image-folder synthetic set cannot be combined with {}",
+                c.unwrap_or("a whitened training set")
+            )))
+        }
+    };
+    let mut set = inputs.syn.clone();
+    let plane = set.size * set.size;
+    norm.invert(&mut set.images, set.channels, plane); // (N, C, H, W) in [0, 1]
+    for v in &mut set.images {
+        *v = (*v * 255.0).round().clamp(0.0, 255.0) / 255.0;
+    }
+    Ok(set)
 }
 
 /// The augmentation engineer's plan for a config's augmentation (DSA in mode S, as the metrics use).

@@ -161,11 +161,26 @@ pub fn assemble_inputs(
         teachers,
         ids: Identities {
             dataset,
-            syn: syn_id,
+            syn: with_train_trans(cfg, syn_id)?,
             teachers: teacher_id,
             device: device.into(),
+            // The CPU's eval forwards are fp32; a CUDA caller sets its `--test-precision`.
+            test_precision: None,
         },
         pixel_norm: real.pixel_norm,
+    })
+}
+
+/// The synthetic set's identity for the cache keys: with the `custom_train_trans` its trainings
+/// apply appended (they change every number; the keys hash the whole text).
+fn with_train_trans(cfg: &EvalConfig, syn_id: String) -> Result<String> {
+    Ok(match crate::metrics::yaml::train_trans_for(cfg) {
+        None => syn_id,
+        Some(t) => {
+            let text = serde_json::to_string(t)
+                .map_err(|e| Error::config(format!("custom_train_trans: {e}")))?;
+            format!("{syn_id}+custom_train_trans:{text}")
+        }
     })
 }
 

@@ -47,25 +47,11 @@ pub struct YamlReport {
 /// Where `custom_train_trans` applies. DD-Ranking passes it as the `transform` of
 /// `datasets.ImageFolder` only, so it acts when the synthetic set is an image folder and is ignored
 /// for tensor files (its DSA / Mixup / CutMix `aug_func` runs on the batches either way). ddr-fast
-/// does the same for tensor files; for an image folder the per-image transforms are not yet wired
-/// into the trainer (its batches are gathered on the device), so that is refused here rather than
-/// silently trained without them.
-fn train_trans_scope(
-    path: &Path,
-    n: usize,
-    cfg: &EvalConfig,
-    report: &mut YamlReport,
-) -> Result<()> {
+/// does the same: applied per image at every access for a folder ([`train_trans_for`]), ignored
+/// with a warning for a tensor file.
+fn train_trans_scope(path: &Path, n: usize, cfg: &EvalConfig, report: &mut YamlReport) {
     if cfg.syn_path.as_deref().is_some_and(Path::is_dir) {
-        return Err(Error::format(
-            path,
-            format!(
-                "key 'custom_train_trans': {} transform(s) read, but applying them to an image-folder \
-                 synthetic set is not implemented yet (the reference applies them only there); \
-                 remove the key or give the set as a tensor file",
-                n
-            ),
-        ));
+        return;
     }
     report.warnings.push(format!(
         "{}: custom_train_trans ({} transform(s)) is ignored for a synthetic set stored as tensors, \
@@ -73,7 +59,15 @@ fn train_trans_scope(
         path.display(),
         n
     ));
-    Ok(())
+}
+
+/// The `custom_train_trans` the synthetic set's trainings apply: the config's, when the synthetic
+/// set is an image folder (as DD-Ranking's `ImageFolder(transform=custom_train_trans)`); None
+/// for a tensor file or sets given in memory, which the reference never transforms.
+pub fn train_trans_for(cfg: &EvalConfig) -> Option<&TvPipeline> {
+    cfg.custom_train_trans
+        .as_ref()
+        .filter(|_| cfg.syn_path.as_deref().is_some_and(Path::is_dir))
 }
 
 /// The [`EvalConfig`] field a YAML key sets; None for keys that set nothing.
@@ -110,6 +104,7 @@ fn field_of(key: &str) -> Option<&'static str> {
         "real_batch_size" => "real_batch_size",
         "batch_size" => "batch_size",
         "random_data_format" => "random_data_format",
+        "custom_train_trans" => "custom_train_trans",
         "eval_full_data" => "eval_full_data",
         "full_acc" => "full_acc",
         "teacher_dir" => "teacher_dir",
@@ -242,7 +237,9 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
             "random_data_format" => cfg.random_data_format = r.parse(key, v)?,
             "custom_train_trans" => {
                 if !v.is_null() {
-                    report.custom_train_trans = Some(super::yaml_tv::parse_train_trans(path, v)?);
+                    let t = super::yaml_tv::parse_train_trans(path, v)?;
+                    cfg.custom_train_trans = Some(t.clone());
+                    report.custom_train_trans = Some(t);
                 }
             }
             "custom_val_trans" => {
@@ -276,7 +273,7 @@ pub fn apply_yaml_str(path: &Path, text: &str, cfg: &mut EvalConfig) -> Result<Y
         apply_aug_params(&r, v, cfg, &mut report)?;
     }
     if let Some(n) = report.custom_train_trans.as_ref().map(|t| t.0.len()) {
-        train_trans_scope(path, n, cfg, &mut report)?;
+        train_trans_scope(path, n, cfg, &mut report);
     }
     for (k, _) in &map {
         if let Some(field) = k.as_str().and_then(field_of) {
@@ -649,29 +646,28 @@ mod tests {
     }
 
     /// The reference applies custom_train_trans to image folders only: ignored (with a warning)
-    /// for tensor files, refused for a folder until the trainer applies it.
+    /// for tensor files, applied to a folder.
     #[test]
     fn custom_train_trans_scope_follows_the_reference() {
         let text =
             "custom_train_trans: [RandomHorizontalFlip, {RandomCrop: {size: 32, padding: 4}}]\n";
-        let (_, rep) = load(&format!("syn_data_path: images.pt\n{text}")).unwrap();
+        let (cfg, rep) = load(&format!("syn_data_path: images.pt\n{text}")).unwrap();
         assert_eq!(rep.custom_train_trans.as_ref().map(|t| t.0.len()), Some(2));
         assert!(rep
             .warnings
             .iter()
             .any(|w| w.contains("custom_train_trans") && w.contains("ignored")));
+        assert!(train_trans_for(&cfg).is_none());
         let dir = std::env::temp_dir().join(format!("ddr_tv_scope_{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let e = load(&format!("syn_data_path: {}\n{text}", dir.display()))
-            .unwrap_err()
-            .to_string();
+        let (cfg, rep) = load(&format!("syn_data_path: {}\n{text}", dir.display())).unwrap();
+        assert!(!rep
+            .warnings
+            .iter()
+            .any(|w| w.contains("custom_train_trans")));
+        assert_eq!(train_trans_for(&cfg).map(|t| t.0.len()), Some(2));
         std::fs::remove_dir_all(&dir).ok();
-        assert!(
-            e.contains("t.yaml")
-                && e.contains("'custom_train_trans'")
-                && e.contains("image-folder"),
-            "{e}"
-        );
+        assert!(rep.set.contains("custom_train_trans"));
     }
 
     #[test]

@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use super::cohort::Cohort;
 use super::schedule::Schedule;
-use crate::aug::{self, AugPlan, BatchDims, DrawKey};
+use crate::aug::{self, AugPlan, BatchDims, DrawKey, TvPipeline};
 use crate::backend::{Backend, LossKind, OptimizerCfg};
 use crate::error::{Error, Result};
 use crate::metrics::config::Scheduler;
 use crate::model::Net;
 
 use super::step_graph::EpochTables;
-pub use super::trainer_data::{ImageSet, StudentKey};
+pub use super::trainer_data::{tv_stride, tv_table, ImageSet, StudentKey};
 pub use super::trainer_device::DeviceSet;
 use super::trainer_device::{CohortData, StepFeed, TestFeed};
 use crate::ops::step as step_ops;
@@ -46,6 +46,8 @@ pub struct CohortSettings {
     pub step_size: usize,
     /// The augmentation of students whose switch is on.
     pub aug: AugPlan,
+    /// `custom_train_trans` of students whose `tv` switch is on: per image, before `aug`.
+    pub tv: Option<TvPipeline>,
 }
 
 /// One student of a cohort.
@@ -55,6 +57,8 @@ pub struct StudentSetup<'a> {
     pub lr: f32,
     pub key: StudentKey,
     pub augment: bool,
+    /// Gathered images go through `CohortSettings::tv` first (an image-folder synthetic set).
+    pub tv: bool,
     /// Targets are the teachers' mean logits on the augmented batch (soft-label mode M).
     pub teacher_targets: bool,
 }
@@ -173,6 +177,7 @@ pub fn train_cohort_keep<B: Backend>(
         ));
     }
 
+    let tv = tv_pipeline(be.as_ref(), cs, students, im_size)?;
     let k = cs.net.classes();
     let img = cs.net.image_len();
     let seeds: Vec<u64> = students.iter().map(|st| st.key.init_seed()).collect();
@@ -211,6 +216,12 @@ pub fn train_cohort_keep<B: Backend>(
         0
     };
     let mut tables = EpochTables::new(be, s_n, n, steps_per_epoch, stride, &lrs)?;
+    // custom_train_trans: the epoch's per-image entries (steps, tv_stride), written per epoch.
+    let tv_stride = tv.map_or(0, |p| tv_stride(p, s_n, full_b));
+    let mut tv_dev = match tv {
+        Some(_) => Some(be.alloc::<u32>(steps_per_epoch * tv_stride)?),
+        None => None,
+    };
     let dims = |b: usize| BatchDims {
         students: s_n,
         batch: b,
@@ -251,6 +262,19 @@ pub fn train_cohort_keep<B: Backend>(
             None
         };
         tables.start_epoch(be, epoch, step, &perms, draws.as_deref())?;
+        if let (Some(p), Some(t)) = (tv, tv_dev.as_mut()) {
+            let host = tv_table(
+                p,
+                students,
+                step,
+                steps_per_epoch,
+                full_b,
+                n,
+                tv_stride,
+                im_size,
+            )?;
+            be.write(&host, t)?;
+        }
         for j in 0..steps_per_epoch {
             let b = full_b.min(n - j * full_b);
             let f = match feeds.iter().position(|f| f.batch == b) {
@@ -287,6 +311,8 @@ pub fn train_cohort_keep<B: Backend>(
                     &mut teacher_cohorts,
                     students,
                     full_b,
+                    tv.zip(tv_dev.as_ref())
+                        .map(|(p, t)| (p, t, tv_stride, dims(b))),
                 )
             });
             feed.graph = graph;
@@ -348,6 +374,7 @@ fn step_launches<B: Backend>(
     teachers: &mut [TeacherCohort<B>],
     students: &[StudentSetup<'_>],
     full_b: usize,
+    tv: Option<(&TvPipeline, &B::Buf<u32>, usize, BatchDims)>,
 ) -> Result<()> {
     let (k, img) = (cohort.net().classes(), cohort.net().image_len());
     be.batch_rows(
@@ -362,6 +389,10 @@ fn step_launches<B: Backend>(
     be.gather_rows(&train.images, img, &feed.idx, &mut feed.x)?;
     if let (Some(src), Some(dst)) = (&train.soft, feed.soft.as_mut()) {
         be.gather_rows(src, k, &feed.idx, dst)?;
+    }
+    // DD-Ranking's ImageFolder transform runs per image in __getitem__, before aug_func.
+    if let Some((pipe, table, stride, dims)) = tv {
+        be.tv_at(pipe, &tables.clock, table, stride, dims, &mut feed.x)?;
     }
     if let Some(ws) = feed.aug.as_mut() {
         be.augment_at(
@@ -391,6 +422,31 @@ fn step_launches<B: Backend>(
         &mut tables.sums,
         &mut tables.stopped,
     )
+}
+
+/// The cohort's `custom_train_trans` when a student asks for it, checked: the device has the op
+/// and the transforms give back images of the student network's size.
+fn tv_pipeline<'c, B: Backend>(
+    be: &B,
+    cs: &'c CohortSettings,
+    students: &[StudentSetup<'_>],
+    im_size: usize,
+) -> Result<Option<&'c TvPipeline>> {
+    if !students.iter().any(|st| st.tv) {
+        return Ok(None);
+    }
+    let pipe = cs.tv.as_ref().ok_or_else(|| {
+        Error::config("a student asks for custom_train_trans but the cohort has none")
+    })?;
+    let (oh, ow) = pipe.out_hw(im_size, im_size)?;
+    if (oh, ow) != (im_size, im_size) {
+        return Err(Error::config(format!(
+            "custom_train_trans turns the {im_size}×{im_size} images into {oh}×{ow}; the student \
+             network takes {im_size}×{im_size} (give RandomResizedCrop / RandomCrop size {im_size})"
+        )));
+    }
+    be.tv_supports(pipe, cs.net.input().0, im_size)?;
+    Ok(Some(pipe))
 }
 
 /// An epoch's augmentation draws, `steps` × `stride` words: step j's draws sampled on the host

@@ -3,7 +3,9 @@
 //! per-student seeds, all drawn from counter-based generators so a student's run does not depend
 //! on its cohort.
 
+use super::trainer::StudentSetup;
 use crate::aug::rng::philox4x32_10;
+use crate::aug::{DrawKey, TvPipeline};
 use crate::error::{Error, Result};
 
 /// Counter purposes used by the trainer, above the augmentation's (`aug::rng::Purpose` < 64), so
@@ -106,6 +108,48 @@ impl StudentKey {
     pub fn init_seed(&self) -> u64 {
         (u64::from(self.word(PURPOSE_INIT, 0, 0)) << 32) | u64::from(self.word(PURPOSE_INIT, 0, 1))
     }
+}
+
+/// An epoch's `custom_train_trans` table, `steps` × `stride` words: step j's row holds, student
+/// by student and image by image of its batch (S, b_j), the [`TvPipeline::entry`] of that image,
+/// drawn from the student's key at global step `first + j` (its DSA key: the draws depend on
+/// (seed, run, role, step, image) only, so a student's batches do not depend on its cohort);
+/// students without the switch get switched-off entries. Zero-padded to the stride.
+#[allow(clippy::too_many_arguments)]
+pub fn tv_table(
+    pipe: &TvPipeline,
+    students: &[StudentSetup<'_>],
+    first: u32,
+    steps: usize,
+    full_b: usize,
+    n: usize,
+    stride: usize,
+    size: usize,
+) -> Result<Vec<u32>> {
+    let words = pipe.entry_words();
+    let mut table = vec![0u32; steps * stride]; // (steps, stride)
+    for j in 0..steps {
+        let b = full_b.min(n - j * full_b);
+        let row = &mut table[j * stride..(j + 1) * stride];
+        for (s, st) in students.iter().enumerate() {
+            let key = st.tv.then_some(DrawKey {
+                seed: st.key.seed,
+                run: st.key.run,
+                role: st.key.role,
+                step: first + j as u32,
+            });
+            for i in 0..b {
+                let e = pipe.entry(key.as_ref(), i, size, size)?;
+                row[(s * b + i) * words..][..words].copy_from_slice(&e);
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// Words per step of [`tv_table`]: S students × `full_b` images × the entry.
+pub fn tv_stride(pipe: &TvPipeline, students: usize, full_b: usize) -> usize {
+    students * full_b * pipe.entry_words()
 }
 
 #[cfg(test)]

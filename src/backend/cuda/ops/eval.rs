@@ -54,7 +54,7 @@ impl EvalKernel {
 /// (`conv3x3_eval_tf32`, `conv3x3_eval_bf16`); they are not chosen (see [`MIN_PLANE_ROWS`]).
 type Row = (&'static str, usize, usize, u32, usize);
 const TF32_KERNELS: [Row; 1] = [("conv3x3_eval_narrow_tf32", 256, 32, 256, MAX_M_SUB)];
-const BF16_KERNELS: [Row; 1] = [("conv3x3_eval_narrow_bf16", 128, 32, 128, MAX_M_SUB)];
+const BF16_KERNELS: [Row; 1] = [("conv3x3_eval_narrow_bf16", 128, 32, 64, MAX_M_SUB)];
 
 /// Smallest plane (rows = h·w) the eval kernel takes. Smaller planes fit one register tile of the
 /// stored-y fused forward (TF32 256 × 128, conv.cu / conv_bf16.cu), which then finishes the tail

@@ -1,0 +1,321 @@
+//! `custom_train_trans` in training (issue #9 item 5): the trainer transforms each gathered image
+//! of a student with the switch on, at every step, from the student's keyed RNG (DSA's key), before
+//! the batch augmentation — as DD-Ranking's ImageFolder applies its `transform` in `__getitem__`
+//! before `aug_func`. Checked here: a cohort equals its students trained alone, bitwise; the
+//! transforms change the training; the step's transformed batch is `TvPipeline::apply_batch` on
+//! the gathered images with the same key; and an image-folder evaluation through the CLI applies
+//! them (YAML → trainer) and keys its cache on them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use ddr_fast::aug::{AugPlan, DrawKey, DsaMode, DsaParams, TvPipeline, TvTransform};
+use ddr_fast::backend::cpu::CpuBackend;
+use ddr_fast::backend::{Backend, LossKind, NormKind, OptimizerCfg, OptimizerKind};
+use ddr_fast::metrics::config::Scheduler;
+use ddr_fast::model::{ConvNet, ConvNetSpec};
+use ddr_fast::ops::step::{CLOCK_EPOCH, CLOCK_EPOCH_FIRST, CLOCK_LEN, CLOCK_STEP};
+use ddr_fast::train::trainer::{
+    train_cohort_keep, tv_stride, tv_table, CohortSettings, DeviceSet, ImageSet, StudentKey,
+    StudentSetup,
+};
+
+const SIZE: usize = 16;
+
+/// Every stage the YAML takes, keeping 16 × 16 (what the student takes).
+fn pipeline() -> TvPipeline {
+    TvPipeline(vec![
+        TvTransform::RandomResizedCrop {
+            size: SIZE,
+            scale: (0.08, 1.0),
+            ratio: (0.75, 4.0 / 3.0),
+        },
+        TvTransform::RandomHorizontalFlip { p: 0.5 },
+        TvTransform::RandomCrop {
+            size: SIZE,
+            padding: 2,
+        },
+        TvTransform::Normalize {
+            mean: vec![0.5, 0.4, 0.3],
+            std: vec![0.25, 0.2, 0.3],
+        },
+    ])
+}
+
+/// Two classes of 3 × 16 × 16 [0, 1] pixels: a bright left half or a bright top half, plus a
+/// deterministic texture, so crops and flips change what the network sees.
+fn pixel_set(n_per_class: usize, offset: u32) -> ImageSet {
+    let mut images = Vec::new(); // (N, 3, SIZE, SIZE)
+    let mut labels = Vec::new(); // (N)
+    for i in 0..n_per_class as u32 {
+        for class in 0..2u32 {
+            for p in 0..(3 * SIZE * SIZE) as u32 {
+                let (y, x) = ((p as usize / SIZE) % SIZE, p as usize % SIZE);
+                let on = if class == 0 {
+                    x < SIZE / 2
+                } else {
+                    y < SIZE / 2
+                };
+                let h = (p.wrapping_mul(2_654_435_761) ^ (i + offset).wrapping_mul(40_503)) % 256;
+                images.push(if on { 0.6 } else { 0.2 } + h as f32 / 1024.0);
+            }
+            labels.push(class);
+        }
+    }
+    ImageSet {
+        images,
+        labels,
+        soft: None,
+        channels: 3,
+        size: SIZE,
+        classes: 2,
+    }
+}
+
+fn settings(epochs: usize, tv: Option<TvPipeline>) -> CohortSettings {
+    let spec = ConvNetSpec::new(2, 4, NormKind::Instance, 3, SIZE, 2).unwrap();
+    CohortSettings {
+        net: ConvNet::new(spec).into(),
+        epochs,
+        test_interval: 1,
+        batch_size: 6,
+        loss: LossKind::CrossEntropy,
+        optimizer: OptimizerCfg::new(OptimizerKind::Sgd, 5e-4),
+        scheduler: Scheduler::Step,
+        step_size: 2,
+        aug: AugPlan::Dsa {
+            params: DsaParams::ddranking(),
+            mode: DsaMode::Single,
+        },
+        tv,
+    }
+}
+
+fn setup(data: &ImageSet, role: u32, augment: bool, tv: bool) -> StudentSetup<'_> {
+    StudentSetup {
+        data,
+        lr: 0.01,
+        key: StudentKey {
+            seed: 5,
+            run: 1,
+            role,
+        },
+        augment,
+        tv,
+        teacher_targets: false,
+    }
+}
+
+/// Trains the students as one cohort; returns each student's results and final weights (P).
+fn train(
+    cs: &CohortSettings,
+    students: &[StudentSetup<'_>],
+    test: &ImageSet,
+) -> Vec<(Vec<f64>, Vec<f64>, Vec<f32>)> {
+    let be = Arc::new(CpuBackend::new());
+    let test = DeviceSet::upload(&be, test, "test").unwrap();
+    let (res, cohort) = train_cohort_keep(&be, cs, students, &test, &[], &mut |_, _| {}).unwrap();
+    let params = be.download(cohort.params()).unwrap(); // (S, P)
+    let p = params.len() / students.len();
+    res.into_iter()
+        .zip(params.chunks_exact(p))
+        .map(|(r, w)| (r.tests, r.train_loss, w.to_vec()))
+        .collect()
+}
+
+/// 14 images in batches of 6 (6, 6, 2: the short last batch too), 3 epochs.
+#[test]
+fn cohort_equals_separate_runs_bitwise_and_transforms_change_training() {
+    let (a, b, test) = (pixel_set(7, 0), pixel_set(7, 50), pixel_set(20, 900));
+    let cs = settings(3, Some(pipeline()));
+    // With and without DSA after the transforms, and one student without them.
+    let students = [
+        setup(&a, 3, true, true),
+        setup(&b, 4, false, true),
+        setup(&a, 5, true, false),
+    ];
+    let together = train(&cs, &students, &test);
+    for (i, st) in students.iter().enumerate() {
+        let alone = train(&cs, std::slice::from_ref(st), &test);
+        assert_eq!(together[i].1, alone[0].1, "student {i}: training losses");
+        assert_eq!(together[i].2, alone[0].2, "student {i}: final weights");
+        assert_eq!(together[i].0, alone[0].0, "student {i}: test accuracies");
+    }
+    // The same students without the transforms train differently (and a student without the
+    // switch is untouched by its cohort's transforms: it equals its run without them).
+    let off = train(&settings(3, None), &[setup(&a, 3, true, false)], &test);
+    assert_ne!(together[0].2, off[0].2, "the transforms changed nothing");
+    assert_ne!(together[0].1, off[0].1, "the transforms changed no loss");
+    let plain = train(&settings(3, None), &[setup(&a, 5, true, false)], &test);
+    assert_eq!(
+        together[2].2, plain[0].2,
+        "a switched-off student was transformed"
+    );
+}
+
+/// The step's table and the backend op give exactly `TvPipeline::apply_batch` with the student's
+/// key at that step, image by image; switched-off students' images are left as they are.
+#[test]
+fn step_batch_is_the_tv_transform_with_the_same_draws() {
+    let be = CpuBackend::new();
+    let pipe = pipeline();
+    let (a, b) = (pixel_set(7, 0), pixel_set(7, 50));
+    let students = [setup(&a, 3, true, true), setup(&b, 4, false, false)];
+    let (n, full_b, steps, first) = (a.len(), 6, 3, 6u32); // the epoch starting at global step 6
+    let stride = tv_stride(&pipe, students.len(), full_b);
+    let table = tv_table(&pipe, &students, first, steps, full_b, n, stride, SIZE).unwrap();
+    let img = 3 * SIZE * SIZE;
+    for j in 0..steps {
+        let bj = full_b.min(n - j * full_b);
+        // A batch as the trainer gathers it: each student's own images in its epoch order.
+        let mut x = Vec::new(); // (S·bj, 3, SIZE, SIZE)
+        for st in &students {
+            let order = st.key.shuffle(1, n);
+            for &r in &order[j * full_b..j * full_b + bj] {
+                x.extend_from_slice(&st.data.images[r as usize * img..][..img]);
+            }
+        }
+        let gathered = x.clone();
+        let mut clock = vec![0u32; CLOCK_LEN]; // the trainer's clock at step j of epoch 1
+        clock[CLOCK_STEP] = first + j as u32;
+        clock[CLOCK_EPOCH_FIRST] = first;
+        clock[CLOCK_EPOCH] = 1;
+        let dims = ddr_fast::aug::BatchDims {
+            students: 2,
+            batch: bj,
+            c: 3,
+            h: SIZE,
+            w: SIZE,
+        };
+        be.tv_at(&pipe, &clock, &table, stride, dims, &mut x)
+            .unwrap();
+        let key = DrawKey {
+            seed: 5,
+            run: 1,
+            role: 3,
+            step: first + j as u32,
+        };
+        let want = pipe
+            .apply_batch(&key, &gathered[..bj * img], bj, 3, SIZE, SIZE)
+            .unwrap();
+        if let Some(i) = (0..want.len()).find(|&i| x[i].to_bits() != want[i].to_bits()) {
+            panic!(
+                "step {j}: value {i} (image {}) is {} in the trainer's batch, {} from tv.rs",
+                i / img,
+                x[i],
+                want[i]
+            );
+        }
+        assert_eq!(
+            x[bj * img..],
+            gathered[bj * img..],
+            "step {j}: student 1 moved"
+        );
+        assert_ne!(
+            x[..bj * img],
+            gathered[..bj * img],
+            "step {j}: nothing changed"
+        );
+    }
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ddr-fast"))
+}
+
+/// A 10-class image folder of 28 × 28 gray PNGs (the embedded dataset's shape), 2 per class.
+fn write_folder(dir: &Path) {
+    for c in 0..10u32 {
+        let sub = dir.join(format!("c{c}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..2u32 {
+            let img = image::GrayImage::from_fn(28, 28, |x, y| {
+                let bar = (x / 3 + y / 5 + c) % 4 == 0;
+                image::Luma([if bar {
+                    200
+                } else {
+                    ((x * 7 + y * 3 + i * 11) % 60) as u8
+                }])
+            });
+            img.save(sub.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// Runs a shortened evaluation of the folder with `yaml`; returns result.json.
+fn eval(tmp: &Path, name: &str, yaml: &str, cache: &Path) -> serde_json::Value {
+    let cfg = tmp.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = bin()
+        .args([
+            "eval", "--quiet", "--metric", "lrs-hard", "--ipc", "2", "--width", "4",
+        ])
+        .args(["--epochs", "2", "--full-epochs", "1", "--num-eval", "1"])
+        .args(["--dataset", "embedded", "--eval-full-data", "true"])
+        .args([
+            "--test-interval",
+            "1",
+            "--lr-grid",
+            "0.01",
+            "--device",
+            "cpu",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(tmp.join(name))
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(tmp.join(name).join("result.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// YAML → trainer on an image folder: the evaluation runs, reproduces in a separate process, and
+/// its synthetic-set trainings are keyed on the transforms (not served from the cache of a run
+/// without them).
+#[test]
+fn image_folder_eval_applies_custom_train_trans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("syn");
+    write_folder(&folder);
+    let base = format!("syn_data_path: {}\n", folder.display());
+    let tv = "custom_train_trans: [{RandomCrop: {size: 28, padding: 4}}, RandomHorizontalFlip, \
+              ToTensor, {Normalize: {mean: [0.286], std: [0.353]}}]\n";
+    let with = format!("{base}{tv}");
+    let a = eval(tmp.path(), "a", &with, &tmp.path().join("cache_a"));
+    let b = eval(tmp.path(), "b", &with, &tmp.path().join("cache_b"));
+    let syn = |r: &serde_json::Value| r["runs"][0]["acc"]["syn_hard"].clone();
+    assert!(syn(&a).as_f64().is_some(), "{a}");
+    assert_eq!(syn(&a), syn(&b), "separate processes disagree");
+    assert!(
+        a["config"]["custom_train_trans"].is_array(),
+        "the record does not show the transforms: {}",
+        a["config"]
+    );
+    // Without the transforms, sharing run a's cache: the random-subset and full-data trainings
+    // come from it, the synthetic set's do not (their key changed).
+    let c = eval(tmp.path(), "c", &base, &tmp.path().join("cache_a"));
+    let t = &c["timings"];
+    let source_of = |what: &str| -> Vec<String> {
+        t["trainings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["what"].as_str().unwrap().starts_with(what))
+            .map(|r| r["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (syn, rdm) = (source_of("syn"), source_of("rdm"));
+    assert!(!syn.is_empty() && syn.iter().all(|s| s == "ran"), "{t}");
+    assert!(!rdm.is_empty() && rdm.iter().all(|s| s == "cached"), "{t}");
+}
