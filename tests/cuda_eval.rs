@@ -4,7 +4,7 @@
 //! does (`GemmPrecision::Tf32`: truncation; `Bf16`: round to nearest even) for instance norm,
 //! eval-mode batch norm and no norm, per block (stats and pooled output) and through a whole
 //! ConvNet forward (logits), in both test precisions, with and without a shared input (the wide
-//! first layer), on 32×32 planes (several register tiles per block); smaller planes fall back.
+//! first layer), on 32×32 and 28×28 planes; smaller planes fall back.
 //! Runs on a real GPU when one can be opened, else on the emulated device.
 //!
 //! `cargo test --release --test cuda_eval`
@@ -31,7 +31,7 @@ const EVAL_NORMED_ATOL_OF_MAX: f32 = 5e-4;
 /// through a second norm (≤ 4×) and the head's sum over the features.
 const EVAL_LOGITS_ATOL_OF_MAX: f32 = 5e-3;
 /// The eval kernel against conv.cu's fused forward on the same device and precision: the same
-/// main loop computes y bit for bit; the statistics differ only in how they are summed (two
+/// MMA steps over the same groups of 8 (TF32) or 16 (bf16) k compute y bit for bit; the statistics differ only in how they are summed (two
 /// passes over shared memory vs shifted sums merged by Chan's formula) and in rsqrtf vs 1/sqrtf.
 const SAME_DEVICE_ATOL_OF_MAX: f32 = 1e-5;
 
@@ -222,8 +222,8 @@ fn check(cg: ConvGeom, shared: bool, seed: u64) {
     }
 }
 
-/// 32×32 planes (4 TF32 / 8 bf16 register tiles per block), with cout = 40 not a multiple of
-/// the 32-wide column tile, and 3 images (blocks are whole images).
+/// 32×32 planes (the direct kernels: one image per block), with cout = 40 not a multiple of the 32-wide column tile, 3 images (blocks are whole images) and
+/// K = 36 (padded with zero weights to 40 for TF32, 48 for bf16).
 #[test]
 fn eval_block_matches_the_cpu() {
     let cg = ConvGeom {
@@ -254,9 +254,27 @@ fn eval_wide_first_layer_matches_the_cpu() {
     check(cg, true, 4);
 }
 
+/// 28×28 planes with one input channel (MNIST's first layer): image rows of 28 pixels straddle
+/// the direct kernels' 16-row fragments, and the last warp tile runs past the plane (rows
+/// 784..799 are read from row 0, never stored); K = 9 is padded to one K step.
+#[test]
+fn eval_28px_planes_match_the_cpu() {
+    let cg = ConvGeom {
+        students: 2,
+        batch: 2,
+        cin: 1,
+        cout: 16,
+        h: 28,
+        w: 28,
+        pad: 1,
+    };
+    check(cg, false, 9);
+}
+
 /// Planes the eval kernel does not take (10×10; 16×16 and 8×8, below MIN_PLANE_ROWS: the
-/// stored-y forward finishes them in-kernel) and 3xTF32 test passes keep the stored-y path: the
-/// backend asks for the whole y, and refuses an empty one with a message naming the fix.
+/// stored-y forward finishes them in-kernel; 32×32 of 128 input channels) and 3xTF32 test
+/// passes keep the stored-y path: the backend asks for the whole y, and refuses an empty one with
+/// a message naming the fix.
 #[test]
 fn other_shapes_fall_back_to_the_stored_y() {
     let cg = ConvGeom {
@@ -279,6 +297,16 @@ fn other_shapes_fall_back_to_the_stored_y() {
             assert_eq!(be.conv_out_len_eval(&small, &cs.ng), y_len(&small));
         }
     }
+    // 32×32 planes of 128 input channels: the direct kernels' padded image (592 KB) does not fit a
+    // block's shared memory.
+    let deep = ConvGeom {
+        cin: 128,
+        h: 32,
+        w: 32,
+        ..cg
+    };
+    let cd = case(deep, NormKind::Instance, false, 6);
+    assert_eq!(be.conv_out_len_eval(&deep, &cd.ng), y_len(&deep));
     let x3 = cuda().with_test_precision(TestPrecision::Tf32x3);
     let big = ConvGeom { h: 32, w: 32, ..cg };
     let c32 = case(big, NormKind::Instance, false, 6);

@@ -128,7 +128,7 @@ pub fn eval_kernel(spec: &ConvNetSpec, d: usize, mode: TensorMode) -> Option<Eva
         eps: 0.0,
         momentum: 0.0,
     };
-    eval_kernel_for(precision, &g, H100_SMEM_OPTIN)
+    eval_kernel_for(precision, &g, spec.block_cin(d), H100_SMEM_OPTIN)
 }
 
 /// What a launch costs.
@@ -504,7 +504,7 @@ mod tests {
     }
 
     /// TF32 and bf16 test passes of ConvNet-3 run block 1 (32×32 planes) in the eval kernel the
-    /// backend picks (the narrow one): one launch moving its input and the pooled quarter of y;
+    /// backend picks (the direct one): one launch moving its input and the pooled quarter of y;
     /// blocks 2–3 keep the stored-y fused forward (the backend's MIN_PLANE_ROWS); no norm pass;
     /// training still writes y.
     #[test]
@@ -514,12 +514,12 @@ mod tests {
             let plan = test_chunk_in(&spec, 16, 500, mode);
             assert!(!plan.iter().any(|l| l.name.starts_with("norm_relu_pool")));
             let l1 = &plan[1];
-            let narrow = if mode == TensorMode::Tf32 {
-                "conv3x3_eval_narrow_tf32"
+            let direct = if mode == TensorMode::Tf32 {
+                "conv3x3_eval_direct_tf32"
             } else {
-                "conv3x3_eval_narrow_bf16"
+                "conv3x3_eval_direct_bf16"
             };
-            assert!(l1.name.ends_with(&format!("{narrow})")), "{}", l1.name);
+            assert!(l1.name.ends_with(&format!("{direct})")), "{}", l1.name);
             let (y, input) = (
                 500.0 * 16.0 * 1024.0 * 128.0 * F32,
                 500.0 * 1024.0 * 3.0 * F32,

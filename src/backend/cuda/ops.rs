@@ -206,7 +206,7 @@ impl Backend for CudaBackend {
     }
 
     fn conv_out_len_eval(&self, cg: &ConvGeom, ng: &NormGeom) -> usize {
-        match self.eval_kernel(ng) {
+        match self.eval_kernel(cg, ng) {
             Some(_) => 0,
             None => cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w(),
         }
