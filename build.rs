@@ -43,6 +43,9 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // The eval-mode block that never stores y (cuda/conv_eval.cu): every test-pass conv.
+    "conv3x3_eval_direct_tf32",
+    "conv3x3_eval_direct_bf16",
     // The layer-list students' general conv (cuda/conv2d.cu).
     "conv2d_forward_tf32x3",
     "conv2d_forward_tf32",

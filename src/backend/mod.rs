@@ -153,7 +153,8 @@ pub trait Backend: Send + Sync {
     /// where the tile shape allows, the whole tail) into the conv epilogue. Reference (this
     /// default): `conv3x3_forward` (or `conv3x3_forward_shared_input` when `x_shared`: x is one
     /// (B, cin, h, w) copy read by every student, a test pass's first block) then
-    /// `norm_relu_pool_forward`.
+    /// `norm_relu_pool_forward`. In eval mode `y` may be empty where
+    /// [`Backend::conv_out_len_eval`] says 0: it is then neither written nor read.
     #[allow(clippy::too_many_arguments)]
     fn conv_norm_relu_pool_forward(
         &self,
@@ -188,6 +189,15 @@ pub trait Backend: Send + Sync {
     fn conv_norm_scratch_len(&self, g: &ConvGeom) -> usize {
         let _ = g;
         0
+    }
+
+    /// Elements the `y` buffer of an eval-mode [`Backend::conv_norm_relu_pool_forward`] needs
+    /// for the block `cg` → `ng`: the whole conv output by default; 0 where the backend has an
+    /// eval kernel that keeps y on chip (CUDA: cuda/conv_eval.cu), which then takes an empty `y`
+    /// and leaves it unwritten (test passes need only the pooled output).
+    fn conv_out_len_eval(&self, cg: &ConvGeom, ng: &NormGeom) -> usize {
+        let _ = ng;
+        cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w()
     }
 
     /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked, and the weight and bias

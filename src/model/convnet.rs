@@ -134,7 +134,16 @@ impl ConvNet {
         let mut scratch = Vec::new();
         for d in 0..self.spec.depth {
             let hw = self.spec.block_conv_hw(d);
-            conv_out.push(be.alloc(students * batch * w * hw * hw)?);
+            // An eval-only workspace asks the backend: its eval kernel may keep y on chip.
+            let y_len = if with_grad {
+                students * batch * w * hw * hw
+            } else {
+                be.conv_out_len_eval(
+                    &self.conv_geom(d, students, batch),
+                    &self.norm_geom(d, students, batch),
+                )
+            };
+            conv_out.push(be.alloc(y_len)?);
             stats.push(be.alloc(stats_len(&self.norm_geom(d, students, batch)))?);
             scratch.push(be.alloc(be.conv_norm_scratch_len(&self.conv_geom(d, students, batch)))?);
             block_out.push(be.alloc(students * batch * w * (hw / 2) * (hw / 2))?);

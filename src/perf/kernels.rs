@@ -9,12 +9,16 @@
 //! 3, built): the test chunk is gathered once for all S students and layer 1 runs as ONE GEMM
 //! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (TF32 by default;
 //! bf16: 128 × 128 tiles).
+//! Test passes in TF32 and bf16 run the eval kernel that never stores y (cuda/conv_eval.cu,
+//! [`eval_kernel`]) wherever the CUDA backend does: a block holds whole planes in shared memory
+//! and writes only the pooled output, so such a launch moves its input and a quarter of y.
 //! Bytes are HBM traffic in fp32: each tensor read or written once per launch (im2col re-reads
 //! hit L2/shared memory), plus the fused epilogue's re-read of the y its block just wrote, for
 //! the part that the resident blocks' fresh y pushes out of L2 ([`epilogue_reread`]).
 
 use super::gpu::TensorMode;
-use crate::backend::NormKind;
+use crate::backend::cuda::{eval_kernel_for, EvalKernel, TestPrecision, H100_SMEM_OPTIN};
+use crate::backend::{NormGeom, NormKind};
 use crate::model::ConvNetSpec;
 
 /// GEMM rows (M = images · pixels) of a TF32 conv forward tile: cuda/conv.cu CONV_TF32_TILE and
@@ -101,6 +105,30 @@ pub fn tail_fused_in(spec: &ConvNetSpec, d: usize, eval: bool, bm: usize) -> boo
         NormKind::Batch if !eval => false,
         _ => hw % 2 == 0 && bm % (2 * hw) == 0 && (bm % px == 0 || px % bm == 0),
     }
+}
+
+/// The eval kernel (cuda/conv_eval.cu) a test pass's block d runs in `mode`, as the CUDA backend
+/// chooses it on an H100 or H200 (both compute capability 9.0: 227 KiB of opt-in shared memory
+/// per block): `eval_kernel_for`, the backend's own rule. None for 3xTF32 test passes and planes
+/// no block can hold; those keep the fused forward that stores y.
+pub fn eval_kernel(spec: &ConvNetSpec, d: usize, mode: TensorMode) -> Option<EvalKernel> {
+    let precision = match mode {
+        TensorMode::Tf32 => TestPrecision::Tf32,
+        TensorMode::Bf16 => TestPrecision::Bf16,
+        TensorMode::Tf32x3 => TestPrecision::Tf32x3,
+    };
+    let hw = spec.block_conv_hw(d);
+    let g = NormGeom {
+        students: 1,
+        batch: 1,
+        c: spec.width,
+        h: hw,
+        w: hw,
+        kind: spec.norm,
+        eps: 0.0,
+        momentum: 0.0,
+    };
+    eval_kernel_for(precision, &g, spec.block_cin(d), H100_SMEM_OPTIN)
 }
 
 /// What a launch costs.
@@ -298,8 +326,9 @@ pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMod
     out
 }
 
-/// One block's forward launches: the conv (reading `bytes_in`, writing y of `y_bytes`) with the
-/// norm statistics in its epilogue, then either nothing more (the conv kernel also wrote the
+/// One block's forward launches. A test pass's block with an [`eval_kernel`]: one launch that
+/// reads `bytes_in` and writes the pooled output (a quarter of y's `y_bytes`). Otherwise the conv
+/// (reading `bytes_in`, writing y of `y_bytes`) with the norm statistics in its epilogue, then either nothing more (the conv kernel also wrote the
 /// pooled output, a quarter of y) or one norm → ReLU → pool pass (read y, write the pooled output).
 /// The epilogue's re-read of y costs HBM bytes where L2 cannot hold it ([`epilogue_reread`]).
 #[allow(clippy::too_many_arguments)]
@@ -313,6 +342,20 @@ fn push_block(
     bytes_in: f64,
     y_bytes: f64,
 ) {
+    if let Some(k) = eval.then(|| eval_kernel(spec, d, mode)).flatten() {
+        // y stays in shared memory: read the input, write the pooled quarter of y. The name
+        // carries the kernel's, whose main loop the kernel report measures (predict.rs).
+        out.push(gemm(
+            &format!(
+                "conv{} forward + norm + ReLU + pool (eval, y on chip: {})",
+                d + 1,
+                k.name
+            ),
+            g,
+            bytes_in + y_bytes * 0.25,
+        ));
+        return;
+    }
     let t = fwd_tile(mode);
     let fused = tail_fused_in(spec, d, eval, t.bm);
     let rows = block_rows(spec, d, t.bm);
@@ -450,6 +493,7 @@ mod tests {
 
     /// Layer 1's 512 KiB blocks overflow L2 (132 × 512 KiB = 67 MB in TF32, twice that with the
     /// bf16 kernel's 2 resident blocks per SM); layer 2's 256-row blocks (128 KiB) fit.
+    /// Only forwards that store y pay it: training, and 3xTF32 test passes.
     #[test]
     fn the_epilogue_rereads_what_l2_cannot_hold() {
         let f = |rows, per_sm| epilogue_reread(rows, 128, per_sm, 100_000);
@@ -457,13 +501,45 @@ mod tests {
         assert!(f(1024, 2) > f(1024, 1));
         assert_eq!(f(256, 1), 0.0);
         assert_eq!(epilogue_reread(1024, 128, 1, 10), 0.0, "10 blocks fit");
+        // 3xTF32 test passes have no eval kernel: layer 1 stores y and re-reads part of it.
         let spec = convnet3();
-        let (t32, b16) = (
-            test_chunk_in(&spec, 16, 500, TensorMode::Tf32),
-            test_chunk_in(&spec, 16, 500, TensorMode::Bf16),
+        let x3 = test_chunk_in(&spec, 16, 500, TensorMode::Tf32x3);
+        let (y, input) = (
+            500.0 * 16.0 * 1024.0 * 128.0 * F32,
+            500.0 * 1024.0 * 3.0 * F32,
         );
-        assert_eq!(t32.len(), b16.len(), "the same launches, other tiles");
-        assert!(t32[1].bytes < b16[1].bytes && t32[2].bytes == b16[2].bytes);
+        assert!(x3[1].bytes > input + 1.25 * y, "{}", x3[1].bytes);
+    }
+
+    /// TF32 and bf16 test passes of ConvNet-3 run block 1 (32×32 planes) in the eval kernel the
+    /// backend picks (the direct one): one launch moving its input and the pooled quarter of y;
+    /// blocks 2–3 keep the stored-y fused forward (the backend's MIN_PLANE_ROWS); no norm pass;
+    /// training still writes y.
+    #[test]
+    fn test_passes_keep_y_on_chip() {
+        let spec = convnet3();
+        for mode in [TensorMode::Tf32, TensorMode::Bf16] {
+            let plan = test_chunk_in(&spec, 16, 500, mode);
+            assert!(!plan.iter().any(|l| l.name.starts_with("norm_relu_pool")));
+            let l1 = &plan[1];
+            let direct = if mode == TensorMode::Tf32 {
+                "conv3x3_eval_direct_tf32"
+            } else {
+                "conv3x3_eval_direct_bf16"
+            };
+            assert!(l1.name.ends_with(&format!("{direct})")), "{}", l1.name);
+            let (y, input) = (
+                500.0 * 16.0 * 1024.0 * 128.0 * F32,
+                500.0 * 1024.0 * 3.0 * F32,
+            );
+            assert_eq!(l1.bytes, input + 0.25 * y);
+            assert_eq!(eval_kernel(&spec, 1, mode), None);
+            assert!(!plan[2].name.contains("on chip") && plan[2].bytes > 1.25 * y / 4.0);
+        }
+        assert_eq!(eval_kernel(&spec, 0, TensorMode::Tf32x3), None);
+        assert!(train_step(&spec, 2, 10)
+            .iter()
+            .all(|l| !l.name.contains("on chip")));
     }
 
     #[test]

@@ -41,6 +41,9 @@ impl From<TensorMode> for Modes {
     }
 }
 
+/// The eval kernels of [`MainLoops::eval`], in its order (cuda/conv_eval.cu).
+pub const EVAL_KERNELS: [&str; 2] = ["conv3x3_eval_direct_tf32", "conv3x3_eval_direct_bf16"];
+
 /// Main-loop instruction mix: other instructions per HMMA of each conv pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MainLoops {
@@ -49,6 +52,10 @@ pub struct MainLoops {
     pub backward_weight: f64,
     /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work).
     pub bf16_forward: f64,
+    /// The eval kernels that keep y on chip (cuda/conv_eval.cu), one per kernel: TF32 direct
+    /// and bf16 direct (A fragments read from the image in shared memory), in [`EVAL_KERNELS`]
+    /// order.
+    pub eval: [f64; 2],
     /// Where the ratios came from (a kernel report file, or the committed target).
     pub source: &'static str,
 }
@@ -63,11 +70,19 @@ impl MainLoops {
             backward_input: r,
             backward_weight: r,
             bf16_forward: r,
+            eval: [r; 2],
             source: "the issue's target of ≤ 4 other instructions per HMMA, not yet reached (measured 4.3–5.3; DDR_KERNEL_REPORT=benches/results/kernel-report.tsv uses the measured ratios)",
         }
     }
 
     fn for_launch(&self, name: &str, mode: TensorMode) -> f64 {
+        // An eval-kernel launch ends with its kernel's name (kernels.rs push_block).
+        if let Some(i) = EVAL_KERNELS
+            .iter()
+            .position(|k| name.ends_with(&format!("{k})")))
+        {
+            return self.eval[i];
+        }
         if mode == TensorMode::Bf16 {
             // Only the forward has bf16 kernels; a bf16 training pass is a what-if at this ratio.
             self.bf16_forward
@@ -329,6 +344,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            eval: [20.0; 4],
             source: "test",
         };
         let target = MainLoops::target();
@@ -361,6 +377,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            eval: [20.0; 4],
             source: "test",
         };
         let tiny = Launch {

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 pub use aug::AugWorkspace;
 pub use choice::DeviceChoice;
 pub use graph::CudaStepGraph;
+pub use ops::eval::{eval_kernel_for, EvalKernel, H100_SMEM_OPTIN};
 use params::KernelParams;
 use real::RealDevice;
 
@@ -396,13 +397,30 @@ impl CudaBackend {
         block: u32,
         params: &P,
     ) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_block_smem(kernel, grid, block, 0, params) }
+    }
+
+    /// As `launch_block`, with `smem` bytes of dynamic shared memory per block (the emulated
+    /// device ignores it: its kernels keep such tiles in thread-local arrays).
+    ///
+    /// # Safety
+    /// As for `launch`; `smem` must be what the kernel expects and within the device's limit.
+    unsafe fn launch_block_smem<P: KernelParams>(
+        &self,
+        kernel: &str,
+        grid: [u32; 3],
+        block: u32,
+        smem: u32,
+        params: &P,
+    ) -> Result<()> {
         check_geometry(kernel, grid, block, params)?;
         if self.record_launch(kernel, grid, block, params)? {
             return Ok(());
         }
         match &self.dev {
             // SAFETY: forwarded from the caller.
-            Device::Real(d) => unsafe { d.launch(kernel, grid, block, params) },
+            Device::Real(d) => unsafe { d.launch(kernel, grid, block, smem, params) },
             // SAFETY: forwarded from the caller.
             Device::Emulated => unsafe { emu::launch(kernel, grid, block, params) },
         }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 
 mod bf16;
 mod conv2d;
+pub(super) mod eval;
 mod fused;
 pub(super) mod layers;
 
@@ -202,6 +203,13 @@ impl Backend for CudaBackend {
 
     fn conv_norm_scratch_len(&self, g: &ConvGeom) -> usize {
         self.conv_norm_partials_len(g)
+    }
+
+    fn conv_out_len_eval(&self, cg: &ConvGeom, ng: &NormGeom) -> usize {
+        match self.eval_kernel(cg, ng) {
+            Some(_) => 0,
+            None => cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w(),
+        }
     }
 
     fn conv3x3_backward(
@@ -972,6 +980,22 @@ impl CudaBackend {
         stats: &CudaBuf<f32>,
     ) -> Result<NormParams> {
         check_len(op, "y", y.len, g.students * g.batch * g.c * g.h * g.w)?;
+        Ok(NormParams {
+            y: self.addr(y)?,
+            ..self.norm_params_without_y(op, g, params, at, stats)?
+        })
+    }
+
+    /// `norm_params` with `y` left null: for the eval kernel (ops/eval.rs), which never stores
+    /// or reads a y buffer.
+    fn norm_params_without_y(
+        &self,
+        op: &str,
+        g: &NormGeom,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+    ) -> Result<NormParams> {
         if g.h < 2 || g.w < 2 {
             return Err(Error::shape(format!(
                 "{op}: {}×{} is too small for 2×2 pooling",
@@ -985,7 +1009,6 @@ impl CudaBackend {
         };
         check_len(op, "stats", stats.len, stats_len)?;
         let mut p = NormParams {
-            y: self.addr(y)?,
             students: u32_of(op, "students", g.students)?,
             batch: u32_of(op, "batch", g.batch)?,
             c: u32_of(op, "c", g.c)?,

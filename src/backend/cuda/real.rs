@@ -33,6 +33,9 @@ pub struct RealDevice {
     pub name: String,
     pub ordinal: usize,
     pub sm_count: u32,
+    /// Most shared memory one block may use after opting in (bytes): bounds the dynamic shared
+    /// memory of the eval kernels (cuda/conv_eval.cu).
+    pub smem_optin: usize,
     pub capability: (i32, i32),
     /// The most recent launch (kernel, grid, block): a kernel's fault surfaces at the next
     /// synchronisation, and the message then names the likeliest culprit.
@@ -142,6 +145,12 @@ impl RealDevice {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| driver_error("reading the multiprocessor count", e))?
             as u32;
+        let smem_optin = ctx
+            .attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(|e| driver_error("reading the opt-in shared memory per block", e))?
+            as usize;
         let mut functions = HashMap::new();
         for m in embedded::MODULES {
             let module = ctx
@@ -160,6 +169,7 @@ impl RealDevice {
             name,
             ordinal,
             sm_count,
+            smem_optin,
             capability,
             last_launch: Mutex::new(None),
             staging: Mutex::new(HashMap::new()),
@@ -264,15 +274,30 @@ impl RealDevice {
         kernel: &str,
         grid: [u32; 3],
         block: u32,
+        smem: u32,
         params: &P,
     ) -> Result<()> {
         let (&name, f) = self.functions.get_key_value(kernel).ok_or_else(|| {
             Error::device(format!("kernel `{kernel}` is not in the embedded modules"))
         })?;
+        if smem > 0 {
+            // Dynamic shared memory beyond 48 KiB needs the kernel's opt-in (a function
+            // attribute, not a stream operation, so it is also allowed while capturing a graph).
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| {
+                driver_error(
+                    &format!("allowing {kernel} {smem} bytes of shared memory"),
+                    e,
+                )
+            })?;
+        }
         let cfg = LaunchConfig {
             grid_dim: (grid[0], grid[1], grid[2]),
             block_dim: (block, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: smem,
         };
         let mut b = self.stream.launch_builder(f);
         b.arg(params);

@@ -26,7 +26,7 @@ pub(super) struct ForwardKernel {
 
 /// Whether the wide GEMM's 32-bit gather offsets (student · param_row + weight) and CUDA's grid
 /// limit allow it for this geometry.
-fn wide_fits(g: &ConvGeom, param_row: usize, tile: ConvTile) -> bool {
+pub(super) fn wide_fits(g: &ConvGeom, param_row: usize, tile: ConvTile) -> bool {
     g.students > 1
         && g.students
             .checked_mul(param_row)

@@ -1,0 +1,239 @@
+//! The eval-mode ConvNet block that never stores the conv output (cuda/conv_eval.cu): conv →
+//! norm → ReLU → 2×2 pool in one kernel whose blocks hold whole output planes in shared memory
+//! and write only the pooled output. Used by `Backend::conv_norm_relu_pool_forward` in eval mode
+//! when the caller passes an empty `y` (the test-pass workspace does where
+//! [`CudaBackend::eval_kernel`] finds a kernel: `Backend::conv_out_len_eval` is then 0); any
+//! other geometry, 3xTF32 test passes, and calls with a `y` buffer keep ops/fused.rs's kernels.
+
+use super::bf16::wide_fits;
+use super::{check_len, gemm_grid, u32_of, ConvTile};
+use crate::backend::cuda::params::{ConvNormParams, ConvParams, NormParams, NormPartials};
+use crate::backend::cuda::{CudaBackend, CudaBuf, Device, TestPrecision};
+use crate::backend::{ConvGeom, NormGeom, ParamAt};
+use crate::error::{Error, Result};
+
+/// Floats added to each column of the shared y tile (cuda/conv_eval.cu EVAL_PITCH_PAD).
+const PITCH_PAD: usize = 16;
+/// Opt-in shared memory per block of compute capability 9.0, the H100 (227 KiB: CUDA C
+/// Programming Guide, "Technical Specifications per Compute Capability"). The emulated device
+/// uses it, so emulation runs the kernel choices an H100 makes.
+pub const H100_SMEM_OPTIN: usize = 227 * 1024;
+
+/// The direct kernels (cuda/conv_eval.cu EVAL_DIRECT_*): output columns and threads per block,
+/// and the pair-row pitch of the TF32 weight tile.
+const DIRECT_BN: usize = 32;
+const DIRECT_THREADS: u32 = 256;
+const DIRECT_LDB: usize = 2 * DIRECT_BN + 8;
+
+/// An eval kernel and its launch shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalKernel {
+    pub name: &'static str,
+    /// Output columns one block owns.
+    pub bn: usize,
+    pub threads: u32,
+    /// Rows of the conv GEMM one block owns: one image's plane.
+    pub tile_m: usize,
+    /// Dynamic shared memory of one block, bytes (the kernels declare no static shared memory).
+    pub smem_bytes: usize,
+}
+
+/// Floats of a direct kernel's shared window for cin input channels and oh × ow output planes
+/// (cuda/conv_eval.cu, "Shared window"): the (32, oh·ow + pad) y tile, the zero-padded image
+/// ((oh + 2) × (ow + 2) per channel for a stride-1 3×3 conv, whatever its padding), the weights
+/// (TF32: a pair row of pitch 2·32 + 8 per 2 k; bf16: 32 per k), the k offsets and the bias, with K
+/// rounded up to the main loop's K step (TF32 8, bf16 16).
+fn direct_smem_floats(cin: usize, oh: usize, ow: usize, bf16: bool) -> usize {
+    let step = if bf16 { 16 } else { 8 };
+    let kp = (9 * cin).div_ceil(step) * step;
+    let weights = if bf16 {
+        kp * DIRECT_BN
+    } else {
+        kp / 2 * DIRECT_LDB
+    };
+    DIRECT_BN * (oh * ow + PITCH_PAD)
+        + (cin * (oh + 2) * (ow + 2)).div_ceil(4) * 4
+        + weights
+        + kp
+        + DIRECT_BN
+}
+
+/// Smallest plane (rows = h·w) the eval kernel takes. Smaller planes fit one register tile of the
+/// stored-y fused forward (TF32 256 × 128, conv.cu / conv_bf16.cu), which then finishes the tail
+/// in-kernel from L1/L2; its y write is not what bounds those layers (performance model: ConvNet-3
+/// layers 2–3 of a test pass are tensor/issue-bound), and their 128 input channels would not fit
+/// the direct kernels' window beside y anyway. So the eval kernel is used where y is the cost:
+/// ConvNet's 32×32 first layer (5 GB of y per student per 10,000-image test pass).
+const MIN_PLANE_ROWS: usize = 257;
+
+/// The eval kernel for a block of norm geometry `g` (the conv output) with `cin` input channels,
+/// or None: 3xTF32 has none (its test passes are the near-fp32 check), odd planes cannot pool,
+/// planes below [`MIN_PLANE_ROWS`] keep the stored-y forward, and a block's window (y, the padded
+/// image, the weights) must fit the `smem_optin` bytes of shared memory a block may use.
+pub fn eval_kernel_for(
+    p: TestPrecision,
+    g: &NormGeom,
+    cin: usize,
+    smem_optin: usize,
+) -> Option<EvalKernel> {
+    let ohw = g.h * g.w;
+    if g.h % 2 != 0 || g.w % 2 != 0 || ohw < MIN_PLANE_ROWS {
+        return None;
+    }
+    let (name, bf16) = match p {
+        TestPrecision::Tf32x3 => return None,
+        TestPrecision::Tf32 => ("conv3x3_eval_direct_tf32", false),
+        TestPrecision::Bf16 => ("conv3x3_eval_direct_bf16", true),
+    };
+    let k = EvalKernel {
+        name,
+        bn: DIRECT_BN,
+        threads: DIRECT_THREADS,
+        tile_m: ohw,
+        smem_bytes: direct_smem_floats(cin, g.h, g.w, bf16) * 4,
+    };
+    (k.smem_bytes <= smem_optin).then_some(k)
+}
+
+impl CudaBackend {
+    /// Opt-in shared memory per block of this device (the emulated one: an H100's).
+    fn smem_optin(&self) -> usize {
+        match &self.dev {
+            Device::Real(d) => d.smem_optin,
+            Device::Emulated => H100_SMEM_OPTIN,
+        }
+    }
+
+    /// The eval kernel this backend runs for a block of geometry `g` in its test precision.
+    pub(super) fn eval_kernel(&self, cg: &ConvGeom, g: &NormGeom) -> Option<EvalKernel> {
+        eval_kernel_for(self.test_precision(), g, cg.cin, self.smem_optin())
+    }
+
+    /// `Backend::conv_norm_relu_pool_forward` in eval mode without a y buffer: one launch of the
+    /// eval kernel; `stats` is filled as by the fused forward, `out` gets the pooled output.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn conv_norm_eval(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        x: &CudaBuf<f32>,
+        x_shared: bool,
+        params: &CudaBuf<f32>,
+        conv_at: ParamAt,
+        norm_at: ParamAt,
+        running: &CudaBuf<f32>,
+        running_at: ParamAt,
+        stats: &CudaBuf<f32>,
+        out: &CudaBuf<f32>,
+    ) -> Result<()> {
+        const OP: &str = "conv_norm_relu_pool_forward (eval, no y)";
+        let k = self.eval_kernel(cg, ng).ok_or_else(|| {
+            Error::shape(format!(
+                "{OP}: no eval kernel holds whole {}×{} planes in {:?}; pass a y buffer of \
+                 conv_out_len_eval elements",
+                ng.h,
+                ng.w,
+                self.test_precision()
+            ))
+        })?;
+        let conv = self.conv_params(OP, cg, x, params, conv_at, x_shared)?;
+        check_len(
+            OP,
+            "out",
+            out.len,
+            ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2),
+        )?;
+        let mut norm = NormParams {
+            out: self.addr(out)?,
+            train: 0,
+            ..self.norm_params_without_y(OP, ng, params, norm_at, stats)?
+        };
+        self.with_running(OP, ng, running, running_at, &mut norm)?;
+        let tile = ConvTile {
+            bm: k.tile_m,
+            bn: k.bn,
+            threads: k.threads,
+        };
+        let wide = x_shared && wide_fits(cg, conv.param_row as usize, tile);
+        let conv = ConvParams {
+            wide: u32::from(wide),
+            ..conv
+        };
+        let m = cg.batch * cg.out_h() * cg.out_w();
+        let part = NormPartials {
+            tile_m: u32_of(OP, "tile", k.tile_m)?,
+            m_tiles: u32_of(OP, "M tiles", m.div_ceil(k.tile_m))?,
+            m_sub: 1,
+            ..NormPartials::default()
+        };
+        let grid = if wide {
+            gemm_grid(OP, tile, m, cg.students * cg.cout, 1)?
+        } else {
+            gemm_grid(OP, tile, m, cg.cout, cg.students)?
+        };
+        let q = ConvNormParams { conv, norm, part };
+        // SAFETY: x, params, stats, out and running checked above against the geometry; y is
+        // neither read nor written (conv.out and norm.y are null); the grid covers (B·oh·ow,
+        // cout) per student (wide: (B·oh·ow, S·cout) once, with S·param_row < 2³¹ by
+        // wide_fits) in blocks of tile_m rows, whole planes (eval_kernel_for), with the
+        // kernel's block size and its window of dynamic shared memory (y, the padded image of
+        // cg.cin channels, the weights), which eval_kernel_for sized from this geometry and kept
+        // within the device's opt-in limit.
+        unsafe { self.launch_block_smem(k.name, grid, k.threads, k.smem_bytes as u32, &q) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::NormKind;
+
+    fn geom(hw: usize) -> NormGeom {
+        NormGeom {
+            students: 2,
+            batch: 4,
+            c: 128,
+            h: hw,
+            w: hw,
+            kind: NormKind::Instance,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+
+    /// ConvNet-3 at 32 px on an H100: 32×32 planes of layer 1 (3 input channels) take the
+    /// direct kernels (one image per block, a 152 KB window); 16×16 and 8×8 keep the stored-y
+    /// forward; 3xTF32, odd planes, too many input channels for the window and a device with too
+    /// little shared memory (an sm_86 card's 99 KiB) fall back.
+    #[test]
+    fn kernel_choice_by_plane_and_device() {
+        use TestPrecision::*;
+        let h100 = H100_SMEM_OPTIN;
+        let k = eval_kernel_for(Tf32, &geom(32), 3, h100).unwrap();
+        assert_eq!(
+            (k.name, k.tile_m, k.bn),
+            ("conv3x3_eval_direct_tf32", 1024, 32)
+        );
+        // y 32 × 1040, image 3 × 34 × 34, weights 4 K steps × 4 pair rows × 72, k offsets 32
+        // (K = 27 → 32), bias 32.
+        assert_eq!(k.smem_bytes, (33_280 + 3_468 + 1_152 + 32 + 32) * 4);
+        let k = eval_kernel_for(Bf16, &geom(32), 3, h100).unwrap();
+        assert_eq!(k.name, "conv3x3_eval_direct_bf16");
+        // Weights 32 × 32 (K = 27 → 32), k offsets 32.
+        assert_eq!(k.smem_bytes, (33_280 + 3_468 + 1_024 + 32 + 32) * 4);
+        for small in [16, 8] {
+            assert_eq!(eval_kernel_for(Tf32, &geom(small), 128, h100), None);
+            assert_eq!(eval_kernel_for(Bf16, &geom(small), 128, h100), None);
+        }
+        assert_eq!(eval_kernel_for(Tf32x3, &geom(32), 3, h100), None);
+        assert_eq!(eval_kernel_for(Tf32, &geom(7), 3, h100), None);
+        assert_eq!(eval_kernel_for(Tf32, &geom(32), 3, 99 * 1024), None);
+        // Layer 2 of a 64 px ConvNet: 128 channels of 34 × 34 do not fit beside y.
+        assert_eq!(eval_kernel_for(Tf32, &geom(32), 128, h100), None);
+        // 28×28 (MNIST's first layer, one channel) fits.
+        assert!(eval_kernel_for(Tf32, &geom(28), 1, h100).is_some());
+        assert!(eval_kernel_for(Bf16, &geom(28), 1, h100).is_some());
+        // 48×48: 297 KB of y, more than an H100's block gets.
+        assert_eq!(eval_kernel_for(Tf32, &geom(48), 3, h100), None);
+    }
+}
