@@ -82,10 +82,14 @@ struct FwdPass {
     const u32 s = d_cout.div(n), co = n - s * cout;
     return {(int)(s * param_row + co * K), ~0u};
   }
+  // Decoded twice per thread and k-tile inside the main loop, so the divisions are one
+  // multiply-high each: ⌈2³²/9⌉ gives k / 9 exactly for k < 2³²/5 (its error is 5k/(9·2³²); K =
+  // 9·cin is far below), ⌈2³²/3⌉ gives r / 3 for r < 9. The tap's offset ky·w + kx = r + ky·(w − 3)
+  // (mod 2³², exact once cast back).
   __device__ KRow k_row(u32 k) const {
     const u32 on = k < K ? ~0u : 0u;  // branch-free: the row is computed either way, then masked
-    const u32 ci = k / 9, r = k - 9 * ci, ky = r / 3, kx = r - 3 * ky;
-    return {(int)(ci * hw + ky * w + kx), (1u << r) & on, (int)k, on};
+    const u32 ci = mulhi_u32(k, 0x1C71C71Du), r = k - 9 * ci, ky = mulhi_u32(r, 0x55555556u);
+    return {(int)(ci * hw + r + ky * (w - 3)), (1u << r) & on, (int)k, on};
   }
   // conv_gemm_bf16.cuh's 16-byte weight loads: a weight row (b_off = k) starts 16-byte aligned
   // for every column when K, the student stride (if N spans several) and b_base allow it.
@@ -132,14 +136,16 @@ __device__ __forceinline__ void forward_tile(const FwdPass& pass, u32 mt) {
 // student whose columns this block's N tile covers (a wide tile may span several students).
 template <Loop L, int BM, int BN, int WARPS_M, int WARPS_N>
 __device__ __forceinline__ void forward_norm(const ConvNormParams& q) {
-  const FwdPass pass = fwd_pass(q.conv);
+  // The pass is rebuilt from the parameters per sub-tile rather than held across the loop: its
+  // registers are what spilled here.
   for (u32 i = 0; i < q.part.m_sub; ++i) {
     if (i > 0) __syncthreads();  // every warp done with the previous sub-tile's stages
-    forward_tile<L, BM, BN, WARPS_M, WARPS_N>(pass, blockIdx.x * q.part.m_sub + i);
+    forward_tile<L, BM, BN, WARPS_M, WARPS_N>(fwd_pass(q.conv), blockIdx.x * opaque_u32(q.part.m_sub) + i);
   }
   __syncthreads();  // this block's y stores are visible to the whole block
   const u32 s0 = q.conv.wide ? 0 : blockIdx.z, cout = q.conv.cout;
-  const u32 n1 = blockIdx.y * BN + BN < pass.N ? blockIdx.y * BN + BN : pass.N;
+  const u32 N = (q.conv.wide ? q.conv.students : 1) * cout;
+  const u32 n1 = blockIdx.y * BN + BN < N ? blockIdx.y * BN + BN : N;
   for (u32 n = blockIdx.y * BN; n < n1;) {
     const u32 s = n / cout, co = n - s * cout, nn = cout - co < n1 - n ? cout - co : n1 - n;
     conv_norm_epilogue<WARPS_M * WARPS_N>(q.norm, q.part, s0 + s, blockIdx.x, co, nn);

@@ -15,13 +15,20 @@
 //   stage's k, lane l the k rows 4·(w % 2) + l % 4 and that + 8 (two k-row decodes per thread and
 //   stage) and x = l / 4 + 8·(w / 2 + (WARPS / 2)·j): 8 consecutive x by 4 k rows per warp
 //   instruction, so the shared writes hit 32 banks and every destination is one of the thread's
-//   two bases plus an immediate.
+//   two bases plus an immediate. Each x slot holds a 64-bit pointer (a_base + its offset), so an
+//   element's source is ONE wide multiply-add of the k row's offset (IMAD.WIDE).
 // - B (the weights, contiguous in k) loads chunk-wise: lane l takes chunk l % 4 of column
 //   l / 4 + 8·(w + WARPS·j). When the pass says B is contiguous in k in aligned groups of four
 //   (optional member `b_k_vec4()`, below) a chunk is ONE 16-byte cp.async; otherwise four 4-byte
-//   ones (same layout, same values).
+//   ones (same layout, same values). A column past N (b_x's bits 0) reads column n0's weights
+//   instead of carrying a mask: column n of B only reaches column n of C, which the epilogue
+//   never stores for n ≥ N; the copies are then predicated on the k row alone.
 // - The K loop steps STAGES tiles at a time, unrolled, so every shared address is a register
-//   fixed outside the loop plus an immediate (as conv_gemm).
+//   fixed outside the loop plus an immediate (as conv_gemm), and it issues the next tile without
+//   testing for the end (see the loop).
+// Register pressure sets what fits: 128 accumulator registers of the 64 × 64 warp tile, 8 A slot
+// pointers (16), 4 B pointers (8); the shared addresses are hidden from the optimiser
+// (opaque_smem) so they are not recomputed per tile. Kernel report: benches/README.md.
 #pragma once
 #include <type_traits>
 #include <utility>
@@ -41,18 +48,15 @@ __device__ __forceinline__ void cp_async_16(SmemAddr dst, const float* src, bool
       "l"(src), "r"((u32)on)
       : "memory");
 }
-// p + i by a PTX wide multiply-add (ptxas emits LEA + LEA.HI.X.SX32, two instructions, either
-// way); this form, rather than the plain `p + i`, is the one that compiled without spills.
-__device__ __forceinline__ const float* offset_wide(const float* p, int i) {
-  const float* r;
-  asm("mad.wide.s32 %0, %1, 4, %2;" : "=l"(r) : "r"(i), "l"(p));
-  return r;
-}
+// A shared address kept in a register: under the fused-norm kernel's register pressure nvcc
+// otherwise recomputed the loaders' and converters' addresses from threadIdx in every k-tile
+// (~15 instructions per tile in the kernel report).
+__device__ __forceinline__ SmemAddr opaque_smem(SmemAddr p) { return opaque_u32(p); }
 #else
 inline void cp_async_16(SmemAddr dst, const float* src, bool on) {
   for (int i = 0; i < 4; ++i) dst[i] = on ? src[i] : 0.0f;
 }
-inline const float* offset_wide(const float* p, int i) { return p + i; }
+inline SmemAddr opaque_smem(SmemAddr p) { return p; }
 #endif
 
 // The optional pass member `bool b_k_vec4() const`: true when B's k rows are contiguous in
@@ -92,39 +96,40 @@ __device__ __forceinline__ void conv_gemm_bf16_loop(const Pass& pass, float* As,
 
   // A gather slots (conv_gemm.cuh explains the scheme): x = m0 + xa + 8·(WARPS / 2)·j, two k rows
   // per thread and stage (chunks warp % 2 and warp % 2 + 2): half the slot registers of one k row
-  // over twice the x, which the 64 × 64 warp tile's accumulators leave no room for. Offsets stay
-  // 32-bit: each k row's base pointer is formed once per stage.
+  // over twice the x, which the 64 × 64 warp tile's accumulators leave no room for. Each slot's
+  // 64-bit pointer makes an element's address one IMAD.WIDE (32-bit offsets summed per element
+  // cost four instructions: ptxas re-associated them and formed the sum with LEA + LEA.HI.X).
   const u32 xa = lane / 4 + 8 * (warp / 2);
-  int aoff[XA];
+  const float* ap[XA];
   u32 abits[XA];
   DDR_UNROLL for (int j = 0; j < XA; ++j) {
     const XSlot x = pass.a_x(m0 + xa + 8 * (WARPS / 2) * j);
-    aoff[j] = (int)opaque_u32((u32)x.off);
+    ap[j] = opaque(pass.a_base + x.off);
     abits[j] = opaque_u32(x.bits);
   }
-  // B slots: column n0 + xb + 8·WARPS·j, chunk cb (k = 4·cb .. 4·cb + 3 of each tile).
+  // B slots: column n0 + xb + 8·WARPS·j, chunk cb (k = 4·cb .. 4·cb + 3 of each tile); a column
+  // past N reads column n0 (valid: the block exists) and feeds only accumulators never stored.
   const u32 xb = lane / 4 + 8 * warp, cb = lane % 4;
+  const XSlot x_first = pass.b_x(n0);
   const float* bp[XB];
-  u32 bbits[XB];
   DDR_UNROLL for (int j = 0; j < XB; ++j) {
     const XSlot x = pass.b_x(n0 + xb + 8 * WARPS * j);
-    bp[j] = opaque(pass.b_base + x.off);
-    bbits[j] = opaque_u32(x.bits);
+    bp[j] = opaque(pass.b_base + (x.bits != 0 ? x.off : x_first.off));
   }
 
   // Destinations: the swizzle term (x / 2) % 4 = (lane / 8) % 4 is the same for every slot of a
   // thread, so slot j is the thread's stage-0 address plus a constant.
   const u32 ka = 4 * (warp % 2) + lane % 4;  // this thread's A k rows inside a tile: ka, ka + 8
-  const SmemAddr a_dst0 = smem_addr(As + sw16(xa, ka)), a_dst1 = smem_addr(As + sw16(xa, ka + 8));
-  const SmemAddr b_dst = smem_addr(Bs + sw16(xb, 4 * cb));
+  const SmemAddr a_dst0 = opaque_smem(smem_addr(As + sw16(xa, ka))),
+                 a_dst1 = opaque_smem(smem_addr(As + sw16(xa, ka + 8)));
+  const SmemAddr b_dst = opaque_smem(smem_addr(Bs + sw16(xb, 4 * cb)));
   const u32 ka_lane = opaque_u32(ka), kb_lane = opaque_u32(4 * cb);
   const auto issue = [&](u32 kt, u32 st) {
     DDR_UNROLL for (int r = 0; r < 2; ++r) {
       const KRow row = pass.k_row(kt * GEMM_BK16 + ka_lane + 8 * r);
-      const float* arow = opaque(pass.a_base + row.a_off);
       const SmemAddr a_dst = r == 0 ? a_dst0 : a_dst1;
       DDR_UNROLL for (int j = 0; j < XA; ++j)
-        cp_async_4(a_dst + (st * BM * 16 + 16 * 8 * (WARPS / 2) * j) * kSmemFloat, offset_wide(arow, aoff[j]),
+        cp_async_4(a_dst + (st * BM * 16 + 16 * 8 * (WARPS / 2) * j) * kSmemFloat, ap[j] + row.a_off,
                    (row.a_bits & abits[j]) != 0);
     }
     const u32 kb = kt * GEMM_BK16 + kb_lane;
@@ -132,21 +137,29 @@ __device__ __forceinline__ void conv_gemm_bf16_loop(const Pass& pass, float* As,
       const KRow brow = pass.k_row(kb);
       DDR_UNROLL for (int j = 0; j < XB; ++j)
         cp_async_16(b_dst + (st * BN * 16 + 16 * 8 * WARPS * j) * kSmemFloat, bp[j] + brow.b_off,
-                    (brow.b_bits & bbits[j]) != 0);
+                    brow.b_bits != 0);
     } else {
-      DDR_UNROLL for (int i = 0; i < 4; ++i) {
-        const KRow brow = pass.k_row(kb + i);
-        DDR_UNROLL for (int j = 0; j < XB; ++j)
-          cp_async_4(b_dst + (st * BN * 16 + 16 * 8 * WARPS * j + i) * kSmemFloat, bp[j] + brow.b_off,
-                     (brow.b_bits & bbits[j]) != 0);
+      // Each copy's source is the chunk's first plus the difference of b_off: a constant for a
+      // pass whose b_off is k (FwdPass), so four copies share one address register.
+      const KRow brow0 = pass.k_row(kb);
+      DDR_UNROLL for (int j = 0; j < XB; ++j) {
+        const float* bq = bp[j] + brow0.b_off;
+        DDR_UNROLL for (int i = 0; i < 4; ++i) {
+          const KRow brow = pass.k_row(kb + i);
+          cp_async_4(b_dst + (st * BN * 16 + 16 * 8 * WARPS * j + i) * kSmemFloat, bq + (brow.b_off - brow0.b_off),
+                     brow.b_bits != 0);
+        }
       }
     }
   };
 
   DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) fill_zero(acc[i][j]);
   // This lane's fragments of its warp tile in stage 0.
-  const SmemAddr as0 = smem_addr(As + 16 * wm + frag16_lane_offset());
-  const SmemAddr bs0 = smem_addr(Bs + 16 * wn + frag16_lane_offset());
+  const SmemAddr as0 = opaque_smem(smem_addr(As + 16 * wm + frag16_lane_offset()));
+  const SmemAddr bs0 = opaque_smem(smem_addr(Bs + 16 * wn + frag16_lane_offset()));
+  // This warp's conversion share in stage 0 (its first A and B 16-block).
+  const SmemAddr ac0 = as0 + 16 * 16 * CA * wni * kSmemFloat;
+  const SmemAddr bc0 = bs0 + 16 * 16 * CB * wmi * kSmemFloat;
 
   // Prologue and loop as conv_gemm: one commit group per step, so waiting for at most
   // STAGES − 2 pending groups means tile kt has landed; tile kt lives in stage (kt − kt0) % STAGES.
@@ -160,14 +173,17 @@ __device__ __forceinline__ void conv_gemm_bf16_loop(const Pass& pass, float* As,
       if (kt >= kt1) break;
       __pipeline_wait_prior(STAGES - 2);
       __syncthreads();  // tile kt visible; every warp done with the stage the issue overwrites
-      if (kt + STAGES - 1 < kt1) issue(kt + STAGES - 1, (s + STAGES - 1) % STAGES);
+      // Issued even past kt1 (no test in the loop): the rows of a tile past the pass's last k are
+      // zero-filled copies that read nothing, and a tile past a split-K range reads valid
+      // memory; either lands in a stage no step reads again.
+      issue(kt + STAGES - 1, (s + STAGES - 1) % STAGES);
       __pipeline_commit();
 
       // Convert this warp's share of the stage in place, then read whole fragments.
       DDR_UNROLL for (int i = 0; i < CA; ++i)
-        convert_a16_block(as0 + (s * BM * 16 + 16 * 16 * (CA * wni + i)) * kSmemFloat);
+        convert_a16_block(ac0 + (s * BM * 16 + 16 * 16 * i) * kSmemFloat);
       DDR_UNROLL for (int j = 0; j < CB; ++j)
-        convert_b16_pair(bs0 + (s * BN * 16 + 16 * 16 * (CB * wmi + j)) * kSmemFloat);
+        convert_b16_pair(bc0 + (s * BN * 16 + 16 * 16 * j) * kSmemFloat);
       __syncthreads();  // the stage is bf16 for every warp
       FragA16 a[FM];
       FragB16 b[FN];
