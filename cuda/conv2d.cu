@@ -192,13 +192,15 @@ struct Dw2Pass {
   u32 M, N, K, k, kk, h, w, ow, ohw, hw, stride, pad, ky, cin_hw, cout_ohw, cin_kk;
   Div31 d_ohw, d_ow;  // in the K loop: no d = 1 test (FastDiv's) per division
   __device__ XSlot a_x(u32 m) const { return m < M ? XSlot{(int)(m * ohw), ~0u} : XSlot{0, 0}; }
+  // b_x and store run outside the K loop; dividing by k with / there, not a FastDiv kept in
+  // registers through the loop, is what keeps the 3xTF32 kernel from spilling on sm_80–89.
   __device__ XSlot b_x(u32 n) const {
     if (n >= N) return {0, 0};
     const u32 ci = n / k, kx = n - ci * k;
     return {(int)(ci * hw + kx), 1u << (kx & 31)};
   }
   // Runs once per K step in the main loop, so it is branch-free: the row test and k < K only
-  // shrink the window width (k_in) that cols_below() masks.
+  // shrink the window width (k_in), and the column mask is two clamped shifts.
   __device__ KRow k_row(u32 k_) const {
     const u32 on = k_ < K ? ~0u : 0u;
     const u32 b = d_ohw.div(k_), pix = k_ - b * ohw, oy = d_ow.div(pix), ox = pix - oy * ow;
