@@ -10,6 +10,7 @@
 // sizes below. The weight gradient splits K (B·oh·ow, up to 10⁵) over grid z and adds the partial
 // tiles with atomics into a slot cleared by conv3x3_backward_weight_clear.
 #include "conv_gemm.cuh"
+#include "conv_grads.cuh"
 #include "conv_norm.cuh"
 
 struct ConvParams {
@@ -39,19 +40,6 @@ static_assert(sizeof(ConvParams) == 112, "ConvParams must match src/backend/cuda
 #define CONV_TF32X3_TILE 128, 64, 2, 2
 #define CONV_TF32_THREADS 256
 #define CONV_TF32X3_THREADS 128
-
-// x / d for x < 2³¹, d ≥ 1: ⌊2x·mul / 2³²⌋ >> l with l = ⌈log₂ d⌉ and mul = ⌈2^(31 + l) / d⌉
-// (< 2³² for every d; exact for x < 2³¹ by Granlund and Montgomery's round-up method). FastDiv's
-// d = 1 special case costs a compare and a select per division; this has none, which matters
-// where the divisions sit inside the K loop (the weight gradient's k rows).
-struct Div31 {
-  u32 mul, l;
-  __device__ __forceinline__ explicit Div31(u32 d) : mul(0), l(0) {
-    while ((1u << l) < d) ++l;
-    mul = (u32)(((1ull << (31 + l)) + d - 1) / d);
-  }
-  __device__ __forceinline__ u32 div(u32 x) const { return mulhi_u32(2 * x, mul) >> l; }
-};
 
 // Bit ky·3 + kx set when input row iy0 + ky and column ix0 + kx lie inside h × w.
 __device__ __forceinline__ u32 taps_inside(int iy0, int ix0, u32 h, u32 w) {
@@ -246,25 +234,12 @@ extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_backward
 
 // Zeroes each student's weight-gradient slot (cout·cin·9) before the split-K atomics.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_weight_clear(const ConvParams p) {
-  const u64 slot = (u64)p.cout * p.cin * 9, n = (u64)p.students * slot;
-  for (u64 i = grid_start(); i < n; i += grid_step()) p.grads[(i / slot) * p.param_row + p.w_off + i % slot] = 0.0f;
+  conv_clear_weight_grads(p.grads, p.param_row, p.w_off, (u64)p.cout * p.cin * 9, p.students);
 }
 
 // db[co] = Σ_{b,oy,ox} dy[s,b,co,oy,ox] in fp32; blocks loop over the S·cout (s, co) pairs.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv3x3_backward_bias(const ConvParams p) {
-  __shared__ float scratch[DDR_BLOCK / 32];
-  const u64 ohw = (u64)p.oh * p.ow;
-  const u64 pairs = (u64)p.students * p.cout;
-  for (u64 g = blockIdx.x; g < pairs; g += gridDim.x) {
-    const u64 s = g / p.cout, co = g % p.cout;
-    float acc = 0.0f;
-    for (u32 b = 0; b < p.batch; ++b) {
-      const float* dys = p.dy + ((s * p.batch + b) * p.cout + co) * ohw;
-      for (u64 k = threadIdx.x; k < ohw; k += blockDim.x) acc += dys[k];
-    }
-    acc = block_sum(acc, scratch);
-    if (threadIdx.x == 0) p.grads[s * p.param_row + p.b_off + co] = acc;
-  }
+  conv_bias_grad(p.dy, p.grads, p.param_row, p.b_off, p.students, p.batch, p.cout, (u64)p.oh * p.ow);
 }
 
 #ifdef DDR_HOST_EMU

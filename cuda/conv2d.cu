@@ -23,6 +23,7 @@
 // before stored. (One launch looping over the window rows spilled ~2 KiB of registers per thread
 // in ptxas; one conv_gemm call per launch keeps conv.cu's register budget.)
 #include "conv_gemm.cuh"
+#include "conv_grads.cuh"
 
 struct Conv2dParams {
   const float* x;       // (S, B, cin, h, w)
@@ -64,6 +65,16 @@ __device__ __forceinline__ u32 cols_inside(int c0, u32 k, u32 w) {
   const int lo = c0 < 0 ? -c0 : 0, hi = (int)w - 1 - c0;
   return bit_range(lo, hi < (int)k - 1 ? hi : (int)k - 1);
 }
+
+// v << s and v >> s, 0 once s ≥ 32 (one funnel shift, which clamps its shift at 32; C++'s << is
+// undefined there). The weight gradient's k rows build their column mask from these.
+#ifndef DDR_HOST_EMU
+__device__ __forceinline__ u32 shl_clamped(u32 v, u32 s) { return __funnelshift_lc(0u, v, s); }
+__device__ __forceinline__ u32 shr_clamped(u32 v, u32 s) { return __funnelshift_rc(v, 0u, s); }
+#else
+inline u32 shl_clamped(u32 v, u32 s) { return s >= 32 ? 0u : v << s; }
+inline u32 shr_clamped(u32 v, u32 s) { return s >= 32 ? 0u : v >> s; }
+#endif
 
 // ---- forward, window row ky: A = input patches of row ky (gathered), B = W[:, :, ky]ᵀ --------
 struct Fwd2Pass {
@@ -179,22 +190,30 @@ struct Dw2Pass {
   const float* b_base;  // x of this student (B, cin, h, w), shifted by (ky − pad)·w − pad
   float* gw;            // &dW[0, 0, ky, 0] of this student, cleared before the launch
   u32 M, N, K, k, kk, h, w, ow, ohw, hw, stride, pad, ky, cin_hw, cout_ohw, cin_kk;
-  FastDiv d_ohw, d_ow, d_k;
+  Div31 d_ohw, d_ow;  // in the K loop: no d = 1 test (FastDiv's) per division
   __device__ XSlot a_x(u32 m) const { return m < M ? XSlot{(int)(m * ohw), ~0u} : XSlot{0, 0}; }
+  // b_x and store run outside the K loop; dividing by k with / there, not a FastDiv kept in
+  // registers through the loop, is what keeps the 3xTF32 kernel from spilling on sm_80–89.
   __device__ XSlot b_x(u32 n) const {
     if (n >= N) return {0, 0};
-    const u32 ci = d_k.div(n), kx = n - ci * k;
+    const u32 ci = n / k, kx = n - ci * k;
     return {(int)(ci * hw + kx), 1u << (kx & 31)};
   }
+  // Runs once per K step in the main loop, so it is branch-free: the row test and k < K only
+  // shrink the window width (k_in), and the column mask is two clamped shifts.
   __device__ KRow k_row(u32 k_) const {
     const u32 on = k_ < K ? ~0u : 0u;
     const u32 b = d_ohw.div(k_), pix = k_ - b * ohw, oy = d_ow.div(pix), ox = pix - oy * ow;
     const u32 iy = oy * stride + ky - pad;  // wraps above 2³¹ when outside (the test below)
-    const u32 cols = iy < h ? cols_inside((int)(ox * stride) - (int)pad, k, w) : 0u;
-    return {(int)(b * cout_ohw + pix), on, (int)(b * cin_hw + oy * stride * w + ox * stride), cols & on};
+    const int k_in = k_ < K && iy < h ? (int)k : 0;
+    const int neg_c0 = (int)pad - (int)(ox * stride);  // −(column of kx = 0)
+    // kx present when neg_c0 ≤ kx < w + neg_c0 and kx < k_in.
+    const int end = (int)w + neg_c0 < k_in ? (int)w + neg_c0 : k_in;
+    const u32 cols = shl_clamped(~0u, neg_c0 > 0 ? (u32)neg_c0 : 0u) & shr_clamped(~0u, (u32)(32 - end));
+    return {(int)(b * cout_ohw + pix), on, (int)(b * cin_hw + (oy * w + ox) * stride), cols};
   }
   __device__ void store(u32 m, u32 n, float v) const {
-    const u32 ci = d_k.div(n), kx = n - ci * k;
+    const u32 ci = n / k, kx = n - ci * k;
     atomicAdd(gw + (u64)m * cin_kk + ci * kk + kx, v);
   }
 };
@@ -209,7 +228,7 @@ __device__ __forceinline__ void conv2d_backward_weight(const Conv2dParams& p) {
                      p.grads + s * p.param_row + p.w_off + ky * p.k,
                      p.cout, p.cin * p.k, K, p.k, kk, p.h, p.w, p.ow, ohw, hw, p.stride, p.pad, ky,
                      p.cin * hw, p.cout * ohw, p.cin * kk,
-                     FastDiv(ohw), FastDiv(p.ow), FastDiv(p.k)};
+                     Div31(ohw), Div31(p.ow)};
   const u32 tiles = (K + GEMM_BK - 1) / GEMM_BK, chunk = (tiles + p.k_splits - 1) / p.k_splits;
   const u32 kt0 = split * chunk, kt1 = kt0 + chunk < tiles ? kt0 + chunk : tiles;
   conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, kt0,
@@ -226,25 +245,12 @@ extern "C" __global__ void __launch_bounds__(CONV2D_TF32_THREADS) conv2d_backwar
 
 // Zeroes each student's weight-gradient slot (cout·cin·k·k) before the split-K atomics.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv2d_backward_weight_clear(const Conv2dParams p) {
-  const u64 slot = (u64)p.cout * p.cin * p.k * p.k, n = (u64)p.students * slot;
-  for (u64 i = grid_start(); i < n; i += grid_step()) p.grads[(i / slot) * p.param_row + p.w_off + i % slot] = 0.0f;
+  conv_clear_weight_grads(p.grads, p.param_row, p.w_off, (u64)p.cout * p.cin * p.k * p.k, p.students);
 }
 
 // db[co] = Σ_{b,oy,ox} dy[s,b,co,oy,ox] in fp32; blocks loop over the S·cout (s, co) pairs.
 extern "C" __global__ void __launch_bounds__(DDR_BLOCK) conv2d_backward_bias(const Conv2dParams p) {
-  __shared__ float scratch[DDR_BLOCK / 32];
-  const u64 ohw = (u64)p.oh * p.ow;
-  const u64 pairs = (u64)p.students * p.cout;
-  for (u64 g = blockIdx.x; g < pairs; g += gridDim.x) {
-    const u64 s = g / p.cout, co = g % p.cout;
-    float acc = 0.0f;
-    for (u32 b = 0; b < p.batch; ++b) {
-      const float* dys = p.dy + ((s * p.batch + b) * p.cout + co) * ohw;
-      for (u64 i = threadIdx.x; i < ohw; i += blockDim.x) acc += dys[i];
-    }
-    acc = block_sum(acc, scratch);
-    if (threadIdx.x == 0) p.grads[s * p.param_row + p.b_off + co] = acc;
-  }
+  conv_bias_grad(p.dy, p.grads, p.param_row, p.b_off, p.students, p.batch, p.cout, (u64)p.oh * p.ow);
 }
 
 #ifdef DDR_HOST_EMU
