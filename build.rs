@@ -38,6 +38,8 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // custom_train_trans per image, every step of an image-folder set (cuda/aug_tv.cu).
+    "aug_tv",
 ];
 
 fn main() {

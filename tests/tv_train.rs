@@ -320,3 +320,89 @@ fn image_folder_eval_applies_custom_train_trans() {
     assert!(!rdm.is_empty() && rdm.iter().all(|s| s == "cached"), "{t}");
 }
 
+/// The CUDA kernel (cuda/aug_tv.cu) against the CPU reference on the same table: every stage
+/// kind, two shapes (3 × 32 × 32 and 1 × 28 × 28), a short batch, a switched-off student. The
+/// kernel repeats the reference's f32 operations in its order with contraction off (and its f64
+/// steps in f64), so the results are expected bitwise equal.
+#[test]
+fn cuda_kernel_matches_the_cpu_reference() {
+    let cuda = common::cuda_under_test("tv_train");
+    let cpu = CpuBackend::new();
+    for (c, size, scale) in [(3usize, 32usize, (0.08, 1.0)), (1, 28, (0.5, 1.0))] {
+        let pipe = TvPipeline(vec![
+            TvTransform::RandomResizedCrop {
+                size,
+                scale,
+                ratio: (0.75, 4.0 / 3.0),
+            },
+            TvTransform::RandomHorizontalFlip { p: 0.5 },
+            TvTransform::RandomCrop { size, padding: 4 },
+            TvTransform::Normalize {
+                mean: vec![0.45; c],
+                std: vec![0.27; c],
+            },
+        ]);
+        let img = c * size * size;
+        let n = 7;
+        let data = ImageSet {
+            images: (0..n * img)
+                .map(|i| ((i as u32).wrapping_mul(2_654_435_761) % 1000) as f32 / 999.0)
+                .collect(),
+            labels: vec![0; n],
+            soft: None,
+            channels: c,
+            size,
+            classes: 1,
+        }; // (n, c, size, size)
+        let students = [setup(&data, 3, false, true), setup(&data, 4, false, false)];
+        let (full_b, steps) = (5, 2); // batches of 5 and 2
+        let stride = tv_stride(&pipe, 2, full_b);
+        let table = tv_table(&pipe, &students, 10, steps, full_b, n, stride, size).unwrap();
+        let table_dev = cuda.upload(&table).unwrap();
+        for j in 0..steps {
+            let bj = full_b.min(n - j * full_b);
+            let x: Vec<f32> = data.images[..bj * img]
+                .iter()
+                .chain(&data.images[(n - bj) * img..])
+                .copied()
+                .collect(); // (2·bj, c, size, size)
+            let mut clock = vec![0u32; CLOCK_LEN];
+            (clock[CLOCK_STEP], clock[CLOCK_EPOCH_FIRST]) = (10 + j as u32, 10);
+            let dims = ddr_fast::aug::BatchDims {
+                students: 2,
+                batch: bj,
+                c,
+                h: size,
+                w: size,
+            };
+            let mut want = x.clone();
+            cpu.tv_at(&pipe, &clock, &table, stride, dims, &mut want)
+                .unwrap();
+            let mut got_dev = cuda.upload(&x).unwrap();
+            let clock_dev = cuda.upload(&clock).unwrap();
+            cuda.tv_at(&pipe, &clock_dev, &table_dev, stride, dims, &mut got_dev)
+                .unwrap();
+            let got = cuda.download(&got_dev).unwrap();
+            let worst = (0..want.len())
+                .max_by(|&a, &b| {
+                    let (ea, eb) = ((got[a] - want[a]).abs(), (got[b] - want[b]).abs());
+                    ea.total_cmp(&eb)
+                })
+                .unwrap();
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{c}×{size} step {j}: worst at {worst} (image {}): cuda {} vs cpu {}",
+                worst / img,
+                got[worst],
+                want[worst]
+            );
+            assert_ne!(want, x, "{c}×{size} step {j}: nothing transformed");
+        }
+    }
+    // What the kernel cannot hold is refused before training, naming the way out.
+    let big = TvPipeline(vec![TvTransform::RandomHorizontalFlip { p: 0.5 }]);
+    let e = cuda.tv_supports(&big, 3, 64).unwrap_err().to_string();
+    assert!(e.contains("--device cpu"), "{e}");
+}

@@ -72,6 +72,7 @@ unsafe extern "C" {
     fn emu_aug_cutmix(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_aug_copy_back(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_zca_whiten(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_tv(grid: *const u32, block: *const u32, params: *const c_void);
 }
 
 /// The emulated entry point of a kernel, by its CUDA name.
@@ -114,6 +115,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "aug_mixup" => emu_aug_mixup,
         "aug_cutmix" => emu_aug_cutmix,
         "aug_copy_back" => emu_aug_copy_back,
+        "aug_tv" => emu_aug_tv,
         "zca_whiten" => emu_zca_whiten,
         _ => return None,
     };
