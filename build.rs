@@ -10,12 +10,17 @@
 //! 3. OUT_DIR/kernels.rs: one `include_bytes!` constant per file and the lists of kernels and
 //!    architectures, included by src/backend/cuda/embedded.rs.
 //!
+//! Steps 1 and 2 are cached per .cu file: a file is recompiled only when it, a header it includes,
+//! the compiler or the flags changed (see `fingerprint`), so editing one kernel file costs one
+//! nvcc run, not all of them.
+//!
 //! Without nvcc the crate still builds; the CUDA backend then reports how to get the kernels.
 //! Set DDR_REQUIRE_NVCC=1 (CI does) to make a missing nvcc a build error instead.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,6 +43,21 @@ const HOT_KERNELS: &[&str] = &[
     "norm_relu_pool_forward",
     "norm_relu_pool_backward",
     "optimizer_step",
+    // The layer-list students' general conv (cuda/conv2d.cu).
+    "conv2d_forward_tf32x3",
+    "conv2d_forward_tf32",
+    "conv2d_backward_input_tf32x3",
+    "conv2d_backward_input_tf32",
+    "conv2d_backward_weight_tf32x3",
+    "conv2d_backward_weight_tf32",
+    // The layer-list ops of the non-ConvNet students (cuda/layers.cu): every step, every layer.
+    "norm_layer_forward",
+    "norm_layer_backward",
+    "norm_layer_backward_params",
+    "relu_forward",
+    "relu_backward",
+    "pool_forward",
+    "pool_backward",
     // custom_train_trans per image, every step of an image-folder set (cuda/aug_tv.cu).
     "aug_tv",
 ];
@@ -76,7 +96,7 @@ fn main() {
     match &nvcc {
         Some(nvcc) => {
             nvcc_note = nvcc_version(nvcc);
-            fatbins = compile_fatbins(nvcc, &cuda_dir, &out, &sources);
+            fatbins = compile_fatbins(nvcc, &nvcc_note, &cuda_dir, &out, &sources);
         }
         None => {
             if env::var("DDR_REQUIRE_NVCC").is_ok_and(|v| v == "1") {
@@ -142,28 +162,79 @@ fn kernels_in(src: &Path) -> Vec<String> {
 
 fn build_emulator(cuda_dir: &Path, out: &Path, sources: &[PathBuf]) {
     // One translation unit per kernel file: the emulator header, then the unchanged .cu source.
+    // Each becomes its own static library so that an unchanged file is not recompiled.
     let emu_dir = out.join("emu");
     fs::create_dir_all(&emu_dir).expect("create OUT_DIR/emu");
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .std("c++20")
-        .opt_level(2)
-        .define("DDR_HOST_EMU", None)
-        .include(cuda_dir)
-        .flag_if_supported("-pthread")
-        .warnings(true)
-        .extra_warnings(true);
+    let compiler = env::var("CXX").unwrap_or_default();
     for src in sources {
+        let lib = format!("ddr_cuda_emu_{}", stem(src));
         let tu = emu_dir.join(format!("emu_{}.cpp", stem(src)));
         let text = format!("#include \"host_emu.h\"\n#include \"{}\"\n", src.display());
-        if fs::read_to_string(&tu).ok().as_deref() != Some(text.as_str()) {
-            fs::write(&tu, text).expect("write emulator translation unit");
+        let key = fingerprint(
+            cuda_dir,
+            &[src.clone(), cuda_dir.join("host_emu.h")],
+            &format!("emu c++20 O2 {compiler} {text}"),
+        );
+        let archive = out.join(format!("lib{lib}.a"));
+        let key_file = emu_dir.join(format!("{lib}.key"));
+        if !(archive.is_file() && fs::read_to_string(&key_file).ok() == Some(key.clone())) {
+            fs::write(&tu, &text).expect("write emulator translation unit");
+            cc::Build::new()
+                .cpp(true)
+                .std("c++20")
+                .opt_level(2)
+                .define("DDR_HOST_EMU", None)
+                .include(cuda_dir)
+                .flag_if_supported("-pthread")
+                .warnings(true)
+                .extra_warnings(true)
+                .cargo_metadata(false)
+                .file(&tu)
+                .compile(&lib);
+            fs::write(&key_file, &key).expect("write emulator cache key");
         }
-        build.file(tu);
+        println!("cargo:rustc-link-lib=static={lib}");
     }
-    build.compile("ddr_cuda_emu");
+    println!("cargo:rustc-link-search=native={}", out.display());
+    let cpp_stdlib = if env::var("TARGET").is_ok_and(|t| t.contains("apple")) {
+        "c++"
+    } else {
+        "stdc++"
+    };
+    println!("cargo:rustc-link-lib={cpp_stdlib}");
     println!("cargo:rustc-link-lib=pthread");
+}
+
+/// A key for "this file needs recompiling": a hash of `roots`, every header they include (the
+/// quoted `#include "..."` lines, followed transitively inside cuda/) and `settings` (compiler,
+/// flags). Stored next to the output; an unchanged key means the stored output is still right.
+fn fingerprint(cuda_dir: &Path, roots: &[PathBuf], settings: &str) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    settings.hash(&mut hasher);
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut todo: Vec<PathBuf> = roots.to_vec();
+    while let Some(path) = todo.pop() {
+        if seen.contains(&path) {
+            continue;
+        }
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("could not read {}: {e}", path.display()));
+        path.hash(&mut hasher);
+        text.hash(&mut hasher);
+        for line in text.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("#include \"") else {
+                continue;
+            };
+            if let Some(name) = rest.split('"').next() {
+                let header = cuda_dir.join(name);
+                if header.is_file() {
+                    todo.push(header);
+                }
+            }
+        }
+        seen.push(path);
+    }
+    format!("{:016x}\n", hasher.finish())
 }
 
 fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
@@ -201,11 +272,19 @@ fn nvcc_version(nvcc: &Path) -> String {
 }
 
 /// Compiles each .cu to OUT_DIR/<stem>.fatbin in parallel; returns the fatbin paths in order.
-fn compile_fatbins(nvcc: &Path, cuda_dir: &Path, out: &Path, sources: &[PathBuf]) -> Vec<PathBuf> {
+/// A file whose sources, headers, nvcc and flags are unchanged since the last build keeps its
+/// fatbin and ptxas log (so a change to one kernel file recompiles only that file).
+fn compile_fatbins(
+    nvcc: &Path,
+    nvcc_note: &str,
+    cuda_dir: &Path,
+    out: &Path,
+    sources: &[PathBuf],
+) -> Vec<PathBuf> {
     let results: Vec<(PathBuf, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = sources
             .iter()
-            .map(|src| scope.spawn(move || compile_one(nvcc, cuda_dir, out, src)))
+            .map(|src| scope.spawn(move || compile_one_cached(nvcc, nvcc_note, cuda_dir, out, src)))
             .collect();
         handles
             .into_iter()
@@ -220,7 +299,34 @@ fn compile_fatbins(nvcc: &Path, cuda_dir: &Path, out: &Path, sources: &[PathBuf]
     fatbins
 }
 
-fn compile_one(nvcc: &Path, cuda_dir: &Path, out: &Path, src: &Path) -> (PathBuf, String) {
+fn compile_one_cached(
+    nvcc: &Path,
+    nvcc_note: &str,
+    cuda_dir: &Path,
+    out: &Path,
+    src: &Path,
+) -> (PathBuf, String) {
+    let cmd = nvcc_command(nvcc, cuda_dir, out, src);
+    let key = fingerprint(
+        cuda_dir,
+        &[src.to_path_buf()],
+        &format!("{nvcc_note} {:?}", cmd.get_args().collect::<Vec<_>>()),
+    );
+    let fatbin = out.join(format!("{}.fatbin", stem(src)));
+    let key_file = out.join(format!("{}.fatbin.key", stem(src)));
+    let log_file = out.join(format!("{}.ptxas.log", stem(src)));
+    if fatbin.is_file() && fs::read_to_string(&key_file).ok() == Some(key.clone()) {
+        if let Ok(log) = fs::read_to_string(&log_file) {
+            return (fatbin, log);
+        }
+    }
+    let log = run_nvcc(cmd, src);
+    fs::write(&log_file, &log).expect("write ptxas log");
+    fs::write(&key_file, &key).expect("write nvcc cache key");
+    (fatbin, log)
+}
+
+fn nvcc_command(nvcc: &Path, cuda_dir: &Path, out: &Path, src: &Path) -> Command {
     let fatbin = out.join(format!("{}.fatbin", stem(src)));
     let mut cmd = Command::new(nvcc);
     cmd.arg("-fatbin")
@@ -233,9 +339,14 @@ fn compile_one(nvcc: &Path, cuda_dir: &Path, out: &Path, src: &Path) -> (PathBuf
     let ptx_num = &PTX_ARCH[8..];
     cmd.arg(format!("-gencode=arch=compute_{ptx_num},code={PTX_ARCH}"));
     cmd.arg("-o").arg(&fatbin).arg(src);
+    cmd
+}
+
+/// Runs nvcc; returns its stderr (the ptxas -v report). A failed compile fails the build.
+fn run_nvcc(mut cmd: Command, src: &Path) -> String {
     let output = cmd
         .output()
-        .unwrap_or_else(|e| panic!("could not run {}: {e}", nvcc.display()));
+        .unwrap_or_else(|e| panic!("could not run {:?}: {e}", cmd.get_program()));
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success() {
         panic!(
@@ -245,7 +356,7 @@ fn compile_one(nvcc: &Path, cuda_dir: &Path, out: &Path, src: &Path) -> (PathBuf
             log
         );
     }
-    (fatbin, log)
+    log
 }
 
 /// ptxas -v prints, per kernel and architecture, "Compiling entry function 'NAME' for 'sm_XX'"

@@ -87,6 +87,11 @@ struct FwdPass {
     const u32 ci = k / 9, r = k - 9 * ci, ky = r / 3, kx = r - 3 * ky;
     return {(int)(ci * hw + ky * w + kx), (1u << r) & on, (int)k, on};
   }
+  // conv_gemm_bf16.cuh's 16-byte weight loads: a weight row (b_off = k) starts 16-byte aligned
+  // for every column when K, the student stride (if N spans several) and b_base allow it.
+  __device__ bool b_k_vec4() const {
+    return K % 4 == 0 && (N <= cout || param_row % 4 == 0) && reinterpret_cast<uintptr_t>(b_base) % 16 == 0;
+  }
   __device__ void store(u32 m, u32 n, float v) const {
     const u32 b = d_ohw.div(m), pix = m - b * ohw, s = d_cout.div(n), co = n - s * cout;
     y[(u64)s * y_row + ((u64)b * cout + co) * ohw + pix] = v + bias[(u64)s * param_row + co];

@@ -1,27 +1,48 @@
-// mma_bf16.cuh: one warp's m16n8k16 bf16 tensor-core step (mma.sync, fp32 accumulate) with
-// fragments read from the same k-major fp32 shared-memory tiles the TF32 main loop stages
-// (conv_gemm_bf16.cuh), converted to bf16 while loading: round to nearest, ties to even
-// (`cvt.rn.bf16x2.f32`), exactly what the CPU's `GemmPrecision::Bf16` (src/ops/precision.rs)
-// does to each operand. Products of two bf16 values are exact in fp32, so the GPU result and the
-// CPU's fp32 GEMM on rounded operands differ only in summation order.
+// mma_bf16.cuh: one warp's m16n8k16 bf16 tensor-core step (mma.sync, fp32 accumulate) with a whole
+// warp tile's fragments read by 128-bit shared loads from the tiles conv_gemm_bf16.cuh stages in
+// fp32 and converts IN PLACE to bf16 once per stage (each 16 × 16 block by one warp, not by every
+// warp that reads it): round to nearest, ties to even (`cvt.rn.bf16x2.f32`, one F2FP per two
+// values), exactly what the CPU's `GemmPrecision::Bf16` (src/ops/precision.rs) does to each
+// operand. Products of two bf16 values are exact in fp32, so the GPU result and the CPU's fp32
+// GEMM on rounded operands differ only in summation order.
 //
-// API (the same on the GPU and in the host emulator; FragC, fill_zero and store_c are
-// mma_tf32.cuh's, whose accumulator layout m16n8k16 shares):
+// Shared layout ("x-major, 16 k per x"): a 16-deep k tile of an operand is stored x-major (x = m
+// for A, n for B), the 16 k of one x as four 16-byte chunks, chunk c holding k = 4c .. 4c + 3,
+// XOR-swizzled by x: element (x, k) sits at sw16(x, k) = 16·x + 4·((k / 4) ^ ((x / 2) % 4)) + k % 4.
+// - The mma's k order inside a tile is free as long as A and B agree, so lane (g, t) takes the
+//   true k 4t .. 4t + 3 for the PTX fragment slots k = 2t, 2t + 1, 2t + 8, 2t + 9: its A fragment
+//   comes from one 16-byte chunk of row g and one of row g + 8, its B fragments j, j + 1 from one
+//   chunk of columns g and g + 8. The conversion reads those two fp32 chunks and writes the
+//   fragment's four bf16x2 registers over the first: afterwards ONE 128-bit load per A fragment
+//   and per B fragment pair.
+// - Conflict-free: a 128-bit phase (lanes with g ∈ {2p, 2p + 1}, t ∈ 0..3) touches chunks
+//   4·(g % 2) + (t ^ (g / 2) % 4) (mod 8) — all 8 distinct; a loader warp writing 4-byte elements
+//   of 8 consecutive x and 4 consecutive k of one chunk (conv_gemm_bf16.cuh) hits 32 banks.
+//
+// API (the same on the GPU and in the host emulator; FragC, fill_zero, store_c, SmemAddr,
+// smem_addr, kSmemFloat and lds128 are mma_tf32.cuh's, whose accumulator layout m16n8k16 shares):
 //   FragA16 (16 × 16 of A), FragB16 (16 × 8 of B)
-//   frag16_lane_offset(ld): this lane's offset inside a k-major tile of pitch ld (compute it once)
-//   load_a16(f, p + off, ld): A[m][k] = p[k·ld + m], rounded to bf16
-//   load_b16(f, p + off, ld): B[k][n] = p[k·ld + n], rounded to bf16
+//   sw16(x, k): where element (x, k) of a 16-deep tile sits (floats from the tile's x = 0)
+//   frag16_lane_offset(): this lane's offset (floats) inside a tile, relative to a 16-block of x
+//   convert_a16_block(p + off), convert_b16_pair(p + off): the 16-block of x at p (fp32) → bf16
+//     fragments, in place; every lane of one warp calls it, then a barrier before any load
+//   load_a16_tile(a[FM], p + off): a[i] = A[16i .. 16i + 15][0 .. 15], A[m][k] = tile[sw16(m, k)]
+//   load_b16_tile(b[FN], p + off): b[j] = B[0 .. 15][8j .. 8j + 7], B[k][n] = tile[sw16(n, k)]
+//     (p: the SmemAddr of the warp tile's x = 0, converted; off = frag16_lane_offset() · kSmemFloat)
 //   mma16(c, a, b): C += A·B in fp32
-// Bank conflicts: lane g·4 + t reads rows 2t, 2t + 1 (+ 8) at column g (+ 8); with a pitch ≡ 4
-// (mod 32) row 2t starts at bank 8t, so the 32 lanes of one load hit 32 different banks.
+// The emulator keeps the fp32 layout: its conversion rounds the block in place (lane 0), its
+// loads read the rounded values.
 #pragma once
 #include "mma_tf32.cuh"
+
+__host__ __device__ constexpr int sw16(int x, int k) { return 16 * x + 4 * ((k / 4) ^ ((x / 2) % 4)) + k % 4; }
 
 #ifndef DDR_HOST_EMU
 
 // PTX ISA, "Matrix fragments for mma.m16n8k16" (.bf16), g = lane / 4, t = lane % 4: a holds
-// A[g][2t..2t+1], A[g+8][2t..2t+1], A[g][2t+8..2t+9], A[g+8][2t+8..2t+9] (two bf16 per register,
-// the lower k in the low half); b holds B[2t..2t+1][g], B[2t+8..2t+9][g].
+// A[g][kk], A[g+8][kk], A[g][kk+8], A[g+8][kk+8] for kk = 2t, 2t+1 (two bf16 per register, the
+// lower k in the low half); b holds B[kk][g], B[kk+8][g]. Here slot kk = 2t + i is true k 4t + i
+// and slot 2t + 8 + i is true k 4t + 2 + i (see above).
 struct FragA16 {
   u32 x[4];
 };
@@ -35,16 +56,49 @@ __device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
-__device__ __forceinline__ int frag16_lane_offset(int ld) { return 2 * (threadIdx.x % 4) * ld + (threadIdx.x % 32) / 4; }
-__device__ __forceinline__ void load_a16(FragA16& f, const float* p, int ld) {
-  f.x[0] = pack_bf16(p[0], p[ld]);
-  f.x[1] = pack_bf16(p[8], p[ld + 8]);
-  f.x[2] = pack_bf16(p[8 * ld], p[9 * ld]);
-  f.x[3] = pack_bf16(p[8 * ld + 8], p[9 * ld + 8]);
+__device__ __forceinline__ int frag16_lane_offset() {
+  const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+  return sw16(g, 4 * t);
 }
-__device__ __forceinline__ void load_b16(FragB16& f, const float* p, int ld) {
-  f.x[0] = pack_bf16(p[0], p[ld]);
-  f.x[1] = pack_bf16(p[8 * ld], p[9 * ld]);
+__device__ __forceinline__ void sts128(SmemAddr p, u32 a, u32 b, u32 c, u32 d) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(p), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+// In place: this lane's chunks (g, t) and (g + 8, t) of a 16-row block (fp32) → chunk (g, t) holds
+// the four bf16x2 registers of its fragment; chunk (g + 8, t) is dead afterwards.
+__device__ __forceinline__ void convert_a16_block(SmemAddr p) {
+  const float4 lo = lds128(p);                        // A[g][4t .. 4t + 3]
+  const float4 hi = lds128(p + 16 * 8 * kSmemFloat);  // A[g + 8][4t .. 4t + 3]
+  sts128(p, pack_bf16(lo.x, lo.y), pack_bf16(hi.x, hi.y), pack_bf16(lo.z, lo.w), pack_bf16(hi.z, hi.w));
+}
+// In place, for B's columns g and g + 8 of a 16-column block: fragment j's two registers, then
+// fragment j + 1's.
+__device__ __forceinline__ void convert_b16_pair(SmemAddr p) {
+  const float4 lo = lds128(p);                        // B[4t .. 4t + 3][g]
+  const float4 hi = lds128(p + 16 * 8 * kSmemFloat);  // B[4t .. 4t + 3][g + 8]
+  sts128(p, pack_bf16(lo.x, lo.y), pack_bf16(lo.z, lo.w), pack_bf16(hi.x, hi.y), pack_bf16(hi.z, hi.w));
+}
+template <int FM>
+__device__ __forceinline__ void load_a16_tile(FragA16 (&a)[FM], SmemAddr p) {
+#pragma unroll
+  for (int i = 0; i < FM; ++i) {
+    const float4 v = lds128(p + 16 * 16 * i * kSmemFloat);
+    a[i].x[0] = __float_as_uint(v.x);
+    a[i].x[1] = __float_as_uint(v.y);
+    a[i].x[2] = __float_as_uint(v.z);
+    a[i].x[3] = __float_as_uint(v.w);
+  }
+}
+template <int FN>
+__device__ __forceinline__ void load_b16_tile(FragB16 (&b)[FN], SmemAddr p) {
+  static_assert(FN % 2 == 0, "B fragments come in pairs per 16-column block");
+#pragma unroll
+  for (int j = 0; j < FN / 2; ++j) {
+    const float4 v = lds128(p + 16 * 16 * j * kSmemFloat);
+    b[2 * j].x[0] = __float_as_uint(v.x);
+    b[2 * j].x[1] = __float_as_uint(v.y);
+    b[2 * j + 1].x[0] = __float_as_uint(v.z);
+    b[2 * j + 1].x[1] = __float_as_uint(v.w);
+  }
 }
 __device__ __forceinline__ void mma16(FragC& c, const FragA16& a, const FragB16& b) {
   asm volatile(
@@ -70,14 +124,26 @@ struct FragB16 {
   float x[16 * 8];  // B[k][n] at x[k * 8 + n]
 };
 
-inline int frag16_lane_offset(int) { return 0; }
-inline void load_a16(FragA16& f, const float* p, int ld) {
+inline int frag16_lane_offset() { return 0; }
+// Lane 0 rounds the whole block in place (fp32 layout kept); the loads then read rounded values.
+inline void convert_a16_block(float* p) {
+  if (ddr_emu::lane_id() != 0) return;
   for (int m = 0; m < 16; ++m)
-    for (int k = 0; k < 16; ++k) f.x[m * 16 + k] = round_bf16(p[k * ld + m]);
+    for (int k = 0; k < 16; ++k) p[sw16(m, k)] = round_bf16(p[sw16(m, k)]);
 }
-inline void load_b16(FragB16& f, const float* p, int ld) {
-  for (int k = 0; k < 16; ++k)
-    for (int n = 0; n < 8; ++n) f.x[k * 8 + n] = round_bf16(p[k * ld + n]);
+inline void convert_b16_pair(float* p) { convert_a16_block(p); }
+template <int FM>
+inline void load_a16_tile(FragA16 (&a)[FM], const float* p) {
+  for (int i = 0; i < FM; ++i)
+    for (int m = 0; m < 16; ++m)
+      for (int k = 0; k < 16; ++k) a[i].x[m * 16 + k] = p[sw16(16 * i + m, k)];
+}
+template <int FN>
+inline void load_b16_tile(FragB16 (&b)[FN], const float* p) {
+  static_assert(FN % 2 == 0, "B fragments come in pairs per 16-column block");
+  for (int j = 0; j < FN; ++j)
+    for (int k = 0; k < 16; ++k)
+      for (int n = 0; n < 8; ++n) b[j].x[k * 8 + n] = p[sw16(8 * j + n, k)];
 }
 // Only lane 0 computes, as mma() in mma_tf32.cuh; fp32 products of bf16 values are exact.
 inline void mma16(FragC& c, const FragA16& a, const FragB16& b) {

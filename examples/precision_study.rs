@@ -155,6 +155,7 @@ fn run() -> Result<()> {
         scheduler: Scheduler::Step,
         step_size: (st.epochs / 2).max(1),
         aug: aug_plan(&aug_with_defaults("dsa").map_err(Error::config)?),
+        tv: None,
     };
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -177,6 +178,7 @@ fn run() -> Result<()> {
                     },
                     augment: true,
                     teacher_targets: false,
+                    tv: false,
                 })
                 .collect();
             let results = train_cohort(&be, &settings, &students, &test, &[], &mut |_, _| {})?;

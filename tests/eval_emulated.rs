@@ -108,6 +108,7 @@ fn inputs(c: &EvalConfig) -> Inputs {
             syn: "first-per-class".into(),
             teachers: "random-init".into(),
             device: "any".into(),
+            test_precision: None,
         },
         pixel_norm: None,
     }
@@ -130,8 +131,26 @@ fn run<B: Backend>(be: &Arc<B>, c: &EvalConfig, inputs: &Inputs) -> (EvalRecord,
 
 #[test]
 fn emulated_eval_matches_the_cpu() {
+    eval_matches_the_cpu("ConvNet-2");
+}
+
+/// A layer-list student (a narrow ResNet-18-BN: strided and 1×1 convs, batch norm in train and
+/// eval mode, residual adds, global pooling) through the whole evaluation on the CUDA path: its
+/// kernels and the cohort sizing of a layer list.
+#[test]
+fn emulated_eval_of_a_layer_list_matches_the_cpu() {
+    eval_matches_the_cpu("ResNet-18-W4-BN");
+}
+
+/// The CUDA path's evaluation of `model` (trained on the CUDA backend, emulated without a GPU)
+/// agrees with the CPU backend's to [`ACC_ATOL`] per training and [`SCORE_ATOL`] per score, and
+/// survives an out-of-memory fault by halving the cohort.
+fn eval_matches_the_cpu(model: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let c = cfg(dir.path());
+    let c = EvalConfig {
+        model: model.into(),
+        ..cfg(dir.path())
+    };
     let inputs = inputs(&c);
     let (gpu, why) = CudaBackend::real_or_emulated(0);
     let where_ = match &why {
@@ -146,7 +165,7 @@ fn emulated_eval_matches_the_cpu() {
     });
     let (cuda_rec, cuda_s) = run(&gpu, &c, &inputs);
     crate::common::announce(&format!(
-        "eval_emulated: CUDA path ran {where_} in {cuda_s:.1} s ({} trainings); CPU backend {cpu_s:.1} s",
+        "eval_emulated: {model}: CUDA path ran {where_} in {cuda_s:.1} s ({} trainings); CPU backend {cpu_s:.1} s",
         cuda_rec.timings.trainings.len()
     ));
     assert!(
@@ -167,7 +186,7 @@ fn emulated_eval_matches_the_cpu() {
         }
     }
     crate::common::announce(&format!(
-        "eval_emulated: worst accuracy difference {:.4} ({})",
+        "eval_emulated: {model}: worst accuracy difference {:.4} ({})",
         worst.0, worst.1
     ));
     assert!(
@@ -202,7 +221,7 @@ fn emulated_eval_matches_the_cpu() {
         &inputs,
     );
     crate::common::announce(&format!(
-        "eval_emulated: with {} bytes instead of {peak}: {} cohorts instead of {} ({small_s:.1} s)",
+        "eval_emulated: {model}: with {} bytes instead of {peak}: {} cohorts instead of {} ({small_s:.1} s)",
         peak - 1,
         small.timings.cohorts_run,
         cuda_rec.timings.cohorts_run

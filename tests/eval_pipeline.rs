@@ -88,6 +88,7 @@ fn inputs(syn_offset: u32, syn_id: &str) -> Inputs {
             syn: syn_id.into(),
             teachers: String::new(),
             device: "cpu".into(),
+            test_precision: None,
         },
         pixel_norm: None,
     }

@@ -3,9 +3,15 @@
 //! every loss and d/dlogits, every parameter gradient, batch-norm running statistics, eval-mode
 //! logits, two SGD / Adam / AdamW steps. `aug` files belong to the augmentation test. Any other
 //! kind, an unreadable file, a missing tensor or a mismatch fails the test; all files are reported.
+//!
+//! `golden_models`: every DD-Ranking student network (issue #9 item 4), each golden_models file
+//! (tests/fixtures/golden_models/, plus `$DDR_GOLDEN_MODELS_DIR`) on the CPU backend, one line per
+//! file. Its checker, generic over the backend, is tests/common/golden_models.rs; the CUDA run of
+//! the same files is tests/cuda_golden_models.rs.
 
 mod common;
 
+use common::golden_models::{check_golden_models_files, golden_models_files};
 use common::{check_close, check_near_zero, golden_files, Golden, Tol};
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::{Backend, Elem, LossKind, Mode, NormKind, OptimizerCfg, OptimizerKind};
@@ -31,6 +37,16 @@ const RUNNING: Tol = Tol::new(1e-5, 1e-7);
 const OPT: Tol = Tol::new(0.0, 1e-6);
 
 type Res<T> = Result<T, String>;
+
+#[test]
+fn golden_models() {
+    let files = golden_models_files().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) =
+        check_golden_models_files(&CpuBackend::new(), "golden_models", &files, |_, _| {})
+    {
+        panic!("{e}");
+    }
+}
 
 #[test]
 fn golden() {

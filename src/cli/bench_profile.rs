@@ -10,7 +10,8 @@ use std::time::Instant;
 use super::bench::process_cpu_seconds;
 use crate::aug::{AugPlan, BatchDims, BatchDraws};
 use crate::backend::{
-    Backend, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, OptimizerCfg, ParamAt,
+    Backend, Conv2dGeom, ConvGeom, Elem, LinearGeom, LossKind, Mode, NormGeom, NormLayerGeom,
+    OptimizerCfg, ParamAt, PoolGeom,
 };
 use crate::error::Result;
 
@@ -71,6 +72,18 @@ impl<'a, B: Backend> Timed<'a, B> {
 
 fn conv_label(pass: &str, g: &ConvGeom) -> String {
     format!("conv {pass} {}→{} {}px", g.cin, g.cout, g.h)
+}
+
+fn conv2d_label(pass: &str, g: &Conv2dGeom) -> String {
+    format!(
+        "conv{}x{} s{} {pass} {}→{} {}px",
+        g.k, g.k, g.stride, g.cin, g.cout, g.h
+    )
+}
+
+/// A layer-list norm or pool call: its kind, channels and input size.
+fn layer_label(what: &str, kind: &impl std::fmt::Debug, c: usize, h: usize) -> String {
+    format!("{what} {kind:?} {c}ch {h}px")
 }
 
 fn norm_label(pass: &str, g: &NormGeom) -> String {
@@ -243,6 +256,121 @@ impl<B: Backend> Backend for Timed<'_, B> {
                 self.inner
                     .linear_backward(g, x, params, at, dout, dx, grads)
             },
+        )
+    }
+
+    // ---- layer-list ops (every student but ConvNet) ----
+
+    fn has_layer_ops(&self) -> bool {
+        self.inner.has_layer_ops()
+    }
+
+    fn conv2d_forward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || conv2d_label("fwd", g),
+            || self.inner.conv2d_forward(g, x, params, at, y),
+        )
+    }
+
+    fn conv2d_backward(
+        &self,
+        g: &Conv2dGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        dy: &Self::Buf<f32>,
+        dx: Option<&mut Self::Buf<f32>>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let pass = if dx.is_some() {
+            "bwd (dW, dx)"
+        } else {
+            "bwd (dW)"
+        };
+        self.time(
+            || conv2d_label(pass, g),
+            || self.inner.conv2d_backward(g, x, params, at, dy, dx, grads),
+        )
+    }
+
+    fn norm_forward(
+        &self,
+        g: &NormLayerGeom,
+        mode: Mode,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        running: &mut Self::Buf<f32>,
+        running_at: ParamAt,
+        stats: &mut Self::Buf<f32>,
+        y: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || layer_label("norm fwd", &g.kind, g.c, g.h),
+            || {
+                self.inner
+                    .norm_forward(g, mode, x, params, at, running, running_at, stats, y)
+            },
+        )
+    }
+
+    fn norm_backward(
+        &self,
+        g: &NormLayerGeom,
+        x: &Self::Buf<f32>,
+        params: &Self::Buf<f32>,
+        at: ParamAt,
+        stats: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+        grads: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || layer_label("norm bwd", &g.kind, g.c, g.h),
+            || {
+                self.inner
+                    .norm_backward(g, x, params, at, stats, dy, dx, grads)
+            },
+        )
+    }
+
+    fn relu_forward(&self, x: &Self::Buf<f32>, y: &mut Self::Buf<f32>) -> Result<()> {
+        self.time(|| "relu fwd".into(), || self.inner.relu_forward(x, y))
+    }
+
+    fn relu_backward(
+        &self,
+        y: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(|| "relu bwd".into(), || self.inner.relu_backward(y, dy, dx))
+    }
+
+    fn pool_forward(&self, g: &PoolGeom, x: &Self::Buf<f32>, y: &mut Self::Buf<f32>) -> Result<()> {
+        self.time(
+            || layer_label("pool fwd", &g.kind, g.c, g.h),
+            || self.inner.pool_forward(g, x, y),
+        )
+    }
+
+    fn pool_backward(
+        &self,
+        g: &PoolGeom,
+        x: &Self::Buf<f32>,
+        dy: &Self::Buf<f32>,
+        dx: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        self.time(
+            || layer_label("pool bwd", &g.kind, g.c, g.h),
+            || self.inner.pool_backward(g, x, dy, dx),
         )
     }
 

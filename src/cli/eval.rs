@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 use crate::metrics::cache::Store;
 use crate::metrics::config::{parse_device, EvalConfig};
 use crate::metrics::coreset::{select, FeatureKind, SelectMethod};
-use crate::metrics::cost::{estimate, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
-use crate::metrics::execute::{cache_dir, model_spec, select as select_rows, Inputs, RunOptions};
+use crate::metrics::cost::{estimate_per_image, net_flops, ASSUMED_CPU_FLOPS, ASSUMED_CUDA_FLOPS};
+use crate::metrics::execute::{
+    cache_dir, model_net, model_spec, select as select_rows, Inputs, RunOptions,
+};
 use crate::metrics::plan::{pack, plan, PlanSizes};
 use crate::metrics::report::{table, write_outputs, EvalRecord};
 use crate::metrics::session::{
@@ -289,6 +291,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &mut notes,
             demo,
             target.kind,
+            key_test_precision(target.kind, args)?,
         )?;
         print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
         return super::eval_models::dry_run_models(&cfg, |m| dry_run(args, m, &inputs, &target));
@@ -318,7 +321,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 }
 
 /// Reads and validates every input (real data, ZCA, the synthetic set, teachers) before planning.
-/// `kind` ("cpu", "cuda", "cuda-emulated") goes into the cache keys: devices agree to rounding only.
+/// `kind` ("cpu", "cuda", "cuda-emulated") goes into the cache keys: devices agree to rounding
+/// only; so does `test` ([`key_test_precision`]), the test passes' mode where it changes them.
 fn load_inputs<B: Backend>(
     be: &Arc<B>,
     cfg: &mut EvalConfig,
@@ -326,6 +330,7 @@ fn load_inputs<B: Backend>(
     notes: &mut Vec<String>,
     demo: bool,
     kind: &str,
+    test: Option<String>,
 ) -> Result<Inputs> {
     let real = load_real_inputs(cfg)?;
     let (syn, syn_id) = match cfg.syn_path.clone() {
@@ -356,7 +361,20 @@ fn load_inputs<B: Backend>(
             ))
         }
     };
-    assemble_inputs(cfg, real, syn, syn_id, kind)
+    let mut inputs = assemble_inputs(cfg, real, syn, syn_id, kind)?;
+    inputs.ids.test_precision = test;
+    Ok(inputs)
+}
+
+/// The test precision that enters the cache keys on device `kind`: on CUDA (a GPU or the
+/// emulator, both run the mode's own kernels) `--test-precision` or its default, so a TF32-test
+/// result is never reused for a bf16-test run; None on the CPU, whose eval forwards are fp32
+/// whatever the flag says, so its keys (and older CPU caches) do not change.
+fn key_test_precision(kind: &str, args: &EvalArgs) -> Result<Option<String>> {
+    if kind == "cpu" {
+        return Ok(None);
+    }
+    Ok(Some(test_precision(args)?.name().to_string()))
 }
 
 /// Loads the inputs, sizes the cohorts for the device and runs the evaluation on it.
@@ -372,7 +390,8 @@ fn run_on<B: Backend>(
     let t0 = std::time::Instant::now();
     // A model this device has no kernels for is refused before anything is loaded or trained.
     crate::model::net::check_model_backend(&cfg.model, &**be)?;
-    let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind)?;
+    let test = key_test_precision(kind, args)?;
+    let inputs = load_inputs(be, &mut cfg, &mut prov, &mut notes, demo, kind, test)?;
     print!("{}", super::eval_models::settings_text_for(&prov, &cfg));
     super::eval_models::score_models(&cfg, |m| score(be, args, m, &prov, notes.clone(), &inputs))?;
     eprintln!(
@@ -513,24 +532,9 @@ fn dry_run(
             c.members
         );
     }
-    let Ok(spec) = model_spec(cfg, &inputs.train) else {
-        println!(
-            "  estimated: no cost model for {} yet (the FLOP model covers ConvNet only)",
-            cfg.model
-        );
-        println!(
-            "  inputs validated: real data {} train / {} test images; no training was run",
-            inputs.train.len(),
-            inputs.test.len()
-        );
-        // No time estimate: the model list's total counts this model's trainings only.
-        return Ok(DryTotals {
-            trainings: p.trainings.len(),
-            todo: todo.len(),
-            cohorts: cohorts.len(),
-            seconds: 0.0,
-        });
-    };
+    // ConvNet's exact FLOP count, or a layer list's conv and linear layers (cost::net_flops).
+    let net = model_net(cfg, &inputs.train)?;
+    let convnet = net.convnet().is_some();
     let (flops, source) = match args.throughput {
         Some(f) => (f, "given by --throughput".to_string()),
         None if device == "cpu" => (
@@ -542,7 +546,22 @@ fn dry_run(
             "assumed for one GPU, not measured (pass --throughput)".to_string(),
         ),
     };
-    let e = estimate(&p, &todo, &spec, sizes, inputs.test.len(), flops, &source);
+    // The assumed rates come from ConvNet; the other families run other kernels (im2col conv2d,
+    // per-layer norm and pooling) at rates this estimate does not know.
+    let source = if convnet || args.throughput.is_some() {
+        source
+    } else {
+        format!("{source}; a ConvNet rate, not measured for {}", cfg.model)
+    };
+    let e = estimate_per_image(
+        &p,
+        &todo,
+        net_flops(&net),
+        sizes,
+        inputs.test.len(),
+        flops,
+        &source,
+    );
     println!(
         "  estimated: {:.3e} FLOP training + {:.3e} FLOP testing ≈ {} on {device} at {:.0} GFLOP/s ({})",
         e.train_flop,
@@ -552,6 +571,8 @@ fn dry_run(
         e.throughput_source
     );
     if target.kind != "cpu" {
+        // Only ConvNet reaches here on a GPU (the others were refused above).
+        let spec = model_spec(cfg, &inputs.train)?;
         let test_len = inputs.test.len();
         print!(
             "{}",
@@ -594,5 +615,30 @@ pub fn test_precision(args: &EvalArgs) -> Result<crate::backend::cuda::TestPreci
         Some(t) => crate::backend::cuda::TestPrecision::parse(t)
             .map_err(|e| crate::error::Error::config(format!("--test-precision: {e}"))),
         None => Ok(crate::backend::cuda::TestPrecision::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--test-precision` keys CUDA results (real or emulated) and leaves CPU keys alone: the CPU
+    /// never reads the flag.
+    #[test]
+    fn test_precision_enters_the_key_on_cuda_only() {
+        let args = |p: Option<&str>| EvalArgs {
+            test_precision: p.map(Into::into),
+            ..EvalArgs::default()
+        };
+        let key = |kind: &str, p: Option<&str>| key_test_precision(kind, &args(p)).unwrap();
+        assert_eq!(key("cpu", Some("bf16")), None);
+        assert_eq!(key("cpu", None), None);
+        assert_eq!(key("cuda", None).as_deref(), Some("tf32"));
+        assert_eq!(key("cuda", Some("BF16")).as_deref(), Some("bf16"));
+        assert_eq!(
+            key("cuda-emulated", Some("3xtf32")).as_deref(),
+            Some("3xtf32")
+        );
+        assert!(key_test_precision("cuda", &args(Some("fp16"))).is_err());
     }
 }

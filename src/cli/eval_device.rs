@@ -6,7 +6,7 @@ use crate::backend::cuda::CudaBackend;
 use crate::backend::{Backend, DeviceChoice, DeviceMemory, Origin};
 use crate::error::Result;
 use crate::metrics::config::EvalConfig;
-use crate::metrics::execute::{model_spec, Inputs};
+use crate::metrics::execute::{model_net, Inputs};
 use crate::metrics::plan::{n_train, plan, DataSource, PlanSizes, Training};
 use crate::train::memory::{
     shared_bytes, student_bytes, students_that_fit, CohortShape, MEMORY_MARGIN,
@@ -139,7 +139,7 @@ pub fn cohort_students(
     };
     let own = |t: &Training| matches!(t.data, DataSource::Random { .. });
     let shape = CohortShape {
-        spec: model_spec(cfg, &inputs.train)?,
+        net: model_net(cfg, &inputs.train)?,
         batch: worst(&|t| t.batch_size).max(1),
         own_images: worst(&|t| if own(t) { n_train(t, sizes) } else { 0 }),
         shared_images: worst(&|t| if own(t) { 0 } else { n_train(t, sizes) }),

@@ -1,8 +1,8 @@
 //! Finished trainings on disk: the cross-method cache of baselines and the resume journal.
 //!
 //! A training's key is the SHA-256 of a canonical JSON of everything its result depends on
-//! (the [`Training`] itself, the identities of dataset / synthetic set / teachers / device, the
-//! crate version and [`TRAINER_REVISION`]). Records are JSON lines appended with one `write` call
+//! (the [`Training`] itself, the identities of dataset / synthetic set / teachers / device and,
+//! on CUDA, the test passes' precision, the crate version and [`TRAINER_REVISION`]). Records are JSON lines appended with one `write` call
 //! each and flushed to disk before the next cohort starts; a reader skips a torn last line, so a
 //! killed process loses at most the cohort it was running. Many processes on many machines share
 //! one store safely: each writes only its own file ([`Store`] says how and why).
@@ -42,6 +42,7 @@ pub fn training_key(t: &Training, ids: &Identities) -> Result<String> {
             ids.teachers.clone()
         },
         device: ids.device.clone(),
+        test_precision: ids.test_precision.clone(),
     };
     let input = KeyInput {
         version: crate::VERSION,
@@ -362,6 +363,73 @@ mod tests {
         assert_eq!(m["old"].tests, vec![0.25, 0.5]);
         assert!(m["old"].train_loss.is_empty());
         assert_eq!(m["new"].train_loss, vec![2.0, 1.5]);
+    }
+
+    /// The test passes' precision enters a key only where it is set (CUDA): a key without it is
+    /// the key text of before the field existed, so older CPU caches stay readable, while each
+    /// CUDA test precision gets a key of its own (a TF32-test result is never a bf16-test one).
+    #[test]
+    fn test_precision_splits_cuda_keys_and_leaves_cpu_keys_as_they_were() {
+        use crate::metrics::config::{EvalConfig, Metric};
+        let cfg = |metric| EvalConfig {
+            metric,
+            eval_full_data: true,
+            ..EvalConfig::default()
+        };
+        let cpu = Identities {
+            dataset: "d".into(),
+            syn: "s".into(),
+            teachers: "t".into(),
+            device: "cpu".into(),
+            test_precision: None,
+        };
+        // Hard- and soft-label trainings of every data source.
+        let plans = [Metric::LrsHard, Metric::LrsSoft]
+            .map(|m| super::super::plan::plan(&cfg(m), &cpu).unwrap());
+        // The key input as serialised before `Identities::test_precision` existed.
+        #[derive(Serialize)]
+        struct OldIds<'a> {
+            dataset: &'a str,
+            syn: &'a str,
+            teachers: &'a str,
+            device: &'a str,
+        }
+        #[derive(Serialize)]
+        struct OldKey<'a> {
+            version: &'a str,
+            trainer_revision: u32,
+            training: &'a Training,
+            ids: OldIds<'a>,
+        }
+        for t in plans.iter().flat_map(|p| &p.trainings).map(|t| &t.training) {
+            let old = OldKey {
+                version: crate::VERSION,
+                trainer_revision: TRAINER_REVISION,
+                training: t,
+                ids: OldIds {
+                    dataset: "d",
+                    syn: if t.data == DataSource::Syn { "s" } else { "" },
+                    teachers: if t.labels == LabelMode::Hard { "" } else { "t" },
+                    device: "cpu",
+                },
+            };
+            let old = hex(&Sha256::digest(serde_json::to_string(&old).unwrap()));
+            assert_eq!(training_key(t, &cpu).unwrap(), old, "{}", t.describe());
+            let cuda = |test: Option<&str>| {
+                let ids = Identities {
+                    device: "cuda".into(),
+                    test_precision: test.map(Into::into),
+                    ..cpu.clone()
+                };
+                training_key(t, &ids).unwrap()
+            };
+            let keys: std::collections::HashSet<String> = [None, Some("3xtf32"), Some("tf32")]
+                .into_iter()
+                .chain([Some("bf16")])
+                .map(cuda)
+                .collect();
+            assert_eq!(keys.len(), 4, "{}", t.describe());
+        }
     }
 
     #[test]

@@ -199,6 +199,12 @@ pub struct Identities {
     pub teachers: String,
     /// The device kind ("cpu", "cuda"): results agree only to rounding across devices.
     pub device: String,
+    /// The tensor-core mode of the test passes and teacher labels (`--test-precision`) where it
+    /// changes the numbers: on a CUDA device (real or emulated). None on the CPU, whose eval
+    /// forwards are fp32 whatever the flag says; absent from the key text when None, so CPU keys
+    /// are those written before this field existed and older CPU caches stay readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_precision: Option<String>,
 }
 
 /// One planned training and the accuracy slot it feeds.
@@ -704,6 +710,7 @@ mod tests {
             syn: "s".into(),
             teachers: String::new(),
             device: "cpu".into(),
+            test_precision: None,
         };
         let p = plan(&cfg(Metric::LrsHard), &ids).unwrap();
         let keys: std::collections::HashSet<_> = p.trainings.iter().map(|t| &t.key).collect();

@@ -164,6 +164,8 @@ pub fn assemble_inputs(
             syn: with_train_trans(cfg, syn_id)?,
             teachers: teacher_id,
             device: device.into(),
+            // The CPU's eval forwards are fp32; a CUDA caller sets its `--test-precision`.
+            test_precision: None,
         },
         pixel_norm: real.pixel_norm,
     })

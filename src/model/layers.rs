@@ -104,6 +104,18 @@ impl<B: Backend> LayerWorkspace<B> {
     pub fn dlogits(&self) -> Option<&B::Buf<f32>> {
         self.grad.as_ref().and_then(|g| g.dvals.last())
     }
+
+    /// f32 values this workspace holds (what [`LayerList::workspace_floats`] models), per `be`.
+    pub fn allocated_floats(&self, be: &B) -> usize {
+        let bufs = self.vals.iter().chain(&self.stats);
+        let mut n: usize = bufs.map(|b| be.len(b)).sum();
+        if let Some(g) = &self.grad {
+            n += be.len(&g.loss);
+            n += g.dvals.iter().map(|b| be.len(b)).sum::<usize>();
+            n += g.spare.iter().flatten().map(|b| be.len(b)).sum::<usize>();
+        }
+        n
+    }
 }
 
 fn elems(shape: [usize; 3]) -> usize {
@@ -196,6 +208,27 @@ impl LayerList {
             }
         }
         n
+    }
+
+    /// f32 values [`LayerList::workspace`] allocates per student at `batch` images: every value
+    /// and norm's saved statistics, and with `with_grad` the gradients (a second one for values
+    /// read twice) and the loss. The memory model (`train::memory`) sizes cohorts with it.
+    pub fn workspace_floats(&self, batch: usize, with_grad: bool) -> u64 {
+        let mut n = 0;
+        for (i, l) in self.layers.iter().enumerate() {
+            n += self.value_len(i + 1, batch);
+            if let Op::Norm { kind, .. } = l.op {
+                n += self.norm_geom(l, kind, 1, batch).stats_len();
+            }
+        }
+        if with_grad {
+            let readers = self.readers();
+            n += 1;
+            for v in 1..=self.layers.len() {
+                n += self.value_len(v, batch) * if readers[v] > 1 { 2 } else { 1 };
+            }
+        }
+        n as u64
     }
 
     pub fn workspace<B: Backend>(

@@ -185,6 +185,14 @@ impl Net {
         }
     }
 
+    /// The layer list inside, whole (None for ConvNet).
+    pub fn layer_list(&self) -> Option<&LayerList> {
+        match &self.body {
+            Body::ConvNet(_) => None,
+            Body::Layers(l) => Some(l),
+        }
+    }
+
     /// P: parameters per student.
     pub fn param_len(&self) -> usize {
         self.layout().len
@@ -510,21 +518,27 @@ mod tests {
         assert!(bn.has_batch_norm() && !net.has_batch_norm());
     }
 
-    /// A backend without the layer-list ops refuses those networks with one clear error.
+    /// Both backends run every family (CUDA through cuda/conv2d.cu and cuda/layers.cu); a
+    /// backend without the layer-list ops would be refused up front with `no_kernel`'s error.
     #[test]
-    fn a_backend_without_layer_ops_is_refused_up_front() {
+    fn every_backend_here_runs_every_family() {
         let cuda = crate::backend::cuda::CudaBackend::emulated();
-        let msg = check_model_backend("ResNet-18", &cuda)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("ResNet-18") && msg.contains("--device cpu"),
-            "{msg}"
-        );
-        assert!(check_model_backend("ConvNet-3", &CpuBackend::new()).is_ok());
-        assert!(check_model_backend("ResNet-18", &CpuBackend::new()).is_ok());
-        assert!(check_model_backend("ConvNet-3-BN", &cuda).is_ok());
-        let net = Net::from_name("VGG-11", 3, 32, 10).unwrap();
-        assert!(net.workspace(&cuda, 1, 2, false).is_err());
+        for name in [
+            "ConvNet-3",
+            "ConvNet-3-BN",
+            "ResNet-18",
+            "VGG-11-BN",
+            "LeNet",
+        ] {
+            assert!(check_model_backend(name, &cuda).is_ok(), "{name} on CUDA");
+            assert!(
+                check_model_backend(name, &CpuBackend::new()).is_ok(),
+                "{name} on CPU"
+            );
+        }
+        let net = Net::from_name("VGG-11-W8", 3, 32, 10).unwrap();
+        assert!(net.workspace(&cuda, 1, 2, false).is_ok());
+        let msg = crate::backend::no_kernel("cuda:0", "conv2d").to_string();
+        assert!(msg.contains("--device cpu"), "{msg}");
     }
 }

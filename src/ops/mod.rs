@@ -7,6 +7,7 @@
 pub mod accuracy;
 pub mod conv;
 pub mod conv2d;
+pub mod im2col;
 pub mod linear;
 pub mod loss;
 pub mod norm;

@@ -4,7 +4,7 @@
 //! device reports, less a stated margin. The planner prints the result; an out-of-memory error at
 //! run time still halves S and retries (`metrics::execute`), so the model only has to be close.
 
-use crate::model::{ConvNet, ConvNetSpec};
+use crate::model::{ConvNetSpec, Net};
 use crate::train::trainer::TEST_BATCH;
 
 /// Fraction of the free memory left unused: the CUDA context and loaded modules grow after the
@@ -15,9 +15,10 @@ pub const MEMORY_MARGIN: f64 = 0.15;
 pub use crate::backend::DeviceMemory;
 
 /// What decides a cohort's memory besides S.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CohortShape {
-    pub spec: ConvNetSpec,
+    /// The student network (a ConvNet or a layer list).
+    pub net: Net,
     /// Training batch per student.
     pub batch: usize,
     /// Images of a training set of its own per student (random subsets differ per run).
@@ -69,9 +70,9 @@ fn scratch_floats(spec: &ConvNetSpec, batch: usize) -> u64 {
         .sum()
 }
 
-/// f32 values of one student's workspace at `batch` images: activations (with gradients when
-/// training) and the fused forward's scratch.
-fn workspace_floats(spec: &ConvNetSpec, batch: usize, with_grad: bool) -> u64 {
+/// f32 values of one ConvNet student's workspace at `batch` images: activations (with gradients
+/// when training) and the fused forward's scratch.
+fn convnet_workspace_floats(spec: &ConvNetSpec, batch: usize, with_grad: bool) -> u64 {
     let a = activation_floats(spec, batch);
     if batch == 0 {
         return 0;
@@ -79,19 +80,39 @@ fn workspace_floats(spec: &ConvNetSpec, batch: usize, with_grad: bool) -> u64 {
     a * if with_grad { 2 } else { 1 } + scratch_floats(spec, batch)
 }
 
+/// f32 values of one student's workspace at `batch` images, for either kind of network. A layer
+/// list's evaluation workspace also holds its copy of the shared test chunk
+/// (`Net::forward_shared_input` copies the chunk once per student).
+fn workspace_floats(net: &Net, batch: usize, with_grad: bool) -> u64 {
+    if batch == 0 {
+        return 0;
+    }
+    match (net.convnet(), net.layer_list()) {
+        (Some(c), _) => convnet_workspace_floats(&c.spec, batch, with_grad),
+        (None, Some(l)) => {
+            let copies = if with_grad {
+                0
+            } else {
+                (batch * net.image_len()) as u64
+            };
+            l.workspace_floats(batch, with_grad) + copies
+        }
+        (None, None) => unreachable!("a Net is a ConvNet or a layer list"),
+    }
+}
+
 /// Bytes one student adds to a cohort of this shape.
 pub fn student_bytes(c: &CohortShape) -> u64 {
-    let net = ConvNet::new(c.spec);
+    let net = &c.net;
     let (p, r) = (net.param_len() as u64, net.buffer_len() as u64);
-    let img = c.spec.image_len() as u64;
-    let k = c.spec.classes as u64;
+    let img = net.image_len() as u64;
+    let k = net.classes() as u64;
     let b = c.batch as u64;
     // Parameters, gradients and two optimizer states (S, P); batch-norm buffers (S, R).
     let weights = 4 * p + r;
     // Training workspace: activations, their gradients and the fused scratch; evaluation
     // workspace at TEST_BATCH (the test chunk itself is one copy for all S: shared_bytes).
-    let work =
-        workspace_floats(&c.spec, c.batch, true) + workspace_floats(&c.spec, TEST_BATCH, false);
+    let work = workspace_floats(net, c.batch, true) + workspace_floats(net, TEST_BATCH, false);
     // The batch (images, soft targets, the teachers' mean).
     let batch = b * img + 2 * b * k;
     // Its own training set with stored soft labels.
@@ -102,7 +123,7 @@ pub fn student_bytes(c: &CohortShape) -> u64 {
     // are left to the margin).
     let n = c.own_images.max(c.shared_images) as u64;
     let last = if b > 0 && n > b { n % b } else { 0 };
-    let last_work = workspace_floats(&c.spec, last as usize, true);
+    let last_work = workspace_floats(net, last as usize, true);
     let tables = n + 13 * n + 7 * n.div_ceil(b.max(1));
     4 * (weights + work + last_work + batch + data + tables) + 4 * 2 * b + 8
 }
@@ -110,9 +131,9 @@ pub fn student_bytes(c: &CohortShape) -> u64 {
 /// Bytes the cohort needs once, whatever S: the shared training set, the test set and the
 /// teachers with their workspace.
 pub fn shared_bytes(c: &CohortShape) -> u64 {
-    let net = ConvNet::new(c.spec);
-    let img = c.spec.image_len() as u64;
-    let k = c.spec.classes as u64;
+    let net = &c.net;
+    let img = net.image_len() as u64;
+    let k = net.classes() as u64;
     // The test set, the gathered test chunk (one copy read by every student), the shared
     // training set.
     let test = c.n_test as u64 * (img + 1)
@@ -120,7 +141,7 @@ pub fn shared_bytes(c: &CohortShape) -> u64 {
         + c.shared_images as u64 * (img + k + 1);
     let teachers = c.teachers as u64 * (net.param_len() + net.buffer_len()) as u64;
     let teacher_work = if c.teachers > 0 {
-        workspace_floats(&c.spec, TEST_BATCH, false)
+        workspace_floats(net, TEST_BATCH, false)
     } else {
         0
     };
@@ -138,13 +159,18 @@ pub fn students_that_fit(mem: DeviceMemory, c: &CohortShape) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ConvNet;
+
+    fn spec(width: usize) -> ConvNetSpec {
+        ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)
+            .unwrap()
+            .with_width(width)
+            .unwrap()
+    }
 
     fn shape(width: usize, batch: usize) -> CohortShape {
         CohortShape {
-            spec: ConvNetSpec::from_name("ConvNet-3", 3, 32, 10)
-                .unwrap()
-                .with_width(width)
-                .unwrap(),
+            net: Net::from(spec(width)),
             batch,
             own_images: 100,
             shared_images: 100,
@@ -158,16 +184,16 @@ mod tests {
     #[test]
     fn activations_match_the_workspace() {
         use crate::backend::cpu::CpuBackend;
-        let c = shape(16, 5);
+        let spec = spec(16);
         let be = CpuBackend::new();
-        let ws = ConvNet::new(c.spec).workspace(&be, 1, 5, false).unwrap();
+        let ws = ConvNet::new(spec).workspace(&be, 1, 5, false).unwrap();
         let mut got = ws.logits().len() as u64;
-        for d in 0..c.spec.depth {
+        for d in 0..spec.depth {
             // The conv output is pooled 2×2 into the block output (even sizes here: 32, 16, 8).
             got += 5 * ws.block_out(d).len() as u64;
         }
-        let stats_bound = (0..c.spec.depth).map(|_| 2 * 5 * 16).sum::<u64>();
-        let want = activation_floats(&c.spec, 5);
+        let stats_bound = (0..spec.depth).map(|_| 2 * 5 * 16).sum::<u64>();
+        let want = activation_floats(&spec, 5);
         assert!(
             got <= want && want <= got + stats_bound,
             "model {want} floats, workspace {got} (+ ≤ {stats_bound} statistics)"
@@ -180,15 +206,15 @@ mod tests {
     fn scratch_matches_the_cuda_backend() {
         use crate::backend::cuda::CudaBackend;
         use crate::backend::Backend;
-        let c = shape(16, 5);
-        let net = ConvNet::new(c.spec);
+        let spec = spec(16);
+        let net = ConvNet::new(spec);
         let be = CudaBackend::emulated();
         for (s, b) in [(1, 5), (3, 7), (2, TEST_BATCH)] {
-            let want: usize = (0..c.spec.depth)
+            let want: usize = (0..spec.depth)
                 .map(|d| be.conv_norm_scratch_len(&net.conv_geom(d, s, b)))
                 .sum();
             assert_eq!(
-                scratch_floats(&c.spec, b) * s as u64,
+                scratch_floats(&spec, b) * s as u64,
                 want as u64,
                 "S {s} B {b}"
             );
@@ -211,5 +237,33 @@ mod tests {
         assert!(students_that_fit(h100, &shape(64, 256)) > students_that_fit(h100, &c));
         let tiny = DeviceMemory { free: 1, total: 1 };
         assert_eq!(students_that_fit(tiny, &c), 1);
+    }
+
+    /// A layer list's model is exactly what its workspace allocates (CPU buffers are plain
+    /// vectors): ResNet-18 (a residual value read twice), VGG-11-BN (batch-norm statistics),
+    /// with and without gradients.
+    #[test]
+    fn layer_list_floats_match_the_workspace() {
+        use crate::backend::cpu::CpuBackend;
+        let be = CpuBackend::new();
+        for name in ["ResNet-18-W4", "VGG-11-W8-BN", "MLP"] {
+            let net = Net::from_name(name, 3, 32, 10).unwrap();
+            let list = net.layer_list().expect("a layer list");
+            for with_grad in [false, true] {
+                let (s, b) = (3, 5);
+                let ws = list.workspace(&be, s, b, with_grad).unwrap();
+                let got = ws.allocated_floats(&be) as u64;
+                let want = list.workspace_floats(b, with_grad) * s as u64;
+                assert_eq!(got, want, "{name} with_grad {with_grad}");
+            }
+        }
+    }
+
+    /// Cohorts of layer lists are sized too: a ResNet student needs more than a ConvNet-3 one.
+    #[test]
+    fn resnet_students_cost_more_than_convnet_ones() {
+        let mut resnet = shape(128, 256);
+        resnet.net = Net::from_name("ResNet-18", 3, 32, 10).unwrap();
+        assert!(student_bytes(&resnet) > student_bytes(&shape(128, 256)));
     }
 }

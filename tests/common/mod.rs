@@ -4,6 +4,9 @@
 //! generate (torch-style zips, pickles), and the CUDA backend the CUDA tests run on.
 #![allow(dead_code)]
 
+/// The golden_models checker, generic over the backend (tests/golden_models.rs, cuda_golden_models.rs).
+pub mod golden_models;
+
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::io::Write;

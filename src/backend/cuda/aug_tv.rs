@@ -15,22 +15,23 @@ const KIND_FLIP: u32 = 2;
 const KIND_CROP: u32 = 3;
 const KIND_NORM: u32 = 4;
 
-/// Values of one image the kernel stages in shared memory (cuda/aug_tv.cu TV_SHARED: 3 × 32 × 32).
-pub const TV_SHARED: usize = 3 * 32 * 32;
+/// Values of one channel plane the kernel stages in shared memory (cuda/aug_tv.cu TV_PLANE:
+/// 64 × 64, twice, 32 KiB of the 48 KiB a block may hold statically).
+pub const TV_PLANE: usize = 64 * 64;
 
 /// The kernel's settings for `pipe` on images of `c` × `size` × `size`, or why it cannot run it:
-/// every stage must keep the size (RandomResizedCrop then only upscales its box), an image must
-/// fit in shared memory, and a Normalize carries at most [`TV_MAX_C`] channels.
+/// every stage must keep the size (RandomResizedCrop then only upscales its box), a channel plane
+/// must fit in shared memory, and a Normalize carries at most [`TV_MAX_C`] channels.
 pub fn tv_stages(pipe: &TvPipeline, c: usize, size: usize) -> Result<TvParams> {
     let refuse = |why: String| {
         Error::device(format!(
             "custom_train_trans on CUDA: {why}; use --device cpu for this pipeline"
         ))
     };
-    if c * size * size > TV_SHARED || c > TV_MAX_C {
+    if size * size > TV_PLANE || c > TV_MAX_C {
         return Err(refuse(format!(
-            "the kernel holds images of at most {TV_SHARED} values and {TV_MAX_C} channels, \
-             these are {c}×{size}×{size}"
+            "the kernel holds images of at most 64×64 pixels and {TV_MAX_C} channels, these are \
+             {c}×{size}×{size}"
         )));
     }
     if pipe.0.len() > TV_MAX_STAGES {
@@ -106,10 +107,11 @@ impl CudaBackend {
         p.x = self.addr(x)?;
         p.stride = stride as u64;
         p.images = images as u64;
+        let planes = (images * dims.c) as u64;
         // SAFETY: clock holds 4 words; each step of table has `images` entries of the pipeline's
         // words (checked above; the trainer's clock stays below the table's steps, as for
-        // augment_at); x holds `images` images of c·size² ≤ TV_SHARED values (tv_stages).
-        unsafe { self.launch(OP, self.grid_for_groups(images as u64), &p) }
+        // augment_at); x holds `images`·c planes of size² ≤ TV_PLANE values (tv_stages).
+        unsafe { self.launch(OP, self.grid_for_groups(planes), &p) }
     }
 }
 
@@ -124,7 +126,8 @@ mod tests {
         assert!(tv_stages(&crop(32), 3, 32).is_ok());
         let e = tv_stages(&crop(28), 3, 32).unwrap_err().to_string();
         assert!(e.contains("changes") && e.contains("--device cpu"), "{e}");
-        let e = tv_stages(&crop(64), 3, 64).unwrap_err().to_string();
-        assert!(e.contains("3×64×64"), "{e}");
+        assert!(tv_stages(&crop(64), 3, 64).is_ok());
+        let e = tv_stages(&crop(96), 3, 96).unwrap_err().to_string();
+        assert!(e.contains("3×96×96"), "{e}");
     }
 }

@@ -7,7 +7,8 @@ use std::ffi::c_void;
 use crate::error::{Error, Result};
 
 /// `emu_<kernel>(grid[3], block[3], &params)`: the hand-written entry at the end of each .cu file.
-type EmuEntry = unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
+pub(super) type EmuEntry =
+    unsafe extern "C" fn(grid: *const u32, block: *const u32, params: *const c_void);
 
 unsafe extern "C" {
     fn emu_gather_rows(grid: *const u32, block: *const u32, params: *const c_void);
@@ -72,6 +73,18 @@ unsafe extern "C" {
     fn emu_aug_cutmix(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_aug_copy_back(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_zca_whiten(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_forward_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_forward_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_backward_input_tf32x3(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_backward_input_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_backward_weight_tf32x3(
+        grid: *const u32,
+        block: *const u32,
+        params: *const c_void,
+    );
+    fn emu_conv2d_backward_weight_tf32(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_backward_weight_clear(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv2d_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_aug_tv(grid: *const u32, block: *const u32, params: *const c_void);
 }
 
@@ -117,7 +130,15 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "aug_copy_back" => emu_aug_copy_back,
         "aug_tv" => emu_aug_tv,
         "zca_whiten" => emu_zca_whiten,
-        _ => return None,
+        "conv2d_forward_tf32x3" => emu_conv2d_forward_tf32x3,
+        "conv2d_forward_tf32" => emu_conv2d_forward_tf32,
+        "conv2d_backward_input_tf32x3" => emu_conv2d_backward_input_tf32x3,
+        "conv2d_backward_input_tf32" => emu_conv2d_backward_input_tf32,
+        "conv2d_backward_weight_tf32x3" => emu_conv2d_backward_weight_tf32x3,
+        "conv2d_backward_weight_tf32" => emu_conv2d_backward_weight_tf32,
+        "conv2d_backward_weight_clear" => emu_conv2d_backward_weight_clear,
+        "conv2d_backward_bias" => emu_conv2d_backward_bias,
+        _ => return super::ops::layers::emu_entry(kernel),
     };
     Some(f)
 }

@@ -15,7 +15,9 @@ use crate::backend::{
 use crate::error::{Error, Result};
 
 mod bf16;
+mod conv2d;
 mod fused;
+pub(super) mod layers;
 
 pub(super) fn check_len(op: &str, arg: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
@@ -269,6 +271,35 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
+    /// conv2d (cuda/conv2d.cu), norm, ReLU and pool (cuda/layers.cu): every layer-list student.
+    fn has_layer_ops(&self) -> bool {
+        true
+    }
+
+    fn conv2d_forward(
+        &self,
+        g: &crate::backend::Conv2dGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv2d_fwd(g, x, params, at, y)
+    }
+
+    fn conv2d_backward(
+        &self,
+        g: &crate::backend::Conv2dGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        dy: &CudaBuf<f32>,
+        dx: Option<&mut CudaBuf<f32>>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.conv2d_bwd(g, x, params, at, dy, dx.map(|d| &*d), grads)
+    }
+
     fn norm_relu_pool_forward(
         &self,
         g: &NormGeom,
@@ -348,6 +379,69 @@ impl Backend for CudaBackend {
             };
         }
         Ok(())
+    }
+
+    // The layer-list ops (cuda/layers.cu, launchers in ops/layers.rs). `has_layer_ops` stays
+    // false until the conv2d kernels are in too.
+    fn norm_forward(
+        &self,
+        g: &crate::backend::NormLayerGeom,
+        mode: Mode,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        running: &mut CudaBuf<f32>,
+        running_at: ParamAt,
+        stats: &mut CudaBuf<f32>,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.norm_layer_forward(g, mode, x, params, at, running, running_at, stats, y)
+    }
+
+    fn norm_backward(
+        &self,
+        g: &crate::backend::NormLayerGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        stats: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+        grads: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.norm_layer_backward(g, x, params, at, stats, dy, dx, grads)
+    }
+
+    fn relu_forward(&self, x: &CudaBuf<f32>, y: &mut CudaBuf<f32>) -> Result<()> {
+        self.relu(x, None, y)
+    }
+
+    fn relu_backward(
+        &self,
+        y: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.relu(y, Some(dy), dx)
+    }
+
+    fn pool_forward(
+        &self,
+        g: &crate::backend::PoolGeom,
+        x: &CudaBuf<f32>,
+        y: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.pool(g, x, None, y)
+    }
+
+    fn pool_backward(
+        &self,
+        g: &crate::backend::PoolGeom,
+        x: &CudaBuf<f32>,
+        dy: &CudaBuf<f32>,
+        dx: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.pool(g, x, Some(dy), dx)
     }
 
     fn linear_forward(

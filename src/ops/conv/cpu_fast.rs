@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use super::winograd_fast as winograd;
 use super::ConvGeom;
 use crate::error::{Error, Result};
+use crate::ops::im2col::{im2col, Windows};
 use crate::ops::precision::{gemm_rounded, GemmPrecision, Operand};
 use crate::ops::scratch::ScratchPool;
 use crate::ops::ParamAt;
@@ -183,7 +184,14 @@ fn im2col_forward(
                 let prow = &params[(i / g.batch) * at.row..][..at.row];
                 let wt = &prow[at.weight..][..cout * k]; // (cout, 9·cin)
                 let bias = &prow[at.bias..][..cout]; // (cout)
-                im2col(xb, cin, g.h, g.w, g.pad as isize, g.out_h(), g.out_w(), col);
+                im2col(
+                    xb,
+                    cin,
+                    g.h,
+                    g.w,
+                    &win3(g.pad as isize, g.out_h(), g.out_w()),
+                    col,
+                );
                 for (row, &b) in yb.chunks_exact_mut(ohw).zip(bias) {
                     row.fill(b);
                 }
@@ -412,7 +420,7 @@ fn input_grad(
             |col, (i, (dxb, dyb))| {
                 // dxb (cin, h·w), dyb (cout, oh, ow), col (9·cout, h·w)
                 let wf = &wflip[(i / g.batch) * cin * kt..][..cin * kt]; // (cin, 9·cout)
-                im2col(dyb, cout, g.out_h(), g.out_w(), off, g.h, g.w, col);
+                im2col(dyb, cout, g.out_h(), g.out_w(), &win3(off, g.h, g.w), col);
                 let wf = Operand {
                     data: wf,
                     cs: 1,
@@ -455,7 +463,14 @@ fn im2col_weight_grad(
                     let i = s * g.batch + b;
                     let xb = &x[i * cin * hw..][..cin * hw]; // (cin, h, w)
                     let dyb = &dy[i * cout * ohw..][..cout * ohw]; // (cout, oh·ow)
-                    im2col(xb, cin, g.h, g.w, g.pad as isize, g.out_h(), g.out_w(), col);
+                    im2col(
+                        xb,
+                        cin,
+                        g.h,
+                        g.w,
+                        &win3(g.pad as isize, g.out_h(), g.out_w()),
+                        col,
+                    );
                     // col (k, ohw) read as its transpose (ohw, k): row stride 1, column
                     // stride ohw.
                     let dyo = Operand {
@@ -499,44 +514,14 @@ fn im2col_weight_grad(
     }
 }
 
-/// src (c, sh, sw) → col (c·9, oh·ow): col[(ci, ky, kx), (oy, ox)] = src[ci, oy + ky − off,
-/// ox + kx − off], zero outside the image. Row-wise copies, so it runs at memcpy speed.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn im2col(
-    src: &[f32],
-    c: usize,
-    sh: usize,
-    sw: usize,
-    off: isize,
-    oh: usize,
-    ow: usize,
-    col: &mut [f32],
-) {
-    let ohw = oh * ow;
-    for ci in 0..c {
-        let plane = &src[ci * sh * sw..][..sh * sw]; // (sh, sw)
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let r = (ci * 3 + ky) * 3 + kx;
-                let row = &mut col[r * ohw..][..ohw]; // (oh, ow)
-                let shift = kx as isize - off; // ix = ox + shift
-                let ox0 = (-shift).clamp(0, ow as isize) as usize;
-                let ox1 = (sw as isize - shift).clamp(ox0 as isize, ow as isize) as usize;
-                for oy in 0..oh {
-                    let iy = oy as isize + ky as isize - off;
-                    let dst = &mut row[oy * ow..][..ow];
-                    if iy < 0 || iy >= sh as isize || ox1 == ox0 {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let srow = &plane[iy as usize * sw..][..sw];
-                    let s0 = (ox0 as isize + shift) as usize;
-                    dst[..ox0].fill(0.0);
-                    dst[ox0..ox1].copy_from_slice(&srow[s0..s0 + (ox1 - ox0)]);
-                    dst[ox1..].fill(0.0);
-                }
-            }
-        }
+/// The 3×3, stride-1 windows of im2col (col: (c·9, oh·ow)) with `off` zeros before each edge.
+fn win3(off: isize, oh: usize, ow: usize) -> Windows {
+    Windows {
+        k: 3,
+        stride: 1,
+        pad: off,
+        oh,
+        ow,
     }
 }
 

@@ -12,37 +12,21 @@ use rayon::prelude::*;
 
 use super::{check, Conv2dGeom};
 use crate::error::Result;
+use crate::ops::im2col::Windows;
 use crate::ops::precision::{gemm_rounded, GemmPrecision, Operand};
 use crate::ops::scratch::ScratchPool;
 use crate::ops::{check_len, ParamAt};
 
 /// Fills col (cin·k·k, oh·ow) with the windows of one image xb (cin, h, w), zeros outside.
 fn im2col(g: &Conv2dGeom, xb: &[f32], col: &mut [f32]) {
-    let (oh, ow, k) = (g.out_h(), g.out_w(), g.k);
-    for ci in 0..g.cin {
-        for ky in 0..k {
-            for kx in 0..k {
-                let dst = &mut col[((ci * k + ky) * k + kx) * oh * ow..][..oh * ow];
-                for oy in 0..oh {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    let drow = &mut dst[oy * ow..][..ow];
-                    if iy < 0 || iy as usize >= g.h {
-                        drow.fill(0.0);
-                        continue;
-                    }
-                    let xrow = &xb[(ci * g.h + iy as usize) * g.w..][..g.w];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        *d = if ix >= 0 && (ix as usize) < g.w {
-                            xrow[ix as usize]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-            }
-        }
-    }
+    let win = Windows {
+        k: g.k,
+        stride: g.stride,
+        pad: g.pad as isize,
+        oh: g.out_h(),
+        ow: g.out_w(),
+    };
+    crate::ops::im2col::im2col(xb, g.cin, g.h, g.w, &win, col);
 }
 
 /// Adds col (cin·k·k, oh·ow) back into dxb (cin, h, w) (the adjoint of [`im2col`]).

@@ -1,4 +1,5 @@
-//! Parity with PyTorch for every DD-Ranking student network (issue #9 item 4): every
+//! The golden_models checker (issue #9 item 4), generic over the backend: tests/golden_models.rs
+//! runs it on the CPU, tests/cuda_golden_models.rs on the CUDA backend. Files: every
 //! `*.safetensors` in tests/fixtures/golden_models/ (and in `$DDR_GOLDEN_MODELS_DIR` when set),
 //! written by tools/golden_models.py from `ddranking.utils.model.build_model`. Parameters, BN
 //! buffers and the input come from the integer-hash FORMULA stated in each file's metadata (computed
@@ -8,12 +9,10 @@
 //! statistics, two SGD steps (own gradients), two Adam steps (fed the stored gradients, README of
 //! ../shared/golden §4.2). The model comes from the metadata key `model`; one that cannot be built
 //! fails with its name. Tolerances are derived from the network's depth and reduction lengths
-//! (metadata `layer_facts`), see [`Tols::derive`].
+//! (metadata `layer_facts`), see [`Tols::derive`]: they are fp32 tolerances, so a CUDA run uses
+//! the near-fp32 conv precision (3xTF32).
 
-mod common;
-
-use common::{check_close, check_near_zero, Golden, Tol};
-use ddr_fast::backend::cpu::CpuBackend;
+use super::{check_close, check_near_zero, Golden, Tol};
 use ddr_fast::backend::{Backend, LossKind, Mode, OptimizerCfg, OptimizerKind};
 use ddr_fast::model::{Entry, Net, NetWorkspace};
 use std::path::{Path, PathBuf};
@@ -280,10 +279,10 @@ fn moments_of(x: &[f32]) -> [f64; 3] {
     [mean, var.sqrt(), max]
 }
 
-// ---- the test ----------------------------------------------------------------------------------------
+// ---- the checker ---------------------------------------------------------------------------------
 
-/// The fixture folder, plus `$DDR_GOLDEN_MODELS_DIR` when set.
-fn model_files() -> Res<Vec<PathBuf>> {
+/// The fixture folder's `*.safetensors`, plus `$DDR_GOLDEN_MODELS_DIR`'s when set, each sorted.
+pub fn golden_models_files() -> Res<Vec<PathBuf>> {
     let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_models")];
     if let Some(d) = std::env::var_os("DDR_GOLDEN_MODELS_DIR") {
         dirs.push(PathBuf::from(d));
@@ -305,41 +304,86 @@ fn model_files() -> Res<Vec<PathBuf>> {
     Ok(files)
 }
 
-#[test]
-fn golden_models() {
-    let files = model_files().unwrap_or_else(|e| panic!("{e}"));
-    let mut failures = Vec::new();
-    for path in &files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let mut problems = Vec::new();
-        let summary = Golden::open(path).and_then(|g| check_file(&g, &mut problems));
-        match summary {
-            Ok(s) if problems.is_empty() => println!("golden_models: {name} ok ({s})"),
-            other => {
-                if let Err(e) = other {
-                    problems.push(e);
-                }
-                for e in &problems {
-                    println!("golden_models: {name} FAILED: {e}");
-                }
-                failures.push(format!(
-                    "{name}: {} problem(s), first: {}",
-                    problems.len(),
-                    problems[0]
-                ));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "golden_models failures:\n{}",
-        failures.join("\n")
-    );
+/// Every check of one file on `backend`. Err: a setup error (unreadable file, missing key, a
+/// model that cannot be built — or has no kernels on this backend); Ok: the problems found (empty:
+/// the file passes).
+pub fn check_golden_models_file<B: Backend>(backend: &B, path: &Path) -> Res<Vec<String>> {
+    let g = Golden::open(path)?;
+    let mut problems = Vec::new();
+    check_file(backend, &g, &mut problems)?;
+    Ok(problems)
 }
 
-/// Loads one file, runs every check on the CPU backend; problems are collected, a setup error
-/// (missing key, unbuildable model) returns early. Ok carries the summary for the file's line.
-fn check_file(g: &Golden, p: &mut Vec<String>) -> Res<String> {
+/// The line a passing file prints: its model, parameter count and derived tolerances (a property
+/// of the file, whatever the backend).
+pub fn golden_models_summary(path: &Path) -> Res<String> {
+    let g = Golden::open(path)?;
+    let (name, p, tols) = file_model(&g)?;
+    Ok(format!(
+        "{name}, P = {p}, act tol {:.1e}, grad tol {:.1e}",
+        tols.act, tols.grad
+    ))
+}
+
+/// Checks every file of `files` on `backend`, printing one line per file prefixed by `tag`
+/// (`<tag>: <file> ok (<summary>)`, or one `<tag>: <file> FAILED: <problem>` line per problem);
+/// `after` is called with each file's name and seconds taken. Err: one line per failing file.
+pub fn check_golden_models_files<B: Backend>(
+    backend: &B,
+    tag: &str,
+    files: &[PathBuf],
+    mut after: impl FnMut(&str, f64),
+) -> Res<()> {
+    let mut failures = Vec::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let t0 = std::time::Instant::now();
+        let result = check_golden_models_file(backend, path)
+            .and_then(|problems| Ok((problems, golden_models_summary(path)?)));
+        after(&name, t0.elapsed().as_secs_f64());
+        let problems = match result {
+            Ok((problems, s)) if problems.is_empty() => {
+                println!("{tag}: {name} ok ({s})");
+                continue;
+            }
+            Ok((problems, _)) => problems,
+            Err(e) => vec![e],
+        };
+        for e in &problems {
+            println!("{tag}: {name} FAILED: {e}");
+        }
+        failures.push(format!(
+            "{name}: {} problem(s), first: {}",
+            problems.len(),
+            problems[0]
+        ));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{tag} failures:\n{}", failures.join("\n")))
+    }
+}
+
+/// The file's model name, parameter count and tolerances, after checking its kind.
+fn file_model(g: &Golden) -> Res<(String, usize, Tols)> {
+    match g.meta("golden_kind")? {
+        "model_formula" => {}
+        other => return Err(format!("golden_kind `{other}` is not model_formula")),
+    }
+    let name = g.meta("model")?;
+    let (c, im, k) = (
+        g.meta_usize("channels")?,
+        g.meta_usize("im")?,
+        g.meta_usize("classes")?,
+    );
+    let model = build_model(name, c, im, k)?;
+    Ok((name.to_string(), model.param_len(), Tols::derive(g)?))
+}
+
+/// Runs every check of one loaded file on `be`; problems are collected, a setup error (missing
+/// key, unbuildable model) returns early.
+fn check_file<B: Backend>(be: &B, g: &Golden, p: &mut Vec<String>) -> Res<()> {
     match g.meta("golden_kind")? {
         "model_formula" => {}
         other => return Err(format!("golden_kind `{other}` is not model_formula")),
@@ -353,7 +397,6 @@ fn check_file(g: &Golden, p: &mut Vec<String>) -> Res<String> {
     );
     let model = build_model(name, c, im, k)?;
     let tols = Tols::derive(g)?;
-    let be = CpuBackend::new();
     let (pe, re) = entries(&model);
     let params = formula_row(g, "param_formula", pe, model.param_len())?; // (P)
     let running0 = formula_row(g, "buffer_formula", re, model.buffer_len())?; // (R)
@@ -396,24 +439,19 @@ fn check_file(g: &Golden, p: &mut Vec<String>) -> Res<String> {
 
     let r = Run {
         g,
-        be: &be,
+        be,
         model: &model,
         b,
-        x: up(&be, &x)?,
-        labels: up(&be, &labels)?,
-        teacher: up(&be, &teacher)?,
+        x: up(be, &x)?,
+        labels: up(be, &labels)?,
+        teacher: up(be, &teacher)?,
         running0,
         tols,
     };
     let logits_max = r.forward_checks(&params, p)?;
     p.extend(tols.sanity(g, logits_max).err());
     r.optimizer_checks(&params, p)?;
-    Ok(format!(
-        "{name}, P = {}, act tol {:.1e}, grad tol {:.1e}",
-        model.param_len(),
-        tols.act,
-        tols.grad
-    ))
+    Ok(())
 }
 
 /// Stored `<prefix>.<name>` equal to ours bit for bit.
