@@ -15,11 +15,13 @@
 #include "common.cuh"
 
 #ifdef DDR_HOST_EMU
+#define TV_UNROLL
 #pragma GCC optimize("fp-contract=off")
 static inline float mul_rn(float a, float b) { return a * b; }
 static inline float add_rn(float a, float b) { return a + b; }
 static inline float sub_rn(float a, float b) { return a - b; }
 #else
+#define TV_UNROLL _Pragma("unroll")
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
@@ -70,19 +72,19 @@ __device__ __forceinline__ float up_sample(const float* src, u32 stride, u32 in,
   const u32 n = hi > lo ? (u32)(hi - lo) : 0;  // ≥ 1 for an upscale
   float w[TV_MAX_TAPS];
   float total = 0.0f;
-#pragma unroll
+TV_UNROLL
   for (u32 k = 0; k < TV_MAX_TAPS; ++k) {
     const float t = fabsf((float)((double)((float)(lo + k) - center) + 0.5));
     w[k] = t < 1.0f ? sub_rn(1.0f, t) : 0.0f;
     if (k < n) total = add_rn(total, w[k]);
   }
   if (total != 0.0f) {
-#pragma unroll
+TV_UNROLL
     for (u32 k = 0; k < TV_MAX_TAPS; ++k) w[k] = w[k] / total;
   }
   src += lo * stride;
   float acc = mul_rn(src[0], w[0]);
-#pragma unroll
+TV_UNROLL
   for (u32 k = 1; k < TV_MAX_TAPS; ++k)
     if (k < n) acc = add_rn(acc, mul_rn(src[k * stride], w[k]));
   return acc;
