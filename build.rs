@@ -61,6 +61,8 @@ const HOT_KERNELS: &[&str] = &[
     "relu_backward",
     "pool_forward",
     "pool_backward",
+    // custom_train_trans per image, every step of an image-folder set (cuda/aug_tv.cu).
+    "aug_tv",
 ];
 
 fn main() {

@@ -82,6 +82,7 @@ unsafe extern "C" {
     fn emu_conv2d_backward_weight_tf32(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv2d_backward_weight_clear(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv2d_backward_bias(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_aug_tv(grid: *const u32, block: *const u32, params: *const c_void);
 }
 
 /// The emulated entry point of a kernel, by its CUDA name.
@@ -125,6 +126,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "aug_mixup" => emu_aug_mixup,
         "aug_cutmix" => emu_aug_cutmix,
         "aug_copy_back" => emu_aug_copy_back,
+        "aug_tv" => emu_aug_tv,
         "zca_whiten" => emu_zca_whiten,
         "conv2d_forward_tf32x3" => emu_conv2d_forward_tf32x3,
         "conv2d_forward_tf32" => emu_conv2d_forward_tf32,

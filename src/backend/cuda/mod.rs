@@ -4,6 +4,7 @@
 //! `#[repr(C)]` params structs, so the emulated parity tests exercise everything but the silicon.
 
 mod aug;
+mod aug_tv;
 pub mod choice;
 pub mod embedded;
 mod emu;

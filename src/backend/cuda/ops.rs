@@ -663,6 +663,20 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         self.augment_at_table(plan, clock, table, stride, ws, x)
     }
+    fn tv_supports(&self, pipe: &crate::aug::TvPipeline, c: usize, size: usize) -> Result<()> {
+        super::aug_tv::tv_stages(pipe, c, size).map(|_| ())
+    }
+    fn tv_at(
+        &self,
+        pipe: &crate::aug::TvPipeline,
+        clock: &CudaBuf<u32>,
+        table: &CudaBuf<u32>,
+        stride: usize,
+        dims: BatchDims,
+        x: &mut CudaBuf<f32>,
+    ) -> Result<()> {
+        self.tv_at_table(pipe, clock, table, stride, dims, x)
+    }
     fn optimizer_step_at(
         &self,
         cfg: &OptimizerCfg,

@@ -327,6 +327,31 @@ pub struct ZcaParams {
 }
 const _: () = assert!(size_of::<ZcaParams>() == 48);
 
+/// Stages a `TvParams` carries (cuda/aug_tv.cu TV_MAX_STAGES = `crate::aug::tv::MAX_STAGES`).
+pub const TV_MAX_STAGES: usize = 16;
+/// Channels a Normalize stage carries (cuda/aug_tv.cu TV_MAX_C).
+pub const TV_MAX_C: usize = 4;
+
+/// cuda/aug_tv.cu `TvParams`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TvParams {
+    pub clock: u64, // (4) u32
+    pub table: u64, // (steps, stride) u32
+    pub x: u64,     // (S·B, C, H, W) f32
+    pub stride: u64,
+    pub images: u64,
+    pub c: u32,
+    pub size: u32,
+    pub stages: u32,
+    pub pad: u32,
+    pub kind: [u32; TV_MAX_STAGES],
+    pub padding: [u32; TV_MAX_STAGES],
+    pub mean: [[f32; TV_MAX_C]; TV_MAX_STAGES],
+    pub std: [[f32; TV_MAX_C]; TV_MAX_STAGES],
+}
+const _: () = assert!(size_of::<TvParams>() == 696);
+
 /// A params struct a kernel takes by value: plain old data with no padding surprises. `Debug`
 /// so a failing launch can print the sizes it was given.
 ///
@@ -350,10 +375,12 @@ unsafe impl DeviceRepr for OptimParams {}
 unsafe impl DeviceRepr for SelftestParams {}
 unsafe impl DeviceRepr for AugParams {}
 unsafe impl DeviceRepr for ZcaParams {}
+unsafe impl DeviceRepr for TvParams {}
 unsafe impl DeviceRepr for BatchRowsParams {}
 unsafe impl DeviceRepr for StepWordsParams {}
 unsafe impl DeviceRepr for LossWatchParams {}
 unsafe impl KernelParams for GatherParams {}
+unsafe impl KernelParams for TvParams {}
 unsafe impl KernelParams for ScaleAddParams {}
 unsafe impl KernelParams for ConvParams {}
 unsafe impl KernelParams for NormParams {}
