@@ -381,6 +381,52 @@ fn file_model(g: &Golden) -> Res<(String, usize, Tols)> {
     Ok((name.to_string(), model.param_len(), Tols::derive(g)?))
 }
 
+/// One file's network and the formula-built data it is checked on (host side), for op-by-op
+/// comparisons of two backends (tests/cuda_layer_lists.rs).
+pub struct FormulaCase {
+    pub model: Model,
+    pub batch: usize,
+    /// (P)
+    pub params: Vec<f32>,
+    /// (R) BN buffers
+    pub running: Vec<f32>,
+    /// (B, C, IM, IM)
+    pub x: Vec<f32>,
+    /// (B)
+    pub labels: Vec<u32>,
+}
+
+/// The network and formula data of the file at `path`.
+pub fn formula_case(path: &Path) -> Res<FormulaCase> {
+    let g = Golden::open(path)?;
+    let (c, im, k, b) = (
+        g.meta_usize("channels")?,
+        g.meta_usize("im")?,
+        g.meta_usize("classes")?,
+        g.meta_usize("batch")?,
+    );
+    let model = build_model(g.meta("model")?, c, im, k)?;
+    let (pe, re) = entries(&model);
+    let params = formula_row(&g, "param_formula", pe, model.param_len())?;
+    let running = formula_row(&g, "buffer_formula", re, model.buffer_len())?;
+    let io: serde_json::Value = g.meta_json("input_formula")?;
+    let (t, e, off): (u64, i64, f64) = serde_json::from_value(io["input"].clone())
+        .map_err(|e| format!("input_formula.input: {e}"))?;
+    let lt = io["labels"]
+        .as_u64()
+        .ok_or("input_formula.labels missing")?;
+    Ok(FormulaCase {
+        batch: b,
+        params,
+        running,
+        x: formula(t, b * c * im * im, e, off),
+        labels: (0..b as u64)
+            .map(|i| ((hashed(lt, i) >> 11) % k as u64) as u32)
+            .collect(),
+        model,
+    })
+}
+
 /// Runs every check of one loaded file on `be`; problems are collected, a setup error (missing
 /// key, unbuildable model) returns early.
 fn check_file<B: Backend>(be: &B, g: &Golden, p: &mut Vec<String>) -> Res<()> {
