@@ -38,14 +38,11 @@ fn check_all<B: Backend>(be: &B, tag: &str, files: &[PathBuf]) {
 }
 
 /// Files that fail on the CUDA path, with what is known; each must STILL fail (the test says when
-/// one starts to pass, so the list cannot go stale). VGG-11 (instance norm): its first block's
-/// gradients (features.0 weight, features.1 γ and β) are off by up to 4 % of their value, deeper
-/// layers and the logits pass. Explained (tests/cuda_layer_lists.rs): every op matches the CPU
-/// reference on the same inputs (≤ 2e-6 of max), but one 2×2 max-pool window of features.7 holds
-/// two values 6.9e-7 apart in float64 (1.009209912, 1.009210598), which the 3xTF32 conv chain
-/// (off by 1.8e-6 there) swaps while PyTorch's and our CPU float32 keep them: a routing flip of
-/// one gradient, not a kernel bug. README "Known differences".
-const KNOWN_FAILING: &[&str] = &["vgg_11.safetensors"];
+/// one starts to pass, so the list cannot go stale). None at present. The last entry was the first
+/// vgg_11 file: every op matched the CPU (tests/cuda_layer_lists.rs), but one max-pool window held
+/// two values 6.9e-7 apart, which the 3xTF32 chain swapped, routing one gradient to the other
+/// pixel. tools/golden_models.py now re-draws inputs with near-tied windows (fixture README).
+const KNOWN_FAILING: &[&str] = &[];
 
 fn is_known_failing(p: &std::path::Path) -> bool {
     KNOWN_FAILING.iter().any(|k| p.ends_with(k))

@@ -7,12 +7,13 @@
 //!
 //! It also runs the CUDA chain on its own values and prints, per value, how far it drifts from
 //! the CPU's, and every max-pool window the chain routes to another maximum; each such window
-//! must be a near-tie (NEAR_TIE). On vgg_11 this is why the file is on cuda_golden_models'
-//! KNOWN_FAILING: every op matches (≤ 2e-6 of max), but one window of features.7 (image 2,
-//! channel 22, output (1, 7)) holds two values 6.9e-7 apart in float64 (1.009209912 and
-//! 1.009210598); PyTorch's float32 keeps their order, the CUDA chain's forward (off by 1.8e-6
-//! there) swaps them, and that one gradient moved to the other pixel is 11 % of max|dx| at
-//! features.7, which spreads into the first block's gradients.
+//! must be a near-tie (NEAR_TIE). This test explained why the first vgg_11 file failed
+//! cuda_golden_models: every op matched (≤ 2e-6 of max), but one window of features.7 (image 2,
+//! channel 22, output (1, 7)) held two values 6.9e-7 apart in float64 (1.009209912 and
+//! 1.009210598); PyTorch's float32 kept their order, the CUDA chain's forward (off by 1.8e-6
+//! there) swapped them, and that one gradient moved to the other pixel (11 % of max|dx| at
+//! features.7) spread into the first block's gradients. tools/golden_models.py now re-draws an
+//! input with such windows (tests/fixtures/golden_models/README.md).
 //!
 //! Runs on the GPU when one opens, else emulated (it says which; ~3 min emulated).
 //!
