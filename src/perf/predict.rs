@@ -344,7 +344,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
-            eval: [20.0; 4],
+            eval: [20.0; 2],
             source: "test",
         };
         let target = MainLoops::target();
@@ -377,7 +377,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
-            eval: [20.0; 4],
+            eval: [20.0; 2],
             source: "test",
         };
         let tiny = Launch {
