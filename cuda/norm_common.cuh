@@ -17,8 +17,8 @@ struct NormParams {
   u64 running_row, rmean_off, rvar_off;
   u32 students, batch, c, h, w, ph, pw;
   u32 kind;   // 0 instance, 1 batch, 2 none
-  u32 train;  // 1 train mode, 0 eval mode
-  u32 unused;
+  u32 train;     // 1 train mode, 0 eval mode
+  u32 act_bf16;  // eval kernels only: bit 0 `out` is bf16, bit 1 the conv's x is bf16 (params.rs ACT_*)
   float eps, momentum;
 };
 static_assert(sizeof(NormParams) == 152, "NormParams must match src/backend/cuda/params.rs");

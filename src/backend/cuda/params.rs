@@ -92,11 +92,22 @@ pub struct NormParams {
     pub kind: u32,
     /// 1 train mode, 0 eval mode.
     pub train: u32,
-    pub unused: u32,
+    /// Storage of an eval block's activations ([`ACT_OUT_BF16`], [`ACT_X_BF16`]); 0 everywhere
+    /// else (every kernel but the eval kernels requires 0).
+    pub act_bf16: u32,
     pub eps: f32,
     pub momentum: f32,
 }
 const _: () = assert!(size_of::<NormParams>() == 152);
+
+/// `NormParams::act_bf16` bit: the pooled output `out` (S, B, c, ph, pw) is stored as bf16 (two
+/// bytes per value, same element order; rounded to nearest even, the rounding bf16 tensor-core
+/// operands get), for the next eval block to read. Test passes in bf16 only: the next conv rounds
+/// its operands to bf16 anyway, so the stored values are bit for bit what it would have used.
+pub const ACT_OUT_BF16: u32 = 1;
+/// `NormParams::act_bf16` bit: the conv input `x` is bf16 (two bytes per value, its usual element
+/// order), as an [`ACT_OUT_BF16`] block wrote it.
+pub const ACT_X_BF16: u32 = 2;
 
 /// cuda/norm_common.cuh `NormPartials`: the per-tile (count, mean, M2) statistics a fused conv
 /// forward leaves for the norm pass.
