@@ -63,6 +63,8 @@ const HOT_KERNELS: &[&str] = &[
     "pool_backward",
     // custom_train_trans per image, every step of an image-folder set (cuda/aug_tv.cu).
     "aug_tv",
+    // The bf16 eval block of small planes, y in registers (cuda/conv_eval_plane.cu).
+    "conv3x3_eval_plane_bf16",
 ];
 
 fn main() {

@@ -29,6 +29,7 @@ unsafe extern "C" {
     );
     fn emu_conv3x3_eval_direct_tf32(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_conv3x3_eval_direct_bf16(grid: *const u32, block: *const u32, params: *const c_void);
+    fn emu_conv3x3_eval_plane_bf16(grid: *const u32, block: *const u32, params: *const c_void);
     fn emu_norm_relu_pool_forward_partials(
         grid: *const u32,
         block: *const u32,
@@ -102,6 +103,7 @@ fn entry(kernel: &str) -> Option<EmuEntry> {
         "conv3x3_forward_norm_wide_tf32" => emu_conv3x3_forward_norm_wide_tf32,
         "conv3x3_eval_direct_tf32" => emu_conv3x3_eval_direct_tf32,
         "conv3x3_eval_direct_bf16" => emu_conv3x3_eval_direct_bf16,
+        "conv3x3_eval_plane_bf16" => emu_conv3x3_eval_plane_bf16,
         "norm_relu_pool_forward_partials" => emu_norm_relu_pool_forward_partials,
         "conv3x3_backward_input_tf32x3" => emu_conv3x3_backward_input_tf32x3,
         "conv3x3_backward_input_tf32" => emu_conv3x3_backward_input_tf32,

@@ -818,6 +818,22 @@ impl CudaBackend {
         at: ParamAt,
         x_shared: bool,
     ) -> Result<ConvParams> {
+        self.conv_params_act(op, g, x, params, at, x_shared, false)
+    }
+
+    /// [`Self::conv_params`] with x holding bf16 activations when `x_bf16` (⌈n/2⌉ f32 slots for
+    /// n values; the kernel gets `ACT_X_BF16`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_params_act(
+        &self,
+        op: &str,
+        g: &ConvGeom,
+        x: &CudaBuf<f32>,
+        params: &CudaBuf<f32>,
+        at: ParamAt,
+        x_shared: bool,
+        x_bf16: bool,
+    ) -> Result<ConvParams> {
         if g.h + 2 * g.pad < 3 || g.w + 2 * g.pad < 3 {
             return Err(Error::shape(format!(
                 "{op}: {}×{} input with padding {} is smaller than 3×3",
@@ -838,7 +854,9 @@ impl CudaBackend {
         check_span(op, "conv weight", at.weight, g.cout * g.cin * 9, row)?;
         check_span(op, "conv bias", at.bias, g.cout, row)?;
         let copies = if x_shared { 1 } else { g.students };
-        check_len(op, "x", x.len, copies * g.batch * g.cin * g.h * g.w)?;
+        let x_elems = copies * g.batch * g.cin * g.h * g.w;
+        let x_len = if x_bf16 { x_elems.div_ceil(2) } else { x_elems };
+        check_len(op, "x", x.len, x_len)?;
         Ok(ConvParams {
             x: self.addr(x)?,
             params: self.addr(params)?,

@@ -7,7 +7,9 @@
 
 use super::bf16::wide_fits;
 use super::{check_len, gemm_grid, u32_of, ConvTile};
-use crate::backend::cuda::params::{ConvNormParams, ConvParams, NormParams, NormPartials};
+use crate::backend::cuda::params::{
+    ConvNormParams, ConvParams, NormParams, NormPartials, ACT_X_BF16,
+};
 use crate::backend::cuda::{CudaBackend, CudaBuf, Device, TestPrecision};
 use crate::backend::{ConvGeom, NormGeom, ParamAt};
 use crate::error::{Error, Result};
@@ -24,6 +26,15 @@ pub const H100_SMEM_OPTIN: usize = 227 * 1024;
 const DIRECT_BN: usize = 32;
 const DIRECT_THREADS: u32 = 256;
 const DIRECT_LDB: usize = 2 * DIRECT_BN + 8;
+
+/// The small-plane kernel (cuda/conv_eval_plane.cu PLANE_*): GEMM rows (whole planes of
+/// 256 / (oh·ow) images) and output columns per block, threads, and the bytes of one staged
+/// weight row (9 taps × 16 channels of bf16, + 16 against bank conflicts).
+pub const PLANE_KERNEL: &str = "conv3x3_eval_plane_bf16";
+const PLANE_BM: usize = 256;
+const PLANE_BN: usize = 128;
+const PLANE_THREADS: u32 = 256;
+const PLANE_WROW: usize = 9 * 16 * 2 + 16;
 
 /// An eval kernel and its launch shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +69,15 @@ fn direct_smem_floats(cin: usize, oh: usize, ow: usize, bf16: bool) -> usize {
         + DIRECT_BN
 }
 
-/// Smallest plane (rows = h·w) the eval kernel takes. Smaller planes fit one register tile of the
+/// Bytes of the plane kernel's shared window (cuda/conv_eval_plane.cu, "Shared window"): two
+/// (128, PLANE_WROW) bf16 weight buffers, the (4, 128) float reduction rows, and the block's
+/// 256 / (oh·ow) images zero-padded to (oh + 2) × (ow + 2) pixels of cin bf16 channels + 16 bytes.
+fn plane_smem_bytes(cin: usize, oh: usize, ow: usize) -> usize {
+    let imgs = PLANE_BM / (oh * ow);
+    2 * PLANE_BN * PLANE_WROW + 4 * PLANE_BN * 4 + imgs * (oh + 2) * (ow + 2) * (2 * cin + 16)
+}
+
+/// Smallest plane (rows = h·w) the direct eval kernels take. Smaller planes fit one register tile of the
 /// stored-y fused forward (TF32 256 × 128, conv.cu / conv_bf16.cu), which then finishes the tail
 /// in-kernel from L1/L2; its y write is not what bounds those layers (performance model: ConvNet-3
 /// layers 2–3 of a test pass are tensor/issue-bound), and their 128 input channels would not fit
@@ -66,10 +85,11 @@ fn direct_smem_floats(cin: usize, oh: usize, ow: usize, bf16: bool) -> usize {
 /// ConvNet's 32×32 first layer (5 GB of y per student per 10,000-image test pass).
 const MIN_PLANE_ROWS: usize = 257;
 
-/// The eval kernel for a block of norm geometry `g` (the conv output) with `cin` input channels,
-/// or None: 3xTF32 has none (its test passes are the near-fp32 check), odd planes cannot pool,
-/// planes below [`MIN_PLANE_ROWS`] keep the stored-y forward, and a block's window (y, the padded
-/// image, the weights) must fit the `smem_optin` bytes of shared memory a block may use.
+/// The eval kernel for a block of norm geometry `g` (the conv output of a stride-1, pad-1 3×3
+/// conv) with `cin` input channels, or None: 3xTF32 has none (its test passes are the near-fp32
+/// check), odd planes cannot pool, planes below [`MIN_PLANE_ROWS`] take the bf16 plane kernel
+/// ([`PLANE_KERNEL`]: y in registers) when it holds them, else keep the stored-y forward, and a
+/// block's window must fit the `smem_optin` bytes of shared memory a block may use.
 pub fn eval_kernel_for(
     p: TestPrecision,
     g: &NormGeom,
@@ -77,8 +97,11 @@ pub fn eval_kernel_for(
     smem_optin: usize,
 ) -> Option<EvalKernel> {
     let ohw = g.h * g.w;
-    if g.h % 2 != 0 || g.w % 2 != 0 || ohw < MIN_PLANE_ROWS {
+    if g.h % 2 != 0 || g.w % 2 != 0 {
         return None;
+    }
+    if ohw < MIN_PLANE_ROWS {
+        return plane_kernel_for(p, g, cin, smem_optin);
     }
     let (name, bf16) = match p {
         TestPrecision::Tf32x3 => return None,
@@ -95,6 +118,29 @@ pub fn eval_kernel_for(
     (k.smem_bytes <= smem_optin).then_some(k)
 }
 
+/// The bf16 plane kernel, for planes of 64, 128 or 256 rows (a warp's 16 pooling windows in one
+/// image, whole images per 256-row block) and input channels in blocks of 16 (its k16 steps);
+/// TF32 test passes keep the stored-y forward.
+fn plane_kernel_for(
+    p: TestPrecision,
+    g: &NormGeom,
+    cin: usize,
+    smem_optin: usize,
+) -> Option<EvalKernel> {
+    let ohw = g.h * g.w;
+    if p != TestPrecision::Bf16 || !matches!(ohw, 64 | 128 | 256) || cin == 0 || cin % 16 != 0 {
+        return None;
+    }
+    let k = EvalKernel {
+        name: PLANE_KERNEL,
+        bn: PLANE_BN,
+        threads: PLANE_THREADS,
+        tile_m: PLANE_BM,
+        smem_bytes: plane_smem_bytes(cin, g.h, g.w),
+    };
+    (k.smem_bytes <= smem_optin).then_some(k)
+}
+
 impl CudaBackend {
     /// Opt-in shared memory per block of this device (the emulated one: an H100's).
     fn smem_optin(&self) -> usize {
@@ -106,7 +152,10 @@ impl CudaBackend {
 
     /// The eval kernel this backend runs for a block of geometry `g` in its test precision.
     pub(super) fn eval_kernel(&self, cg: &ConvGeom, g: &NormGeom) -> Option<EvalKernel> {
+        // The plane kernel reads its padded images with pad 1 (oh = h); the direct kernels take
+        // any padding.
         eval_kernel_for(self.test_precision(), g, cg.cin, self.smem_optin())
+            .filter(|k| k.name != PLANE_KERNEL || cg.pad == 1)
     }
 
     /// `Backend::conv_norm_relu_pool_forward` in eval mode without a y buffer: one launch of the
@@ -136,7 +185,19 @@ impl CudaBackend {
                 self.test_precision()
             ))
         })?;
-        let conv = self.conv_params(OP, cg, x, params, conv_at, x_shared)?;
+        // x of ⌈n/2⌉ slots holds bf16 activations (contracts: the launcher infers the format from
+        // the length); the plane kernel reads them as such.
+        let copies = if x_shared { 1 } else { cg.students };
+        let x_elems = copies * cg.batch * cg.cin * cg.h * cg.w;
+        let x_bf16 = x.len != x_elems && x.len == x_elems.div_ceil(2);
+        if x_bf16 && k.name != PLANE_KERNEL {
+            return Err(Error::shape(format!(
+                "{OP}: `x` holds bf16 activations ({} slots for {x_elems} values), which only \
+                 {PLANE_KERNEL} reads; {} does not",
+                x.len, k.name
+            )));
+        }
+        let conv = self.conv_params_act(OP, cg, x, params, conv_at, x_shared, x_bf16)?;
         check_len(
             OP,
             "out",
@@ -146,6 +207,7 @@ impl CudaBackend {
         let mut norm = NormParams {
             out: self.addr(out)?,
             train: 0,
+            act_bf16: if x_bf16 { ACT_X_BF16 } else { 0 },
             ..self.norm_params_without_y(OP, ng, params, norm_at, stats)?
         };
         self.with_running(OP, ng, running, running_at, &mut norm)?;
@@ -154,7 +216,9 @@ impl CudaBackend {
             bn: k.bn,
             threads: k.threads,
         };
-        let wide = x_shared && wide_fits(cg, conv.param_row as usize, tile);
+        // The plane kernel's grid z is always the student.
+        let wide =
+            x_shared && k.name != PLANE_KERNEL && wide_fits(cg, conv.param_row as usize, tile);
         let conv = ConvParams {
             wide: u32::from(wide),
             ..conv
@@ -202,8 +266,8 @@ mod tests {
     }
 
     /// ConvNet-3 at 32 px on an H100: 32×32 planes of layer 1 (3 input channels) take the
-    /// direct kernels (one image per block, a 152 KB window); 16×16 and 8×8 keep the stored-y
-    /// forward; 3xTF32, odd planes, too many input channels for the window and a device with too
+    /// direct kernels (one image per block, a 152 KB window); 16×16 and 8×8 take the bf16 plane
+    /// kernel in bf16 test passes and keep the stored-y forward in TF32; 3xTF32, odd planes, too many input channels for the window and a device with too
     /// little shared memory (an sm_86 card's 99 KiB) fall back.
     #[test]
     fn kernel_choice_by_plane_and_device() {
@@ -221,10 +285,23 @@ mod tests {
         assert_eq!(k.name, "conv3x3_eval_direct_bf16");
         // Weights 32 × 32 (K = 27 → 32), k offsets 32.
         assert_eq!(k.smem_bytes, (33_280 + 3_468 + 1_024 + 32 + 32) * 4);
-        for small in [16, 8] {
+        // 16×16 and 8×8 planes of 128 channels: the bf16 plane kernel (one image, 168,000 bytes:
+        // weights 2 × 128 × 304, reduction rows 2,048, image 18 × 18 × 272; four images,
+        // 188,672 bytes: 4 × 10 × 10 × 272); TF32 keeps the stored-y forward.
+        for (small, imgs) in [(16, 1), (8, 4)] {
             assert_eq!(eval_kernel_for(Tf32, &geom(small), 128, h100), None);
-            assert_eq!(eval_kernel_for(Bf16, &geom(small), 128, h100), None);
+            let k = eval_kernel_for(Bf16, &geom(small), 128, h100).unwrap();
+            assert_eq!((k.name, k.tile_m, k.bn), (PLANE_KERNEL, 256, 128));
+            let image = imgs * (small + 2) * (small + 2) * 272;
+            assert_eq!(k.smem_bytes, 2 * 128 * 304 + 2_048 + image);
         }
+        assert_eq!(plane_smem_bytes(128, 16, 16), 168_000);
+        assert_eq!(plane_smem_bytes(128, 8, 8), 188_672);
+        // 16 channels of input in a k16 step: 120 do not divide; 4×4 planes (16 rows) split a
+        // warp's windows over images; an sm_86 card's 99 KiB does not hold the window.
+        assert_eq!(eval_kernel_for(Bf16, &geom(16), 120, h100), None);
+        assert_eq!(eval_kernel_for(Bf16, &geom(4), 128, h100), None);
+        assert_eq!(eval_kernel_for(Bf16, &geom(8), 128, 99 * 1024), None);
         assert_eq!(eval_kernel_for(Tf32x3, &geom(32), 3, h100), None);
         assert_eq!(eval_kernel_for(Tf32, &geom(7), 3, h100), None);
         assert_eq!(eval_kernel_for(Tf32, &geom(32), 3, 99 * 1024), None);
