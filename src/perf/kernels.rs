@@ -10,8 +10,9 @@
 //! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (TF32 by default;
 //! bf16: 128 × 128 tiles).
 //! Test passes in TF32 and bf16 run the eval kernel that never stores y (cuda/conv_eval.cu,
-//! [`eval_kernel`]) wherever the CUDA backend does: a block holds whole planes in shared memory
-//! and writes only the pooled output, so such a launch moves its input and a quarter of y.
+//! and in bf16 cuda/conv_eval_plane.cu for 16×16 and 8×8 planes; [`eval_kernel`]) wherever the
+//! CUDA backend does: a block holds whole planes on chip and writes only the pooled output, so
+//! such a launch moves its input and a quarter of y.
 //! Bytes are HBM traffic in fp32: each tensor read or written once per launch (im2col re-reads
 //! hit L2/shared memory), plus the fused epilogue's re-read of the y its block just wrote, for
 //! the part that the resident blocks' fresh y pushes out of L2 ([`epilogue_reread`]).
@@ -513,8 +514,8 @@ mod tests {
 
     /// TF32 and bf16 test passes of ConvNet-3 run block 1 (32×32 planes) in the eval kernel the
     /// backend picks (the direct one): one launch moving its input and the pooled quarter of y;
-    /// blocks 2–3 keep the stored-y fused forward (the backend's MIN_PLANE_ROWS); no norm pass;
-    /// training still writes y.
+    /// blocks 2–3 keep the stored-y fused forward in TF32 (the backend's MIN_PLANE_ROWS) and run
+    /// the plane kernel in bf16; no norm pass; training still writes y.
     #[test]
     fn test_passes_keep_y_on_chip() {
         let spec = convnet3();
@@ -533,8 +534,22 @@ mod tests {
                 500.0 * 1024.0 * 3.0 * F32,
             );
             assert_eq!(l1.bytes, input + 0.25 * y);
-            assert_eq!(eval_kernel(&spec, 1, mode), None);
-            assert!(!plan[2].name.contains("on chip") && plan[2].bytes > 1.25 * y / 4.0);
+            if mode == TensorMode::Tf32 {
+                assert_eq!(eval_kernel(&spec, 1, mode), None);
+                assert!(!plan[2].name.contains("on chip") && plan[2].bytes > 1.25 * y / 4.0);
+            } else {
+                // bf16: blocks 2 (16×16) and 3 (8×8) run the plane kernel, y in registers: they
+                // read their input (128 channels of the same plane: as many bytes as their y)
+                // and write a quarter of their y.
+                for (d, px) in [(1, 256.0), (2, 64.0)] {
+                    let k = eval_kernel(&spec, d, mode).unwrap();
+                    assert_eq!(k.name, "conv3x3_eval_plane_bf16");
+                    let l = &plan[1 + d];
+                    assert!(l.name.ends_with("conv3x3_eval_plane_bf16)"), "{}", l.name);
+                    let y_d = 500.0 * 16.0 * px * 128.0 * F32;
+                    assert_eq!(l.bytes, 1.25 * y_d);
+                }
+            }
         }
         assert_eq!(eval_kernel(&spec, 0, TensorMode::Tf32x3), None);
         assert!(train_step(&spec, 2, 10)

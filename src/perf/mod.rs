@@ -195,11 +195,12 @@ pub fn describe_predictions(
     let _ = writeln!(
         s,
         "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} per HMMA.16816, \
-         eval kernels TF32 {:.1}, bf16 {:.1}; {}), \
+         eval kernels TF32 {:.1}, bf16 {:.1}, bf16 small planes {:.1}; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
          fp32 activations, norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
          its re-read of y from HBM where the resident blocks' y exceeds the 50 MB L2, \
-         test passes (TF32, bf16) in the eval kernel that keeps y in shared memory and writes only the pooled output (cuda/conv_eval.cu), \
+         test passes (TF32, bf16) in the eval kernel that keeps y in shared memory and writes only the pooled output (cuda/conv_eval.cu; \
+         bf16 blocks of 16×16 and 8×8 planes: y in registers, cuda/conv_eval_plane.cu), \
          test chunks gathered once for all students with layer 1 as one GEMM over N = S·width; GPU figures: {}",
         if loops.source.starts_with("the issue") { "target" } else { "reported" },
         loops.forward,
@@ -208,6 +209,7 @@ pub fn describe_predictions(
         loops.bf16_forward,
         loops.eval[0],
         loops.eval[1],
+        loops.eval[2],
         loops.source,
         gpu::MAINLOOP_EFFICIENCY * 100.0,
         gpu::HBM_EFFICIENCY * 100.0,
@@ -370,7 +372,8 @@ mod tests {
              conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
              conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n\
              conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_tf32\t150\t5.5\n\
-             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_bf16\t165\t4.5\n",
+             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_bf16\t165\t4.5\n\
+             conv_eval_plane.fatbin\tsm_90\tconv3x3_eval_plane_bf16\t255\t1.9\n",
         )
         .unwrap();
         let l = main_loops_from_report(&p, "tf32").unwrap();
@@ -385,7 +388,7 @@ mod tests {
             (3.5, 2.5, 3.9, 7.0)
         );
         // The eval kernels fill their own slots, not the training forward's (whose 3.5 stays).
-        assert_eq!(l.eval, [5.5, 4.5]);
+        assert_eq!(l.eval, [5.5, 4.5, 1.9]);
         std::fs::write(
             &p,
             "file\tarch\tkernel\tother_per_hmma\nx\tsm_90\tconv_tf32\tlots\n",
