@@ -12,9 +12,11 @@
 mod common;
 
 use common::assert_close;
+use common::block::convnet_eval_forward as forward;
+use common::block::{max_abs, max_diff, y_len, BlockBufs, BlockCase, Rng, PAD_3_1};
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::{CudaBackend, TestPrecision};
-use ddr_fast::backend::{Backend, ConvGeom, Mode, NormGeom, NormKind, ParamAt};
+use ddr_fast::backend::{Backend, ConvGeom, Mode, NormKind};
 use ddr_fast::model::{ConvNet, ConvNetSpec};
 use ddr_fast::ops::precision::GemmPrecision;
 
@@ -47,141 +49,19 @@ fn cpu(p: TestPrecision) -> CpuBackend {
     })
 }
 
-/// SplitMix64: reproducible inputs without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        lo + (hi - lo) * ((z >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-}
-
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-}
-
-/// One block inside a parameter row, and its inputs; x is (S, B, cin, h, w), or one (B, cin, h, w)
-/// copy when `shared`.
-struct Case {
-    cg: ConvGeom,
-    ng: NormGeom,
-    conv_at: ParamAt,
-    norm_at: ParamAt,
-    running_at: ParamAt,
-    x: Vec<f32>,
-    shared: bool,
-    params: Vec<f32>,
-    running: Vec<f32>,
-}
-
-fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> Case {
-    let mut r = Rng(seed);
-    let (w_len, c) = (cg.cout * cg.cin * 9, cg.cout);
-    let conv_at = ParamAt {
-        weight: 3,
-        bias: 3 + w_len,
-        row: 3 + w_len + 3 * c + 1,
-    };
-    let norm_at = ParamAt {
-        weight: conv_at.bias + c,
-        bias: conv_at.bias + 2 * c,
-        row: conv_at.row,
-    };
-    let running_at = ParamAt {
-        weight: 0,
-        bias: c,
-        row: 2 * c,
-    };
-    let bound = 1.0 / ((cg.cin * 9) as f32).sqrt();
-    let mut params = r.vec(cg.students * conv_at.row, -bound, bound);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            params[s * conv_at.row + norm_at.weight + ch] += 1.0; // γ near 1
-        }
-    }
-    let mut running = r.vec(cg.students * 2 * c, -0.2, 0.2);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            running[s * 2 * c + c + ch] = r.uniform(0.2, 1.0); // a variance is positive
-        }
-    }
-    let copies = if shared { 1 } else { cg.students };
-    Case {
-        x: r.vec(copies * cg.batch * cg.cin * cg.h * cg.w, -1.0, 1.0),
-        ng: NormGeom {
-            students: cg.students,
-            batch: cg.batch,
-            c,
-            h: cg.out_h(),
-            w: cg.out_w(),
-            kind,
-            eps: 1e-5,
-            momentum: 0.1,
-        },
-        cg,
-        conv_at,
-        norm_at,
-        running_at,
-        shared,
-        params,
-        running,
-    }
+/// The block of `cg` with `kind` norm inside a padded parameter row, drawn from `seed`.
+fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> BlockCase {
+    BlockCase::new(cg, kind, shared, PAD_3_1, seed)
 }
 
 /// (stats, out) of one eval-mode block forward with a y buffer of `y_len` elements (0: the eval
 /// kernel, which leaves y alone; the full conv output: the backend's other path).
-fn run<B: Backend>(b: &B, c: &Case, y_len: usize) -> [Vec<f32>; 2] {
-    let (cg, ng) = (&c.cg, &c.ng);
-    let stats_len = match ng.kind {
-        NormKind::Instance => ng.students * ng.batch * ng.c * 2,
-        NormKind::Batch => ng.students * ng.c * 2,
-        NormKind::None => 0,
-    };
-    let xb = b.upload(&c.x).unwrap();
-    let pb = b.upload(&c.params).unwrap();
-    let mut rb = b.upload(&c.running).unwrap();
-    let mut y = b.alloc::<f32>(y_len).unwrap();
-    let mut st = b.alloc::<f32>(stats_len).unwrap();
-    let mut out = b
-        .alloc::<f32>(ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2))
-        .unwrap();
-    let mut scratch = b.alloc::<f32>(b.conv_norm_scratch_len(cg)).unwrap();
-    b.conv_norm_relu_pool_forward(
-        cg,
-        ng,
-        Mode::Eval,
-        &xb,
-        c.shared,
-        &pb,
-        c.conv_at,
-        c.norm_at,
-        &mut rb,
-        c.running_at,
-        &mut y,
-        &mut st,
-        &mut scratch,
-        &mut out,
-    )
-    .unwrap();
-    [b.download(&st).unwrap(), b.download(&out).unwrap()]
+fn run<B: Backend>(b: &B, c: &BlockCase, y_len: usize) -> [Vec<f32>; 2] {
+    let [_, stats, out, _] = c.forward(b, Mode::Eval, y_len);
+    [stats, out]
 }
 
 const NAMES: [&str; 2] = ["stats", "out"];
-
-fn y_len(cg: &ConvGeom) -> usize {
-    cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w()
-}
 
 /// Every norm kind in both test precisions: the eval kernel (empty y) against the CPU rounding as
 /// it does, against the fused kernel that stores y, and measurably off the CPU in the other
@@ -311,32 +191,8 @@ fn other_shapes_fall_back_to_the_stored_y() {
     let big = ConvGeom { h: 32, w: 32, ..cg };
     let c32 = case(big, NormKind::Instance, false, 6);
     assert_eq!(x3.conv_out_len_eval(&big, &c32.ng), y_len(&big));
-    let xb = be.upload(&c.x).unwrap();
-    let pb = be.upload(&c.params).unwrap();
-    let mut rb = be.upload(&c.running).unwrap();
-    let mut y = be.alloc::<f32>(0).unwrap();
-    let mut st = be.alloc::<f32>(2 * 2 * 8).unwrap();
-    let mut out = be.alloc::<f32>(2 * 8 * 25).unwrap();
-    let mut scratch = be.alloc::<f32>(be.conv_norm_scratch_len(&cg)).unwrap();
-    let e = be
-        .conv_norm_relu_pool_forward(
-            &cg,
-            &c.ng,
-            Mode::Eval,
-            &xb,
-            false,
-            &pb,
-            c.conv_at,
-            c.norm_at,
-            &mut rb,
-            c.running_at,
-            &mut y,
-            &mut st,
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap_err()
-        .to_string();
+    let mut bufs = BlockBufs::new(&be, &c, 0);
+    let e = bufs.forward(&be, &c, Mode::Eval).unwrap_err().to_string();
     assert!(
         e.contains("10×10") && e.contains("conv_out_len_eval"),
         "{e}"
@@ -373,28 +229,4 @@ fn convnet_eval_forward_matches_the_cpu() {
             }
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn forward<B: Backend>(
-    be: &B,
-    net: &ConvNet,
-    s: usize,
-    b: usize,
-    x: &[f32],
-    shared: bool,
-    params: &[f32],
-    running: &[f32],
-) -> Vec<f32> {
-    let mut ws = net.workspace(be, s, b, false).unwrap();
-    let xb = be.upload(x).unwrap();
-    let pb = be.upload(params).unwrap();
-    let mut rb = be.upload(running).unwrap();
-    if shared {
-        net.forward_shared_input(be, &mut ws, &xb, &pb, &mut rb, Mode::Eval)
-    } else {
-        net.forward(be, &mut ws, &xb, &pb, &mut rb, Mode::Eval)
-    }
-    .unwrap();
-    be.download(ws.logits()).unwrap()
 }

@@ -10,9 +10,13 @@
 //!
 //! `cargo test --release --test cuda_fused`
 
+mod common;
+
+use common::assert_close;
+use common::block::{max_abs, BlockBufs, BlockCase, PAD_3_1};
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::{ConvPrecision, CudaBackend};
-use ddr_fast::backend::{Backend, ConvGeom, Mode, NormGeom, NormKind, ParamAt};
+use ddr_fast::backend::{Backend, ConvGeom, Mode, NormKind};
 
 // ---- tolerances ------------------------------------------------------------------------------
 /// Fused vs unfused on the same device: y comes from the same GEMM code (bit-exact); the norm
@@ -32,185 +36,35 @@ const TF32_NORMED_ATOL_OF_MAX: f32 = 1e-2;
 const TF32_NORMED_RTOL: f32 = 1e-2;
 
 fn cuda() -> CudaBackend {
-    let (b, why) = CudaBackend::real_or_emulated(0);
-    if let Some(e) = why {
-        eprintln!("cuda_fused: running under EMULATION (no usable GPU: {e})");
-    }
-    b
+    common::cuda_under_test("cuda_fused")
 }
 
-/// SplitMix64: reproducible inputs without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        lo + (hi - lo) * ((z >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-}
-
-/// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index.
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst: Option<(usize, f32)> = None;
-    let mut bad = 0;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if excess.is_nan() || excess > 0.0 {
-            bad += 1;
-            let e = if excess.is_nan() {
-                f32::INFINITY
-            } else {
-                excess
-            };
-            if worst.is_none_or(|(_, x)| e > x) {
-                worst = Some((i, e));
-            }
-        }
-    }
-    if let Some((i, _)) = worst {
-        panic!(
-            "{what}: {bad} of {} out of tolerance (atol {atol}, rtol {rtol}); worst at {i}: got {} want {}",
-            got.len(),
-            got[i],
-            want[i]
-        );
-    }
-}
-
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
-/// One block's layout inside a longer parameter row, and its inputs.
-struct Case {
-    cg: ConvGeom,
-    ng: NormGeom,
-    conv_at: ParamAt,
-    norm_at: ParamAt,
-    running_at: ParamAt,
-    x: Vec<f32>,
-    params: Vec<f32>,
-    running: Vec<f32>,
-}
-
-fn case(cg: ConvGeom, kind: NormKind, seed: u64) -> Case {
-    let mut r = Rng(seed);
-    let (w_len, c) = (cg.cout * cg.cin * 9, cg.cout);
-    let conv_at = ParamAt {
-        weight: 3,
-        bias: 3 + w_len,
-        row: 3 + w_len + c + 2 * c + 1,
-    };
-    let norm_at = ParamAt {
-        weight: conv_at.bias + c,
-        bias: conv_at.bias + 2 * c,
-        row: conv_at.row,
-    };
-    let running_at = ParamAt {
-        weight: 0,
-        bias: c,
-        row: 2 * c,
-    };
-    let bound = 1.0 / ((cg.cin * 9) as f32).sqrt();
-    let mut params = r.vec(cg.students * conv_at.row, -bound, bound);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            params[s * conv_at.row + norm_at.weight + ch] += 1.0; // γ near 1
-        }
-    }
-    let mut running = r.vec(cg.students * 2 * c, -0.2, 0.2);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            running[s * 2 * c + c + ch] = r.uniform(0.2, 1.0); // a variance is positive
-        }
-    }
-    let ng = NormGeom {
-        students: cg.students,
-        batch: cg.batch,
-        c,
-        h: cg.out_h(),
-        w: cg.out_w(),
-        kind,
-        eps: 1e-5,
-        momentum: 0.1,
-    };
-    Case {
-        x: r.vec(cg.students * cg.batch * cg.cin * cg.h * cg.w, -1.0, 1.0),
-        cg,
-        ng,
-        conv_at,
-        norm_at,
-        running_at,
-        params,
-        running,
-    }
+/// The block of `cg` with `kind` norm inside a padded parameter row, drawn from `seed`.
+fn case(cg: ConvGeom, kind: NormKind, seed: u64) -> BlockCase {
+    BlockCase::new(cg, kind, false, PAD_3_1, seed)
 }
 
 /// (y, stats, out, running) of one block forward, fused or as the two unfused ops.
-fn run<B: Backend>(b: &B, c: &Case, mode: Mode, fused: bool) -> [Vec<f32>; 4] {
-    let (cg, ng) = (&c.cg, &c.ng);
-    let stats_len = match ng.kind {
-        NormKind::Instance => ng.students * ng.batch * ng.c * 2,
-        NormKind::Batch => ng.students * ng.c * 2,
-        NormKind::None => 0,
-    };
-    let xb = b.upload(&c.x).unwrap();
-    let pb = b.upload(&c.params).unwrap();
-    let mut rb = b.upload(&c.running).unwrap();
-    let mut y = b
-        .alloc::<f32>(cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w())
-        .unwrap();
-    let mut st = b.alloc::<f32>(stats_len).unwrap();
-    let mut out = b
-        .alloc::<f32>(ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2))
-        .unwrap();
+fn run<B: Backend>(b: &B, c: &BlockCase, mode: Mode, fused: bool) -> [Vec<f32>; 4] {
     if fused {
-        let mut scratch = b.alloc::<f32>(b.conv_norm_scratch_len(cg)).unwrap();
-        b.conv_norm_relu_pool_forward(
-            cg,
-            ng,
-            mode,
-            &xb,
-            false,
-            &pb,
-            c.conv_at,
-            c.norm_at,
-            &mut rb,
-            c.running_at,
-            &mut y,
-            &mut st,
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
-    } else {
-        b.conv3x3_forward(cg, &xb, &pb, c.conv_at, &mut y).unwrap();
-        b.norm_relu_pool_forward(
-            ng,
-            mode,
-            &y,
-            &pb,
-            c.norm_at,
-            &mut rb,
-            c.running_at,
-            &mut st,
-            &mut out,
-        )
-        .unwrap();
+        return c.forward(b, mode, c.y_len());
     }
-    [
-        b.download(&y).unwrap(),
-        b.download(&st).unwrap(),
-        b.download(&out).unwrap(),
-        b.download(&rb).unwrap(),
-    ]
+    let mut bufs = BlockBufs::new(b, c, c.y_len());
+    b.conv3x3_forward(&c.cg, &bufs.x, &bufs.params, c.conv_at, &mut bufs.y)
+        .unwrap();
+    b.norm_relu_pool_forward(
+        &c.ng,
+        mode,
+        &bufs.y,
+        &bufs.params,
+        c.norm_at,
+        &mut bufs.running,
+        c.running_at,
+        &mut bufs.stats,
+        &mut bufs.out,
+    )
+    .unwrap();
+    bufs.download(b)
 }
 
 const NAMES: [&str; 4] = ["y", "stats", "out", "running"];
@@ -348,31 +202,9 @@ fn short_scratch_is_refused() {
         14,
     );
     let be = cuda();
-    let xb = be.upload(&c.x).unwrap();
-    let pb = be.upload(&c.params).unwrap();
-    let mut rb = be.upload(&c.running).unwrap();
-    let mut y = be.alloc::<f32>(2 * 16).unwrap();
-    let mut st = be.alloc::<f32>(4).unwrap();
-    let mut out = be.alloc::<f32>(2 * 4).unwrap();
-    let mut scratch = be.alloc::<f32>(1).unwrap();
-    let err = be
-        .conv_norm_relu_pool_forward(
-            &c.cg,
-            &c.ng,
-            Mode::Train,
-            &xb,
-            false,
-            &pb,
-            c.conv_at,
-            c.norm_at,
-            &mut rb,
-            c.running_at,
-            &mut y,
-            &mut st,
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap_err();
+    let mut bufs = BlockBufs::new(&be, &c, c.y_len());
+    bufs.scratch = be.alloc::<f32>(1).unwrap();
+    let err = bufs.forward(&be, &c, Mode::Train).unwrap_err();
     assert!(err.to_string().contains("scratch"), "{err}");
 }
 
@@ -394,39 +226,20 @@ fn fused_block_with_a_shared_input() {
     let copies: Vec<f32> = (0..cg.students).flat_map(|_| one.iter().copied()).collect();
     let want = run(
         &CpuBackend::reference(),
-        &Case {
+        &BlockCase {
             x: copies,
             ..case(cg, NormKind::Instance, 15)
         },
         Mode::Eval,
         false,
     );
+    let shared = BlockCase {
+        x: one.to_vec(),
+        shared: true,
+        ..c.clone()
+    };
     let be = cuda().with_conv_precision(ConvPrecision::Tf32x3);
-    let xb = be.upload(one).unwrap();
-    let pb = be.upload(&c.params).unwrap();
-    let mut rb = be.upload(&c.running).unwrap();
-    let mut y = be.alloc::<f32>(want[0].len()).unwrap();
-    let mut st = be.alloc::<f32>(want[1].len()).unwrap();
-    let mut out = be.alloc::<f32>(want[2].len()).unwrap();
-    let mut scratch = be.alloc::<f32>(be.conv_norm_scratch_len(&cg)).unwrap();
-    be.conv_norm_relu_pool_forward(
-        &cg,
-        &c.ng,
-        Mode::Eval,
-        &xb,
-        true,
-        &pb,
-        c.conv_at,
-        c.norm_at,
-        &mut rb,
-        c.running_at,
-        &mut y,
-        &mut st,
-        &mut scratch,
-        &mut out,
-    )
-    .unwrap();
-    let got = [&y, &st, &out].map(|b| be.download(b).unwrap());
+    let got = shared.forward(&be, Mode::Eval, shared.y_len());
     for (i, name) in ["y", "stats", "out"].iter().enumerate() {
         let what = format!("shared-input fused block {name}");
         assert_close(&what, &got[i], &want[i], F32X3_ATOL, F32X3_RTOL);

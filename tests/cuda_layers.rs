@@ -344,7 +344,7 @@ fn bad_shapes_are_errors() {
             at,
             &mut up(&be, &[]),
             at,
-            &mut up(&be, &vec![0.0; 2 * 3 * 2 * 2]),
+            &mut up(&be, &[0.0; 2 * 3 * 2 * 2]),
             &mut up(&be, &vec![0.0; n]),
         )
         .unwrap_err();

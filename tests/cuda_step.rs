@@ -36,7 +36,7 @@ fn run<B_: Backend>(be: &B_) -> Trace {
     let perms = be.upload(&perms).unwrap();
     let base = be.upload(&base).unwrap();
     let row_labels = be.upload(&row_labels).unwrap();
-    let mut sums = be.upload(&vec![0.5f64; EPOCHS * S]).unwrap(); // (E, S)
+    let mut sums = be.upload(&[0.5f64; EPOCHS * S]).unwrap(); // (E, S)
     let mut stopped = be.alloc::<u32>(S).unwrap(); // (S)
     let (mut idxs, mut labelss) = (Vec::new(), Vec::new());
     for j in 0..steps {

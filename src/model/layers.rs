@@ -224,8 +224,9 @@ impl LayerList {
         if with_grad {
             let readers = self.readers();
             n += 1;
-            for v in 1..=self.layers.len() {
-                n += self.value_len(v, batch) * if readers[v] > 1 { 2 } else { 1 };
+            // readers has one entry per value: the input (0) and each layer's output (1..=L).
+            for (v, &r) in readers.iter().enumerate().skip(1) {
+                n += self.value_len(v, batch) * if r > 1 { 2 } else { 1 };
             }
         }
         n as u64
@@ -253,9 +254,9 @@ impl LayerList {
             let readers = self.readers();
             let mut dvals = Vec::new();
             let mut spare = Vec::new();
-            for v in 1..=self.layers.len() {
+            for (v, &r) in readers.iter().enumerate().skip(1) {
                 dvals.push(be.alloc(self.value_len(v, sb))?);
-                spare.push(if readers[v] > 1 {
+                spare.push(if r > 1 {
                     Some(be.alloc(self.value_len(v, sb))?)
                 } else {
                     None

@@ -354,63 +354,6 @@ pub fn human(s: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_report_rows_set_each_pass_and_bad_rows_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.tsv");
-        std::fs::write(
-            &p,
-            "# kernel-report\nfile\tarch\tkernel\tregs\tother_per_hmma\n\
-             conv.fatbin\tsm_90\tconv3x3_forward_tf32\t96\t3.5\n\
-             conv.fatbin\tsm_90\tconv3x3_backward_input_tf32\t96\t2.5\n\
-             conv.fatbin\tsm_90\tconv3x3_backward_weight_tf32\t96\t3.9\n\
-             conv.fatbin\tsm_80\tconv3x3_forward_tf32\t96\t9.0\n\
-             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
-             conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n\
-             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_tf32\t150\t5.5\n\
-             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_bf16\t165\t4.5\n\
-             conv_eval_plane.fatbin\tsm_90\tconv3x3_eval_plane_bf16\t255\t1.9\n",
-        )
-        .unwrap();
-        let l = main_loops_from_report(&p, "tf32").unwrap();
-        // The 3xTF32 row is another mode's loop; the bf16 row fills the bf16 forward.
-        assert_eq!(
-            (
-                l.forward,
-                l.backward_input,
-                l.backward_weight,
-                l.bf16_forward
-            ),
-            (3.5, 2.5, 3.9, 7.0)
-        );
-        // The eval kernels fill their own slots, not the training forward's (whose 3.5 stays).
-        assert_eq!(l.eval, [5.5, 4.5, 1.9]);
-        std::fs::write(
-            &p,
-            "file\tarch\tkernel\tother_per_hmma\nx\tsm_90\tconv_tf32\tlots\n",
-        )
-        .unwrap();
-        let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
-        assert!(e.contains("row 2") && e.contains("lots"), "{e}");
-        std::fs::write(&p, "file\tarch\n").unwrap();
-        let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
-        assert!(e.contains("kernel"), "{e}");
-    }
-
-    #[test]
-    fn calibration_table_shows_the_ratio() {
-        let t = calibration_table(&[("train step S=16".into(), 0.003, 0.002)]);
-        assert!(
-            t.contains("| train step S=16 | 3.00 ms | 2.00 ms | 1.50 |"),
-            "{t}"
-        );
-    }
-}
-
 /// The environment variable naming a kernel report TSV (`tools/kernel-report.sh --tsv FILE`) whose
 /// sm_90 ratios replace the target in the prediction.
 pub const KERNEL_REPORT_ENV: &str = "DDR_KERNEL_REPORT";
@@ -586,4 +529,61 @@ pub fn bench_predict_report(
         ]));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_report_rows_set_each_pass_and_bad_rows_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.tsv");
+        std::fs::write(
+            &p,
+            "# kernel-report\nfile\tarch\tkernel\tregs\tother_per_hmma\n\
+             conv.fatbin\tsm_90\tconv3x3_forward_tf32\t96\t3.5\n\
+             conv.fatbin\tsm_90\tconv3x3_backward_input_tf32\t96\t2.5\n\
+             conv.fatbin\tsm_90\tconv3x3_backward_weight_tf32\t96\t3.9\n\
+             conv.fatbin\tsm_80\tconv3x3_forward_tf32\t96\t9.0\n\
+             conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
+             conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n\
+             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_tf32\t150\t5.5\n\
+             conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_bf16\t165\t4.5\n\
+             conv_eval_plane.fatbin\tsm_90\tconv3x3_eval_plane_bf16\t255\t1.9\n",
+        )
+        .unwrap();
+        let l = main_loops_from_report(&p, "tf32").unwrap();
+        // The 3xTF32 row is another mode's loop; the bf16 row fills the bf16 forward.
+        assert_eq!(
+            (
+                l.forward,
+                l.backward_input,
+                l.backward_weight,
+                l.bf16_forward
+            ),
+            (3.5, 2.5, 3.9, 7.0)
+        );
+        // The eval kernels fill their own slots, not the training forward's (whose 3.5 stays).
+        assert_eq!(l.eval, [5.5, 4.5, 1.9]);
+        std::fs::write(
+            &p,
+            "file\tarch\tkernel\tother_per_hmma\nx\tsm_90\tconv_tf32\tlots\n",
+        )
+        .unwrap();
+        let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
+        assert!(e.contains("row 2") && e.contains("lots"), "{e}");
+        std::fs::write(&p, "file\tarch\n").unwrap();
+        let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
+        assert!(e.contains("kernel"), "{e}");
+    }
+
+    #[test]
+    fn calibration_table_shows_the_ratio() {
+        let t = calibration_table(&[("train step S=16".into(), 0.003, 0.002)]);
+        assert!(
+            t.contains("| train step S=16 | 3.00 ms | 2.00 ms | 1.50 |"),
+            "{t}"
+        );
+    }
 }

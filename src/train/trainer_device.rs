@@ -115,6 +115,15 @@ fn too_many(rows: usize) -> Error {
     ))
 }
 
+/// One chunk of the teachers' forwards: (first image, images, (images) their indices into x,
+/// (images, C, H, W) their pixels).
+type TeacherChunk<B> = (
+    usize,
+    usize,
+    <B as Backend>::Buf<u32>,
+    <B as Backend>::Buf<f32>,
+);
+
 /// The buffers of training steps of one batch size b, allocated once per cohort, and the step
 /// recorded over them.
 pub struct StepFeed<B: Backend> {
@@ -134,10 +143,9 @@ pub struct StepFeed<B: Backend> {
     pub soft: Option<B::Buf<f32>>,
     /// (S, b, K) the teachers' mean logits (mode M).
     teacher_mean: Option<B::Buf<f32>>,
-    /// The teachers' forwards in chunks of TEST_BATCH over the S·b images: (first image, images,
-    /// (images) their indices into x, (images, C, H, W) their pixels). Empty when one chunk holds
-    /// all S·b images (the teachers then read x itself).
-    chunks: Vec<(usize, usize, B::Buf<u32>, B::Buf<f32>)>,
+    /// The teachers' forwards in chunks of TEST_BATCH over the S·b images. Empty when one chunk
+    /// holds all S·b images (the teachers then read x itself).
+    chunks: Vec<TeacherChunk<B>>,
     image_len: usize,
 }
 
@@ -229,14 +237,16 @@ impl<B: Backend> StepFeed<B> {
     }
 }
 
+/// One test chunk: (images in the chunk, (b) indices into the set, (S, b) labels).
+type TestChunk<B> = (usize, <B as Backend>::Buf<u32>, <B as Backend>::Buf<u32>);
+
 /// A cohort's test passes over a [`DeviceSet`]: per chunk of TEST_BATCH images, the chunk is
 /// gathered ONCE (not S times) and every student reads that one copy
 /// ([`Cohort::count_correct_shared`]); the (b) indices and (S, b) labels are built once per cohort.
 pub struct TestFeed<'a, B: Backend> {
     set: &'a DeviceSet<B>,
     students: usize,
-    /// (images in the chunk, (b) indices into the set, (S, b) labels)
-    chunks: Vec<(usize, B::Buf<u32>, B::Buf<u32>)>,
+    chunks: Vec<TestChunk<B>>,
     /// (b, C, H, W) per distinct chunk size (full, remainder), reused by every test point
     xs: Vec<(usize, B::Buf<f32>)>,
 }

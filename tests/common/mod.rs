@@ -4,6 +4,9 @@
 //! generate (torch-style zips, pickles), and the CUDA backend the CUDA tests run on.
 #![allow(dead_code)]
 
+/// One ConvNet block's inputs, buffers and forward for the CUDA block tests (cuda_eval, cuda_bf16,
+/// cuda_fused, cuda_block_backward).
+pub mod block;
 /// The golden_models checker, generic over the backend (tests/golden_models.rs, cuda_golden_models.rs).
 pub mod golden_models;
 
@@ -234,22 +237,29 @@ impl Golden {
     }
 }
 
-/// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index.
+/// Pass when |got − want| ≤ atol + rtol·|want| everywhere; on failure name the worst index and
+/// how many elements fail.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst: Option<(usize, f32)> = None;
+    let mut bad = 0;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let excess = (g - w).abs() - (atol + rtol * w.abs());
         // NaN excess (a NaN value) must fail too, hence the explicit is_nan.
         let fails = excess > 0.0 || excess.is_nan();
-        if fails && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
-            worst = Some((i, excess));
+        if fails {
+            bad += 1;
+            if worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+                worst = Some((i, excess));
+            }
         }
     }
     if let Some((i, e)) = worst {
         panic!(
-            "{what}: index {i} got {} want {} (over tolerance by {e})",
-            got[i], want[i]
+            "{what}: {bad} of {} out of tolerance (atol {atol}, rtol {rtol}); worst at index {i}: got {} want {} (over tolerance by {e})",
+            got.len(),
+            got[i],
+            want[i]
         );
     }
 }

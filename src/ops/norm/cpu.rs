@@ -175,10 +175,10 @@ pub fn backward(
             let k = pair_of(g, s, b, c);
             let (mean, rstd) = (stats[2 * k], stats[2 * k + 1]);
             let gamma = params[s * at.row + at.weight + c];
-            for j in c * hw..(c + 1) * hw {
+            for (j, d) in (c * hw..).zip(&mut dxb[c * hw..(c + 1) * hw]) {
                 let e = i * img + j;
                 let xh = (x[e] - mean) * rstd;
-                dxb[j] = rstd * (dy[e] * gamma - coef[2 * k] - xh * coef[2 * k + 1]);
+                *d = rstd * (dy[e] * gamma - coef[2 * k] - xh * coef[2 * k + 1]);
             }
         }
     });

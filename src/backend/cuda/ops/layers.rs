@@ -91,6 +91,7 @@ fn pairs(g: &NormLayerGeom) -> u64 {
 impl CudaBackend {
     /// The params both norm passes share, after the reference's checks of the geometry, γ/β
     /// span and the x, stats (and `bufs`) lengths.
+    #[allow(clippy::too_many_arguments)] // the norm ops' own arguments, as the two callers hold them
     fn norm_layer_params(
         &self,
         op: &str,
