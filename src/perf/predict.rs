@@ -50,8 +50,13 @@ pub struct MainLoops {
     pub forward: f64,
     pub backward_input: f64,
     pub backward_weight: f64,
-    /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work).
+    /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work): the
+    /// main loop that copies weights 16 bytes at a time (conv_gemm_bf16.cuh, `b_k_vec4`: K % 4 = 0
+    /// and 16-byte aligned weight rows; the kernel report's rows with 128-bit LDGSTS).
     pub bf16_forward: f64,
+    /// The same kernels' other main loop, weights by 4-byte copies (layer 1's K = 27, or weight
+    /// rows not 16-byte aligned; the report's rows without 128-bit LDGSTS).
+    pub bf16_forward_4byte: f64,
     /// The eval kernels that keep y on chip (cuda/conv_eval.cu), one per kernel: TF32 direct
     /// and bf16 direct (A fragments read from the image in shared memory), in [`EVAL_KERNELS`]
     /// order.
@@ -70,12 +75,14 @@ impl MainLoops {
             backward_input: r,
             backward_weight: r,
             bf16_forward: r,
+            bf16_forward_4byte: r,
             eval: [r; 2],
             source: "the issue's target of ≤ 4 other instructions per HMMA, not yet reached (measured 4.3–5.3; DDR_KERNEL_REPORT=benches/results/kernel-report.tsv uses the measured ratios)",
         }
     }
 
-    fn for_launch(&self, name: &str, mode: TensorMode) -> f64 {
+    fn for_launch(&self, l: &Launch, mode: TensorMode) -> f64 {
+        let name = &l.name;
         // An eval-kernel launch ends with its kernel's name (kernels.rs push_block).
         if let Some(i) = EVAL_KERNELS
             .iter()
@@ -84,8 +91,9 @@ impl MainLoops {
             return self.eval[i];
         }
         if mode == TensorMode::Bf16 {
-            // Only the forward has bf16 kernels; a bf16 training pass is a what-if at this ratio.
-            self.bf16_forward
+            // Only the forward has bf16 kernels; a bf16 training pass is a what-if at its ratios.
+            // Each grid-z slice runs the loop its weight rows allow (`Launch::b_vec4`).
+            l.b_vec4 * self.bf16_forward + (1.0 - l.b_vec4) * self.bf16_forward_4byte
         } else if name.contains("backward_weight") {
             self.backward_weight
         } else if name.contains("backward_input") {
@@ -118,7 +126,7 @@ pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoop
         let macs = g.padded_macs() * mode.mma_per_mac();
         let tensor = 2.0 * macs / gpu.tensor_flops(mode) / MAINLOOP_EFFICIENCY;
         let hmma = macs / mode.macs_per_hmma();
-        let slots = hmma * (1.0 + loops.for_launch(&l.name, mode));
+        let slots = hmma * (1.0 + loops.for_launch(l, mode));
         let issue =
             slots / (ISSUE_PER_CLK_SM * gpu.sms as f64 * gpu.clock_hz()) / MAINLOOP_EFFICIENCY;
         take(tensor, Bound::Tensor);
@@ -344,6 +352,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            bf16_forward_4byte: 20.0,
             eval: [20.0; 2],
             source: "test",
         };
@@ -377,6 +386,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            bf16_forward_4byte: 20.0,
             eval: [20.0; 2],
             source: "test",
         };
@@ -385,6 +395,7 @@ mod tests {
             gemm: None,
             simt_macs: 0.0,
             bytes: 8.0,
+            b_vec4: 0.0,
         };
         assert_eq!(
             launch_time(&tiny, &H100_SXM, TensorMode::Tf32, &loops).1,
