@@ -378,6 +378,47 @@ mod tests {
         assert!(parts.windows(2).all(|w| w[0].1 >= w[1].1));
     }
 
+    /// A bf16 launch takes the main loops its grid slices run (`Launch::b_vec4`): layer 1's
+    /// K = 27 the 4-byte loop, blocks 2–3 half each (ConvNet-3's odd students' weights are not
+    /// 16-byte aligned); the eval kernel its own slot; a TF32 launch neither.
+    #[test]
+    fn bf16_launches_take_the_loop_their_weights_allow() {
+        let loops = MainLoops {
+            bf16_forward: 4.0,
+            bf16_forward_4byte: 5.0,
+            forward: 3.0,
+            ..MainLoops::target()
+        };
+        let ratio = |plan: &[Launch], prefix: &str, mode: TensorMode| {
+            let l = plan
+                .iter()
+                .find(|l| l.name.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} launch"));
+            loops.for_launch(l, mode)
+        };
+        let train = train_step(&convnet3(), 16, 256);
+        assert_eq!(ratio(&train, "conv1 forward", TensorMode::Bf16), 5.0);
+        assert_eq!(ratio(&train, "conv2 forward", TensorMode::Bf16), 4.5);
+        assert_eq!(ratio(&train, "conv2 forward", TensorMode::Tf32), 3.0);
+        // A test pass: blocks run by an eval kernel take its slot, the others the mix.
+        let test = test_chunk_in(&convnet3(), 16, 500, TensorMode::Bf16);
+        for (d, mix) in [(1, 5.0), (2, 4.5), (3, 4.5)] {
+            let prefix = format!("conv{d} forward");
+            let l = test.iter().find(|l| l.name.starts_with(&prefix)).unwrap();
+            let want = match EVAL_KERNELS
+                .iter()
+                .position(|k| l.name.ends_with(&format!("{k})")))
+            {
+                Some(i) => loops.eval[i],
+                None => mix,
+            };
+            assert_eq!(ratio(&test, &prefix, TensorMode::Bf16), want, "{}", l.name);
+        }
+        // One student: its weights start aligned, all 16-byte.
+        let one = train_step(&convnet3(), 1, 256);
+        assert_eq!(ratio(&one, "conv2 forward", TensorMode::Bf16), 4.0);
+    }
+
     /// A tiny launch costs the launch overhead; a big GEMM at ratio 20 is issue-bound.
     #[test]
     fn bounds_are_named_right() {
