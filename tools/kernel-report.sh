@@ -2,7 +2,8 @@
 # Static kernel report without a GPU: installs cuobjdump and nvdisasm from NVIDIA's PyPI wheels
 # (as tools/install-cuda-toolchain.sh does nvcc), then reads the SASS of the fatbins build.rs wrote
 # and prints, per kernel and architecture, registers, spills, shared memory and each main loop's
-# other instructions per tensor-core instruction (tools/kernel_report.py says how loops are found).
+# other instructions per tensor-core instruction and its 128-bit LDGSTS count (which tells a
+# kernel's 16-byte and 4-byte load loops apart; tools/kernel_report.py says how loops are found).
 # Exit status 1 on a spill, a loop hiding inside a main loop, or a ratio above
 # tools/kernel-report-thresholds.txt.
 #

@@ -17,6 +17,9 @@ except a `CALL.REL.NOINC` to a label of the same function, an sm_8x loop-exit id
 smaller HMMA-holding range; any other backward branch or CALL inside it is a hidden inner loop
 (its body would run many times per pass, so a static count would understate the cost).
 Counts are static: each instruction in the range once. NOPs (alignment padding) are not counted.
+Each main loop also counts its 128-bit LDGSTS (16-byte cp.async; TSV column `ldgsts128`): a kernel
+with one main loop per load width (conv_gemm_bf16.cuh: 16-byte or 4-byte weight copies) is told
+apart by it, not by its offset.
 """
 
 import fnmatch
@@ -113,6 +116,10 @@ def main_loops(instrs, labels):
             continue
         body = [(off, op) for off, op, _ in instrs if lp[0] <= off <= lp[1] and op != "NOP"]
         hmma = [op for _, op in body if op.startswith("HMMA")]
+        # 128-bit asynchronous copies (LDGSTS.E.BYPASS.128: cp.async 16 bytes): what tells a
+        # kernel's main loops apart when it has one per load path (conv_gemm_bf16.cuh's 16-byte
+        # weight loads vs its 4-byte ones, src/perf/mod.rs `main_loops_from_report`).
+        ldgsts128 = len([op for _, op in body if op.startswith("LDGSTS") and op.split(".")[-1] == "128"])
         shapes = sorted({op.split(".")[1] for op in hmma})
         hidden = [o for o in loops if o != lp and lp[0] <= o[0] and o[1] <= lp[1]]
         hidden += [(c, c) for c in calls if lp[0] <= c <= lp[1]]
@@ -129,7 +136,7 @@ def main_loops(instrs, labels):
         result.append({
             "parent": parent, "parent_loops": parent_loops,
             "start": lp[0], "end": lp[1], "hmma": len(hmma), "other": len(body) - len(hmma),
-            "shapes": shapes, "hidden": len(hidden),
+            "shapes": shapes, "hidden": len(hidden), "ldgsts128": ldgsts128,
             "macs": sum(MMA_MACS.get(op.split(".")[1], 0) for op in hmma),
         })
     return result
@@ -203,22 +210,28 @@ def main(argv):
                             failures.append(f"{kernel} ({arch}): {ratio:.2f} other instructions per HMMA in the "
                                             f"main loop at {lp['start']:#06x}, threshold {limit}")
     print(f"{'kernel':<36} {'arch':<6} {'regs':>4} {'local':>5} {'shared':>6}  main loops: "
-          "[offset] HMMA(shape) other ratio hidden (+loops beside it in the enclosing loop)")
+          "[offset] HMMA(shape) other ratio hidden (+loops beside it in the enclosing loop) "
+          "{128-bit LDGSTS}")
     for fb, arch, kernel, reg, local, shared, loops in rows:
         desc = "; ".join(f"[{lp['start']:#06x}] {lp['hmma']}({'/'.join(lp['shapes'])}) {lp['other']} "
                          f"{lp['ratio']:.2f} {lp['hidden']}"
-                         + (f" (+{lp['parent_loops']} around)" if lp["parent_loops"] else "") for lp in loops) or "-"
+                         + (f" (+{lp['parent_loops']} around)" if lp["parent_loops"] else "")
+                         + (f" {{{lp['ldgsts128']} LDGSTS.128}}" if lp["ldgsts128"] else "") for lp in loops) or "-"
         print(f"{kernel:<36} {arch:<6} {reg:>4} {local:>5} {shared:>6}  {desc}")
     if tsv:
         with open(tsv, "w") as f:
+            # Columns are only ever appended (readers find them by name; older reports lack the
+            # later ones). ldgsts128: the main loop's 128-bit LDGSTS (16-byte cp.async) count.
             f.write("# kernel-report: one row per main loop (or per kernel without one)\n")
             f.write("file\tarch\tkernel\tregs\tlocal_bytes\tshared_bytes\tloop_offset\thmma\t"
-                    "hmma_shapes\tmacs_per_iteration\tother\tother_per_hmma\thidden_loops\tloops_beside\n")
+                    "hmma_shapes\tmacs_per_iteration\tother\tother_per_hmma\thidden_loops\tloops_beside\t"
+                    "ldgsts128\n")
             for fb, arch, kernel, reg, local, shared, loops in rows:
                 for lp in loops or [None]:
-                    tail = ("-\t0\t-\t0\t0\t0\t0\t0" if lp is None else
+                    tail = ("-\t0\t-\t0\t0\t0\t0\t0\t0" if lp is None else
                             f"{lp['start']:#06x}\t{lp['hmma']}\t{'/'.join(lp['shapes'])}\t{lp['macs']}\t"
-                            f"{lp['other']}\t{lp['ratio']:.3f}\t{lp['hidden']}\t{lp['parent_loops']}")
+                            f"{lp['other']}\t{lp['ratio']:.3f}\t{lp['hidden']}\t{lp['parent_loops']}\t"
+                            f"{lp['ldgsts128']}")
                     f.write(f"{fb}\t{arch}\t{kernel}\t{reg}\t{local}\t{shared}\t{tail}\n")
     if failures:
         print("\nFAIL:\n  " + "\n  ".join(failures))

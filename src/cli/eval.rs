@@ -173,9 +173,10 @@ pub struct EvalArgs {
     /// runs one shard process per GPU, then collects (README "Scaling out").
     #[arg(long)]
     pub device: Option<String>,
-    /// Tensor-core precision of the test passes on a CUDA device: tf32 (default), bf16 or 3xtf32.
-    /// The precision study (benches/README.md) finds tf32 and bf16 accuracies indistinguishable
-    /// from fp32's; tf32 is the faster with today's kernels. Training keeps TF32. The CPU ignores it.
+    /// Tensor-core precision of the test passes (and teacher labels) on a CUDA device: bf16
+    /// (default), tf32 or 3xtf32. The precision study (benches/README.md) finds bf16 and tf32
+    /// accuracies indistinguishable from fp32's; bf16 is the faster with today's kernels. Training
+    /// keeps TF32. Each precision has its own cache entries. The CPU ignores it.
     #[arg(long)]
     pub test_precision: Option<String>,
     /// Device memory in GB that --dry-run plans cohorts for when the GPU asked for is not on this
@@ -609,7 +610,7 @@ pub(super) fn human_time(s: f64) -> String {
     }
 }
 
-/// `--test-precision`, or the CUDA backend's default (TF32).
+/// `--test-precision`, or the CUDA backend's default (`TestPrecision`'s `#[default]`, bf16).
 pub fn test_precision(args: &EvalArgs) -> Result<crate::backend::cuda::TestPrecision> {
     match &args.test_precision {
         Some(t) => crate::backend::cuda::TestPrecision::parse(t)
@@ -633,12 +634,89 @@ mod tests {
         let key = |kind: &str, p: Option<&str>| key_test_precision(kind, &args(p)).unwrap();
         assert_eq!(key("cpu", Some("bf16")), None);
         assert_eq!(key("cpu", None), None);
-        assert_eq!(key("cuda", None).as_deref(), Some("tf32"));
         assert_eq!(key("cuda", Some("BF16")).as_deref(), Some("bf16"));
         assert_eq!(
             key("cuda-emulated", Some("3xtf32")).as_deref(),
             Some("3xtf32")
         );
         assert!(key_test_precision("cuda", &args(Some("fp16"))).is_err());
+    }
+
+    /// No flag means the backend's default test precision, and the key says so: a run without
+    /// the flag shares its cache entries with `--test-precision <default>` and with no other.
+    #[test]
+    fn the_default_test_precision_keys_as_itself() {
+        use crate::backend::cuda::TestPrecision;
+        let args = |p: Option<&str>| EvalArgs {
+            test_precision: p.map(Into::into),
+            ..EvalArgs::default()
+        };
+        assert_eq!(test_precision(&args(None)).unwrap(), TestPrecision::Bf16);
+        for kind in ["cuda", "cuda-emulated"] {
+            let default = key_test_precision(kind, &args(None)).unwrap();
+            assert_eq!(default.as_deref(), Some(TestPrecision::default().name()));
+            for p in TestPrecision::ALL {
+                let explicit = key_test_precision(kind, &args(Some(p.name()))).unwrap();
+                assert_eq!(
+                    explicit == default,
+                    p == TestPrecision::default(),
+                    "{kind}: --test-precision {} against no flag",
+                    p.name()
+                );
+            }
+        }
+    }
+
+    /// Whole cache keys, as the evaluation builds them from `--test-precision`: every CUDA test
+    /// precision gets keys of its own (a bf16-test accuracy is never served to a TF32-test run,
+    /// nor the reverse), and the CPU's keys ignore the flag.
+    #[test]
+    fn two_test_precisions_never_share_a_cache_key() {
+        use crate::backend::cuda::TestPrecision;
+        use crate::metrics::cache::training_key;
+        use crate::metrics::config::{EvalConfig, Metric};
+        use crate::metrics::plan::{plan, Identities};
+        let cfg = EvalConfig {
+            metric: Metric::LrsHard,
+            eval_full_data: true,
+            ..EvalConfig::default()
+        };
+        let ids = |kind: &str, p: Option<&str>| Identities {
+            dataset: "d".into(),
+            syn: "s".into(),
+            teachers: "t".into(),
+            device: kind.into(),
+            test_precision: key_test_precision(
+                kind,
+                &EvalArgs {
+                    test_precision: p.map(Into::into),
+                    ..EvalArgs::default()
+                },
+            )
+            .unwrap(),
+        };
+        let trainings = plan(&cfg, &ids("cpu", None)).unwrap().trainings;
+        assert!(!trainings.is_empty());
+        for t in trainings.iter().map(|t| &t.training) {
+            for kind in ["cuda", "cuda-emulated"] {
+                let keys: Vec<String> = TestPrecision::ALL
+                    .iter()
+                    .map(|p| training_key(t, &ids(kind, Some(p.name()))).unwrap())
+                    .collect();
+                let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+                assert_eq!(distinct.len(), keys.len(), "{kind}: {}", t.describe());
+                let default = training_key(t, &ids(kind, None)).unwrap();
+                assert_eq!(
+                    Some(&default),
+                    TestPrecision::ALL
+                        .iter()
+                        .position(|&p| p == TestPrecision::default())
+                        .map(|i| &keys[i])
+                );
+            }
+            let cpu = |p| training_key(t, &ids("cpu", p)).unwrap();
+            assert_eq!(cpu(None), cpu(Some("tf32")));
+            assert_eq!(cpu(None), cpu(Some("bf16")));
+        }
     }
 }

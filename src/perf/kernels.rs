@@ -7,8 +7,8 @@
 //! (up to 16 register tiles) holds whole planes, the same kernel normalises, ReLUs and pools
 //! ([`tail_fused`]), otherwise one norm pass reads y once (no statistics pass). Test passes (item
 //! 3, built): the test chunk is gathered once for all S students and layer 1 runs as ONE GEMM
-//! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (TF32 by default;
-//! bf16: 128 × 128 tiles).
+//! with N = S·width (cuda/conv_bf16.cu, "wide"), in the test precision's kernels (bf16 by default:
+//! 128 × 128 tiles; TF32).
 //! Test passes in TF32 and bf16 run the eval kernel that never stores y (cuda/conv_eval.cu,
 //! and in bf16 cuda/conv_eval_plane.cu for 16×16 and 8×8 planes; [`eval_kernel`]) wherever the
 //! CUDA backend does: a block holds whole planes on chip and writes only the pooled output, so
@@ -142,6 +142,37 @@ pub struct Launch {
     pub simt_macs: f64,
     /// Compulsory HBM traffic.
     pub bytes: f64,
+    /// A conv forward GEMM: the share of its grid-z slices whose weight rows the bf16 kernels copy
+    /// 16 bytes at a time (their faster main loop, [`b_vec4_share`]); the rest take the 4-byte
+    /// loop. 0 for launches without weights in B.
+    pub b_vec4: f64,
+}
+
+/// The share of a conv forward's grid-z slices (students, or the one wide slice) that run
+/// conv_gemm_bf16.cuh's 16-byte weight loop, by cuda/conv_bf16.cu `FwdPass::b_k_vec4`: K % 4 = 0,
+/// a wide GEMM's student stride (the parameter row) a multiple of 4, and the slice's first weight
+/// (params + s · row + w_off, params from cudaMalloc: 256-byte aligned) 16-byte aligned. The
+/// row and offset are `ParamLayout`'s, which packs tensors without padding: the LRS CIFAR-10
+/// ConvNet-3's row of 320,010 floats puts every odd student's weights 8 bytes off, so half the
+/// students of blocks 2–3 run the 4-byte loop.
+pub fn b_vec4_share(spec: &ConvNetSpec, d: usize, g: &Gemm) -> f64 {
+    let layout = crate::model::ParamLayout::new(spec);
+    let (row, w_off) = (layout.len, layout.blocks[d].conv.weight);
+    if g.k % 4 != 0 {
+        return 0.0;
+    }
+    if g.n > spec.width {
+        // Wide (N = S · width, one slice at s = 0): every column's row must be aligned.
+        return if row % 4 == 0 && w_off % 4 == 0 {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let aligned = (0..g.students)
+        .filter(|s| (s * row + w_off) % 4 == 0)
+        .count();
+    aligned as f64 / g.students.max(1) as f64
 }
 
 /// One batched GEMM C (M, N) = A (M, K) · B (K, N) per student.
@@ -343,18 +374,22 @@ fn push_block(
     bytes_in: f64,
     y_bytes: f64,
 ) {
+    let b_vec4 = b_vec4_share(spec, d, &g);
     if let Some(k) = eval.then(|| eval_kernel(spec, d, mode)).flatten() {
         // y stays in shared memory: read the input, write the pooled quarter of y. The name
         // carries the kernel's, whose main loop the kernel report measures (predict.rs).
-        out.push(gemm(
-            &format!(
-                "conv{} forward + norm + ReLU + pool (eval, y on chip: {})",
-                d + 1,
-                k.name
-            ),
-            g,
-            bytes_in + y_bytes * 0.25,
-        ));
+        out.push(Launch {
+            b_vec4,
+            ..gemm(
+                &format!(
+                    "conv{} forward + norm + ReLU + pool (eval, y on chip: {})",
+                    d + 1,
+                    k.name
+                ),
+                g,
+                bytes_in + y_bytes * 0.25,
+            )
+        });
         return;
     }
     let t = fwd_tile(mode);
@@ -364,17 +399,23 @@ fn push_block(
     let reread = y_bytes * epilogue_reread(rows, t.bn.min(g.n), t.per_sm, blocks);
     let tag = if eval { " (eval)" } else { "" };
     if fused {
-        out.push(gemm(
-            &format!("conv{} forward + norm + ReLU + pool{tag}", d + 1),
-            g,
-            bytes_in + y_bytes * 1.25 + reread,
-        ));
+        out.push(Launch {
+            b_vec4,
+            ..gemm(
+                &format!("conv{} forward + norm + ReLU + pool{tag}", d + 1),
+                g,
+                bytes_in + y_bytes * 1.25 + reread,
+            )
+        });
     } else {
-        out.push(gemm(
-            &format!("conv{} forward + norm statistics{tag}", d + 1),
-            g,
-            bytes_in + y_bytes + reread,
-        ));
+        out.push(Launch {
+            b_vec4,
+            ..gemm(
+                &format!("conv{} forward + norm statistics{tag}", d + 1),
+                g,
+                bytes_in + y_bytes + reread,
+            )
+        });
         out.push(stream(
             &format!("norm_relu_pool{} forward from partials{tag}", d + 1),
             y_bytes * 1.25,
@@ -398,6 +439,9 @@ fn gemm(name: &str, g: Gemm, bytes: f64) -> Launch {
         gemm: Some(g),
         simt_macs: 0.0,
         bytes,
+        // By K alone (a training backward in bf16 is a what-if: no kernel says how it loads);
+        // conv forwards set the share their weight rows allow (push_block).
+        b_vec4: if g.k % 4 == 0 { 1.0 } else { 0.0 },
     }
 }
 
@@ -407,6 +451,7 @@ fn stream(name: &str, bytes: f64) -> Launch {
         gemm: None,
         simt_macs: 0.0,
         bytes,
+        b_vec4: 0.0,
     }
 }
 
@@ -416,6 +461,7 @@ fn simt(name: &str, macs: f64, bytes: f64) -> Launch {
         gemm: None,
         simt_macs: macs,
         bytes,
+        b_vec4: 0.0,
     }
 }
 
@@ -425,6 +471,51 @@ mod tests {
 
     fn convnet3() -> ConvNetSpec {
         ConvNetSpec::from_name("ConvNet-3", 3, 32, 10).unwrap()
+    }
+
+    /// Which bf16 main loop each conv forward runs mirrors `FwdPass::b_k_vec4`: layer 1 (K = 27)
+    /// the 4-byte one always; blocks 2–3 (K = 1,152) the 16-byte one for the students whose
+    /// weights start 16-byte aligned, which with ConvNet-3's unpadded 320,010-float row is every
+    /// even student; a row that is a multiple of 4 (CIFAR-100's) aligns them all.
+    #[test]
+    fn bf16_weight_loop_follows_k_and_the_row_alignment() {
+        let spec = convnet3();
+        let layout = crate::model::ParamLayout::new(&spec);
+        assert_eq!(layout.len, 320_010, "ConvNet-3, width 128, 10 classes");
+        let g = |d: usize, n: usize, students: usize| Gemm {
+            m: 500 * spec.block_conv_hw(d).pow(2),
+            n,
+            k: 9 * spec.block_cin(d),
+            students,
+        };
+        // Layer 1: K = 27 is never a multiple of 4, wide or per student.
+        assert_eq!(b_vec4_share(&spec, 0, &g(0, 16 * 128, 1)), 0.0);
+        assert_eq!(b_vec4_share(&spec, 0, &g(0, 128, 4)), 0.0);
+        // Blocks 2 and 3: even students aligned, odd ones 8 bytes off.
+        for d in [1, 2] {
+            assert_eq!(layout.blocks[d].conv.weight % 4, 0);
+            assert_eq!(b_vec4_share(&spec, d, &g(d, 128, 16)), 0.5);
+            assert_eq!(b_vec4_share(&spec, d, &g(d, 128, 3)), 2.0 / 3.0);
+            assert_eq!(b_vec4_share(&spec, d, &g(d, 128, 1)), 1.0);
+            // Wide over students: the row itself must be a multiple of 4.
+            assert_eq!(b_vec4_share(&spec, d, &g(d, 16 * 128, 1)), 0.0);
+        }
+        // A row that is a multiple of 4 aligns every student: 100 classes, 320,010 − 20,490 +
+        // 204,900 = 504,420 floats.
+        let c100 = ConvNetSpec::from_name("ConvNet-3", 3, 32, 100).unwrap();
+        assert_eq!(crate::model::ParamLayout::new(&c100).len % 4, 0);
+        assert_eq!(b_vec4_share(&c100, 1, &g(1, 128, 16)), 1.0);
+        assert_eq!(b_vec4_share(&c100, 1, &g(1, 16 * 128, 1)), 1.0);
+        // The plan's launches carry it: a bf16 test pass's conv2 launch half, conv1's none.
+        let plan = test_chunk_in(&spec, 16, 500, TensorMode::Bf16);
+        let share = |prefix: &str| {
+            plan.iter()
+                .find(|l| l.name.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} launch in {plan:?}"))
+                .b_vec4
+        };
+        assert_eq!(share("conv1 forward"), 0.0);
+        assert_eq!(share("conv2 forward"), 0.5);
     }
 
     /// The plan's multiply-adds are the cost model's FLOPs (DESIGN.md §7: 297 MFLOP per training

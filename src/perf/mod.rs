@@ -133,20 +133,20 @@ pub fn predict_cuda(
 }
 
 /// The lines `eval --dry-run --device cuda` prints: per GPU and mode, the plan's time and students
-/// per hour, then the assumptions. `default_mode`: the backend's default precision.
-pub fn describe_predictions(
-    ps: &[PlanPrediction],
-    loops: &MainLoops,
-    default_mode: Modes,
-) -> String {
+/// per hour, then the assumptions. `selected`: the modes the run would use (`--test-precision`);
+/// the "(default)" mark is always the backend's own default ([`default_mode`]).
+pub fn describe_predictions(ps: &[PlanPrediction], loops: &MainLoops, selected: Modes) -> String {
+    let default = default_mode();
     let mut s = String::new();
     let _ = writeln!(
         s,
         "  predicted on a GPU (performance model, src/perf; not measured):"
     );
     for p in ps {
-        let mark = if p.modes == default_mode {
+        let mark = if p.modes == default {
             " (default)"
+        } else if p.modes == selected {
+            " (selected: --test-precision)"
         } else if p.modes.train == TensorMode::Bf16 {
             " (what-if: no bf16 training kernels)"
         } else {
@@ -162,10 +162,12 @@ pub fn describe_predictions(
             p.students_per_hour()
         );
     }
-    if let Some(h) = ps
-        .iter()
-        .find(|p| p.gpu == H100_SXM && p.modes == default_mode)
-    {
+    let which = if selected == default {
+        "the default mode"
+    } else {
+        "the selected mode"
+    };
+    if let Some(h) = ps.iter().find(|p| p.gpu == H100_SXM && p.modes == selected) {
         let verdict = if h.students_per_hour() >= TARGET_STUDENTS_PER_HOUR {
             "meets"
         } else {
@@ -173,10 +175,10 @@ pub fn describe_predictions(
         };
         let _ = writeln!(
             s,
-            "    {} the issue's {:.0} students/hour on an H100 in the default mode ({}): {:.0} per hour",
+            "    {} the issue's {:.0} students/hour on an H100 in {which} ({}): {:.0} per hour",
             verdict,
             TARGET_STUDENTS_PER_HOUR,
-            default_mode.name(),
+            selected.name(),
             h.students_per_hour()
         );
         if verdict == "misses" {
@@ -194,7 +196,7 @@ pub fn describe_predictions(
     }
     let _ = writeln!(
         s,
-        "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} per HMMA.16816, \
+        "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} / {:.1} per HMMA.16816 (16- / 4-byte weight loads), \
          eval kernels TF32 {:.1}, bf16 {:.1}, bf16 small planes {:.1}; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
          fp32 activations, norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
@@ -207,6 +209,7 @@ pub fn describe_predictions(
         loops.backward_input,
         loops.backward_weight,
         loops.bf16_forward,
+        loops.bf16_forward_4byte,
         loops.eval[0],
         loops.eval[1],
         loops.eval[2],
@@ -222,7 +225,10 @@ pub fn describe_predictions(
 
 /// Main-loop ratios from a kernel report TSV (`tools/kernel-report.sh --tsv FILE`, columns as
 /// tools/kernel_report.py writes them): for sm_90, the largest ratio among the conv kernels of
-/// each pass whose name has `tag` (e.g. "tf32"). Missing passes keep the target.
+/// each pass whose name has `tag` (e.g. "tf32"). Missing passes keep the target. The bf16
+/// forwards' two main loops go to `bf16_forward` (rows with 128-bit LDGSTS: 16-byte weight
+/// copies) and `bf16_forward_4byte` (rows without); a report without the `ldgsts128` column sets
+/// both from every bf16 row.
 pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::config(format!(
@@ -245,11 +251,15 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
         })
     };
     let (ck, ca, cr) = (col("kernel")?, col("arch")?, col("other_per_hmma")?);
+    // Which load path a main loop is (appended by tools/kernel_report.py; older reports lack it):
+    // its count of 128-bit LDGSTS, the 16-byte weight copies of conv_gemm_bf16.cuh.
+    let c128 = col("ldgsts128").ok();
     let mut loops = MainLoops {
         source: "kernel report (sm_90)",
         ..MainLoops::target()
     };
     let mut seen = [false; 8];
+    let mut seen_4byte = false;
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split('\t').collect();
         let (Some(k), Some(a), Some(r)) = (f.get(ck), f.get(ca), f.get(cr)) else {
@@ -280,6 +290,23 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
             // The eval kernels (cuda/conv_eval.cu) have a slot each: their tiles differ.
             (&mut loops.eval[i], 4 + i)
         } else if k.contains("bf16") {
+            // Each bf16 forward kernel has a main loop per weight load path, told apart by its
+            // 128-bit LDGSTS; without that column every row sets both (the slower counts).
+            let wide_loads = match c128 {
+                Some(c) => Some(bf16_loop_is_16byte(path, i, f.get(c))?),
+                None => None,
+            };
+            if wide_loads != Some(true) {
+                loops.bf16_forward_4byte = if seen_4byte {
+                    loops.bf16_forward_4byte.max(r)
+                } else {
+                    r
+                };
+                seen_4byte = true;
+            }
+            if wide_loads == Some(false) {
+                continue;
+            }
             (&mut loops.bf16_forward, 3)
         } else if k.contains("weight") {
             (&mut loops.backward_weight, 2)
@@ -292,6 +319,23 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
         seen[slot.1] = true;
     }
     Ok(loops)
+}
+
+/// Whether a bf16 forward main loop (report row `i`, 0-based after the header) copies its weights
+/// 16 bytes at a time: it holds 128-bit LDGSTS (`ldgsts128` > 0).
+fn bf16_loop_is_16byte(path: &Path, i: usize, cell: Option<&&str>) -> Result<bool> {
+    let bad = |what: String| {
+        Error::config(format!(
+            "{}: row {}: ldgsts128 {what}",
+            path.display(),
+            i + 2
+        ))
+    };
+    let cell = cell.ok_or_else(|| bad("is missing".into()))?;
+    let n: u32 = cell
+        .parse()
+        .map_err(|_| bad(format!("'{cell}' is not a count")))?;
+    Ok(n > 0)
 }
 
 /// `bench --predict`: the model's step and test-pass times for the bench workload.
@@ -576,6 +620,91 @@ mod tests {
         std::fs::write(&p, "file\tarch\n").unwrap();
         let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
         assert!(e.contains("kernel"), "{e}");
+    }
+
+    /// A report with the `ldgsts128` column sets each bf16 loop from its own rows (the kernel's
+    /// 16-byte weight loop from rows with 128-bit LDGSTS, the 4-byte one from rows without); an
+    /// older report without it sets both from all bf16 rows; a bad count is named.
+    #[test]
+    fn kernel_report_tells_the_bf16_weight_loops_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.tsv");
+        let head = "file\tarch\tkernel\tloop_offset\tother_per_hmma";
+        let rows = "conv_bf16.fatbin\tsm_90\tconv3x3_forward_bf16\t0x4af0\t3.891\t8\n\
+                    conv_bf16.fatbin\tsm_90\tconv3x3_forward_bf16\t0xa2e0\t4.453\t0\n\
+                    conv_bf16.fatbin\tsm_90\tconv3x3_forward_norm_bf16\t0x3a00\t4.516\t0\n\
+                    conv_bf16.fatbin\tsm_90\tconv3x3_forward_norm_bf16\t0x7f80\t3.953\t8\n\
+                    conv_bf16.fatbin\tsm_80\tconv3x3_forward_norm_bf16\t0x7f80\t9.0\t0\n";
+        std::fs::write(&p, format!("{head}\tldgsts128\n{rows}")).unwrap();
+        let l = main_loops_from_report(&p, "tf32").unwrap();
+        assert_eq!((l.bf16_forward, l.bf16_forward_4byte), (3.953, 4.516));
+        // The same rows without the column (a report of before it): both from every row.
+        let old: String = rows
+            .lines()
+            .map(|r| r.rsplit_once('\t').unwrap().0.to_string() + "\n")
+            .collect();
+        std::fs::write(&p, format!("{head}\n{old}")).unwrap();
+        let l = main_loops_from_report(&p, "tf32").unwrap();
+        assert_eq!((l.bf16_forward, l.bf16_forward_4byte), (4.516, 4.516));
+        std::fs::write(
+            &p,
+            format!("{head}\tldgsts128\nx\tsm_90\tconv3x3_forward_bf16\t0x10\t4.0\tmany\n"),
+        )
+        .unwrap();
+        let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();
+        assert!(
+            e.contains("row 2") && e.contains("ldgsts128") && e.contains("many"),
+            "{e}"
+        );
+    }
+
+    /// "(default)" marks the backend's default modes (TF32 training, bf16 tests: `ConvPrecision`
+    /// and `TestPrecision`'s `#[default]`), whatever `--test-precision` selected; a selected mode
+    /// other than the default gets its own mark and the verdict line.
+    #[test]
+    fn the_default_mark_follows_the_backend_default() {
+        use crate::backend::cuda::TestPrecision;
+        assert_eq!(
+            default_mode(),
+            Modes {
+                train: TensorMode::Tf32,
+                test: TensorMode::Bf16
+            }
+        );
+        let ps: Vec<PlanPrediction> = PREDICTED_MODES
+            .iter()
+            .enumerate()
+            .map(|(i, &modes)| PlanPrediction {
+                gpu: H100_SXM,
+                modes,
+                seconds: 1.0,
+                trainings: 10,
+                small_trainings: 10,
+                small_seconds: 1.0 + i as f64,
+            })
+            .collect();
+        let line = |text: &str, modes: Modes| {
+            // The row's start exactly as describe_predictions pads it ("TF32" alone is also the
+            // start of "TF32 + bf16 test").
+            let start = format!("    {:<15} {:<18}", H100_SXM.name, modes.name());
+            text.lines()
+                .find(|l| l.starts_with(&start))
+                .unwrap_or_else(|| panic!("no line for {}: {text}", modes.name()))
+                .to_string()
+        };
+        let tf32 = test_modes(TestPrecision::Tf32);
+        for selected in [default_mode(), tf32] {
+            let text = describe_predictions(&ps, &MainLoops::target(), selected);
+            assert!(line(&text, default_mode()).contains("(default)"), "{text}");
+            assert_eq!(text.matches("(default)").count(), 1, "{text}");
+            let verdict = text
+                .lines()
+                .find(|l| l.contains("students/hour on an H100"));
+            assert!(verdict.unwrap().contains(&selected.name()), "{text}");
+        }
+        let text = describe_predictions(&ps, &MainLoops::target(), tf32);
+        assert!(line(&text, tf32).contains("(selected"), "{text}");
+        assert!(text.contains("in the selected mode"), "{text}");
     }
 
     #[test]

@@ -55,8 +55,14 @@ pub struct MainLoops {
     pub forward: f64,
     pub backward_input: f64,
     pub backward_weight: f64,
-    /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work).
+    /// The bf16 forward (cuda/conv_bf16.cu), per HMMA.16816 (twice an HMMA.1688's work): the
+    /// main loop that copies weights 16 bytes at a time (conv_gemm_bf16.cuh, `b_k_vec4`: K % 4 = 0
+    /// and 16-byte aligned weight rows; the kernel report's rows with 128-bit LDGSTS).
     pub bf16_forward: f64,
+    /// The same kernels' other main loop, weights by 4-byte copies (layer 1's K = 27, or weight
+    /// rows not 16-byte aligned; the report's rows without 128-bit LDGSTS).
+    pub bf16_forward_4byte: f64,
+
     /// The eval kernels that keep y on chip, one per kernel: TF32 direct and bf16 direct
     /// (cuda/conv_eval.cu: A fragments read from the image in shared memory, y in shared memory)
     /// and the bf16 small-plane kernel (cuda/conv_eval_plane.cu: ldmatrix fragments, y in
@@ -76,12 +82,14 @@ impl MainLoops {
             backward_input: r,
             backward_weight: r,
             bf16_forward: r,
+            bf16_forward_4byte: r,
             eval: [r; 3],
             source: "the issue's target of ≤ 4 other instructions per HMMA, not yet reached (measured 4.3–5.3; DDR_KERNEL_REPORT=benches/results/kernel-report.tsv uses the measured ratios)",
         }
     }
 
-    fn for_launch(&self, name: &str, mode: TensorMode) -> f64 {
+    fn for_launch(&self, l: &Launch, mode: TensorMode) -> f64 {
+        let name = &l.name;
         // An eval-kernel launch ends with its kernel's name (kernels.rs push_block).
         if let Some(i) = EVAL_KERNELS
             .iter()
@@ -90,8 +98,9 @@ impl MainLoops {
             return self.eval[i];
         }
         if mode == TensorMode::Bf16 {
-            // Only the forward has bf16 kernels; a bf16 training pass is a what-if at this ratio.
-            self.bf16_forward
+            // Only the forward has bf16 kernels; a bf16 training pass is a what-if at its ratios.
+            // Each grid-z slice runs the loop its weight rows allow (`Launch::b_vec4`).
+            l.b_vec4 * self.bf16_forward + (1.0 - l.b_vec4) * self.bf16_forward_4byte
         } else if name.contains("backward_weight") {
             self.backward_weight
         } else if name.contains("backward_input") {
@@ -124,7 +133,7 @@ pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoop
         let macs = g.padded_macs() * mode.mma_per_mac();
         let tensor = 2.0 * macs / gpu.tensor_flops(mode) / MAINLOOP_EFFICIENCY;
         let hmma = macs / mode.macs_per_hmma();
-        let slots = hmma * (1.0 + loops.for_launch(&l.name, mode));
+        let slots = hmma * (1.0 + loops.for_launch(l, mode));
         let issue =
             slots / (ISSUE_PER_CLK_SM * gpu.sms as f64 * gpu.clock_hz()) / MAINLOOP_EFFICIENCY;
         take(tensor, Bound::Tensor);
@@ -350,6 +359,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            bf16_forward_4byte: 20.0,
             eval: [20.0; 3],
             source: "test",
         };
@@ -375,6 +385,47 @@ mod tests {
         assert!(parts.windows(2).all(|w| w[0].1 >= w[1].1));
     }
 
+    /// A bf16 launch takes the main loops its grid slices run (`Launch::b_vec4`): layer 1's
+    /// K = 27 the 4-byte loop, blocks 2–3 half each (ConvNet-3's odd students' weights are not
+    /// 16-byte aligned); the eval kernel its own slot; a TF32 launch neither.
+    #[test]
+    fn bf16_launches_take_the_loop_their_weights_allow() {
+        let loops = MainLoops {
+            bf16_forward: 4.0,
+            bf16_forward_4byte: 5.0,
+            forward: 3.0,
+            ..MainLoops::target()
+        };
+        let ratio = |plan: &[Launch], prefix: &str, mode: TensorMode| {
+            let l = plan
+                .iter()
+                .find(|l| l.name.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} launch"));
+            loops.for_launch(l, mode)
+        };
+        let train = train_step(&convnet3(), 16, 256);
+        assert_eq!(ratio(&train, "conv1 forward", TensorMode::Bf16), 5.0);
+        assert_eq!(ratio(&train, "conv2 forward", TensorMode::Bf16), 4.5);
+        assert_eq!(ratio(&train, "conv2 forward", TensorMode::Tf32), 3.0);
+        // A test pass: blocks run by an eval kernel take its slot, the others the mix.
+        let test = test_chunk_in(&convnet3(), 16, 500, TensorMode::Bf16);
+        for (d, mix) in [(1, 5.0), (2, 4.5), (3, 4.5)] {
+            let prefix = format!("conv{d} forward");
+            let l = test.iter().find(|l| l.name.starts_with(&prefix)).unwrap();
+            let want = match EVAL_KERNELS
+                .iter()
+                .position(|k| l.name.ends_with(&format!("{k})")))
+            {
+                Some(i) => loops.eval[i],
+                None => mix,
+            };
+            assert_eq!(ratio(&test, &prefix, TensorMode::Bf16), want, "{}", l.name);
+        }
+        // One student: its weights start aligned, all 16-byte.
+        let one = train_step(&convnet3(), 1, 256);
+        assert_eq!(ratio(&one, "conv2 forward", TensorMode::Bf16), 4.0);
+    }
+
     /// A tiny launch costs the launch overhead; a big GEMM at ratio 20 is issue-bound.
     #[test]
     fn bounds_are_named_right() {
@@ -383,6 +434,7 @@ mod tests {
             backward_input: 20.0,
             backward_weight: 20.0,
             bf16_forward: 20.0,
+            bf16_forward_4byte: 20.0,
             eval: [20.0; 3],
             source: "test",
         };
@@ -391,6 +443,7 @@ mod tests {
             gemm: None,
             simt_macs: 0.0,
             bytes: 8.0,
+            b_vec4: 0.0,
         };
         assert_eq!(
             launch_time(&tiny, &H100_SXM, TensorMode::Tf32, &loops).1,

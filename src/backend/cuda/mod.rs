@@ -114,14 +114,17 @@ pub enum ConvPrecision {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TestPrecision {
     Tf32x3,
+    /// TF32 m16n8k8 kernels (cuda/conv.cu, the eval kernels of cuda/conv_eval.cu): the default
+    /// until the bf16 main loops caught up (see `Bf16`).
+    Tf32,
     /// The default: the fastest mode whose accuracy distribution matches fp32's. The precision
     /// study (benches/README.md, 20 seeds per mode) finds TF32 and bf16 both indistinguishable
-    /// from fp32; by the performance model on the kernels' measured main loops (kernel report,
-    /// sm_90) TF32 test passes are the faster today (H100: 4,634 vs 3,738 students/h), because
-    /// the bf16 main loop issues 10.4 other instructions per HMMA against TF32's 2.8–3.7.
+    /// from fp32; bf16 m16n8k16 kernels (cuda/conv_bf16.cu, cuda/conv_eval.cu) have twice TF32's
+    /// tensor rate, and since their main loops issue 3.9–4.5 other instructions per HMMA.16816
+    /// (10.4 when TF32 was chosen) the performance model on the measured kernel report
+    /// (`DDR_KERNEL_REPORT=benches/results/kernel-report.tsv`, sm_90) puts bf16 test passes ahead:
+    /// H100 8,160 vs 6,847 students/h with TF32 ones (benches/README.md, "Default").
     #[default]
-    Tf32,
-    /// bf16 m16n8k16 kernels (cuda/conv_bf16.cu): twice TF32's tensor rate, not yet its issue rate.
     Bf16,
 }
 
@@ -172,7 +175,7 @@ impl From<ConvPrecision> for TestPrecision {
 pub struct CudaBackend {
     dev: Device,
     conv_precision: ConvPrecision,
-    /// Eval-mode conv forwards (test passes); default TF32.
+    /// Eval-mode conv forwards (test passes, teacher labels); default bf16 (`TestPrecision`).
     test_precision: TestPrecision,
     /// Emulated only: a device memory size that allocations fail beyond (None: unlimited).
     emu_budget: Option<Arc<EmuBudget>>,
@@ -291,7 +294,7 @@ impl CudaBackend {
         }
     }
 
-    /// The same backend with every conv kernel in `p` (default: TF32 for training and for
+    /// The same backend with every conv kernel in `p` (default: TF32 for training, bf16 for
     /// test passes): training and eval-mode forwards both (so a test pinning 3xTF32 gets 3xTF32
     /// everywhere); [`CudaBackend::with_test_precision`] then sets the test passes apart.
     pub fn with_conv_precision(mut self, p: ConvPrecision) -> Self {

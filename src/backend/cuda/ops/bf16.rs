@@ -116,8 +116,12 @@ mod tests {
         assert_eq!((k.name, k.wide), ("conv3x3_forward_norm_bf16", false));
         let k = be.forward_kernel(&g, Mode::Train, false, true, row);
         assert_eq!((k.name, k.wide), ("conv3x3_forward_norm_tf32", false));
-        let tf32 = CudaBackend::emulated(); // the default test precision
-        assert_eq!(tf32.test_precision(), TestPrecision::Tf32);
+        // The default test precision is bf16 (`TestPrecision`'s `#[default]`).
+        assert_eq!(
+            CudaBackend::emulated().test_precision(),
+            TestPrecision::Bf16
+        );
+        let tf32 = CudaBackend::emulated().with_test_precision(TestPrecision::Tf32);
         let k = tf32.forward_kernel(&g, Mode::Eval, true, true, row);
         assert_eq!((k.name, k.wide), ("conv3x3_forward_norm_wide_tf32", true));
         let k = tf32.forward_kernel(&g, Mode::Eval, true, false, row);
