@@ -187,41 +187,110 @@ extern "C" __global__ void __launch_bounds__(CONV_TF32_THREADS) conv3x3_backward
 }
 
 // ---- weight gradient: dW[co, ci·9 + r] = Σ_{b,oy,ox} dy[b,co,oy,ox] · x[b,ci,oy+ky−pad,ox+kx−pad] --
+// K runs over the output pixels k = (b·oh + oy)·ow + ox. A thread's k rows step by GEMM_BK
+// (conv_gemm.cuh), so the pass steps them as a cursor (DwRows) instead of dividing k per row,
+// and finds the taps inside the image by shifts of the distances to its edges instead of a
+// compare per tap row and column.
+struct DwPass;
+struct DwRows {
+  const DwPass& p;
+  int nx;   // pad − ox: −(input column of tap (0, 0))
+  int ny3;  // 3·(pad − oy): −3·(input row of tap (0, 0))
+  int a_off;  // dy offset b·cout·ohw + oy·ow + ox
+  int b_off;  // x offset b·cin·hw + (oy − pad)·w + ox − pad
+  __device__ __forceinline__ KRow row() const;
+  __device__ __forceinline__ void next();
+};
+
+// v << n, 0 for n ≥ 32.
+#ifndef DDR_HOST_EMU
+__device__ __forceinline__ u32 shl_clamp(u32 v, u32 n) { return __funnelshift_lc(0u, v, n); }
+#else
+inline u32 shl_clamp(u32 v, u32 n) { return n >= 32 ? 0u : v << n; }
+#endif
+// max(v, 0) as a shift amount.
+__device__ __forceinline__ u32 nonneg(int v) { return v > 0 ? (u32)v : 0u; }
+
 struct DwPass {
   const float* a_base;  // dy of this student (B, cout, oh, ow)
   const float* b_base;  // x of this student (B, cin, h, w)
   float* gw;            // (cout, cin·9), cleared before the launch
-  u32 M, N, K, h, w, ow, ohw, hw, pad, cin_hw, cout_ohw;
-  Div31 d_ohw, d_ow;
-  __device__ XSlot a_x(u32 m) const { return m < M ? XSlot{(int)(m * ohw), ~0u} : XSlot{0, 0}; }
+  u32 M, N, w, ohw, hw, pad, cin_hw, cout_ohw;
+  // A GEMM_BK step in mixed radix (B, oh, ow): GEMM_BK = (db·oh + dy)·ow + dx with dx < ow,
+  // dy < oh; the offsets' steps (a_step, b_step) and their corrections when ox wraps (x_end:
+  // nx ≤ pad − ow; b_wrap_x) and when oy wraps (y3_end: ny3 ≤ 3·(pad − oh); a_wrap_y, b_wrap_y).
+  // Row k exists when a_off < a_end = B·cout·ohw.
+  int dx, dy3, ow, oh3, h3, x_end, y3_end, a_step, b_step, b_wrap_x, a_wrap_y, b_wrap_y, a_end;
+  // A row m ≥ M reads row 0 (kAByRow, conv_gemm.cuh): rows of C past cout are never stored.
+  static constexpr bool kAByRow = true;
+  __device__ XSlot a_x(u32 m) const { return {m < M ? (int)(m * ohw) : 0, ~0u}; }
   __device__ XSlot b_x(u32 n) const {
     if (n >= N) return {0, 0};
     const u32 ci = n / 9, r = n - 9 * ci, ky = r / 3, kx = r - 3 * ky;
-    return {(int)(ci * hw) + ((int)ky - (int)pad) * (int)w + (int)kx - (int)pad, 1u << r};
+    return {(int)(ci * hw + ky * w + kx), 1u << r};
   }
-  __device__ KRow k_row(u32 k) const {
-    const u32 on = k < K ? ~0u : 0u;
-    const u32 b = d_ohw.div(k), pix = k - b * ohw, oy = d_ow.div(pix), ox = pix - oy * ow;
-    return {(int)(b * cout_ohw + pix), on, (int)(b * cin_hw + oy * w + ox),
-            taps_inside((int)oy - (int)pad, (int)ox - (int)pad, h, w) & on};
+  // The cursor at row k (once per thread: the only divisions).
+  __device__ DwRows k_rows(u32 k) const {
+    const u32 ow_ = (u32)ow, b = k / ohw, pix = k - b * ohw, oy = pix / ow_, ox = pix - oy * ow_;
+    const int ny = (int)pad - (int)oy, nx = (int)pad - (int)ox;
+    return {*this, nx, 3 * ny, (int)(b * cout_ohw + pix), (int)(b * cin_hw) - ny * (int)w - nx};
   }
   __device__ void store(u32 m, u32 n, float v) const { atomicAdd(gw + (u64)m * N + n, v); }
 };
+
+__device__ __forceinline__ KRow DwRows::row() const {
+  // Tap row t is inside when 0 ≤ iy + t < h, i.e. 3t ∈ [ny3, ny3 + 3h): the 9-bit tap mask's
+  // bits [max(ny3, 0), max(ny3 + 3h, 0)) (bits past 8 are never tested); tap column t when
+  // t ∈ [nx, nx + w), spread over the three tap rows (× 0b001001001).
+  const u32 rows = shl_clamp(0x1FFu, nonneg(ny3)) & ~shl_clamp(0x1FFu, nonneg(ny3 + p.h3));
+  const u32 cols = shl_clamp(7u, nonneg(nx)) & ~shl_clamp(7u, nonneg(nx + (int)p.w)) & 7u;
+  const u32 on = a_off < p.a_end ? ~0u : 0u;
+  return {a_off, on, b_off, rows & cols * 0x49u & on};
+}
+__device__ __forceinline__ void DwRows::next() {
+  // ox += dx with a carry into oy; then oy += dy with a carry into b. The dy offset runs over
+  // b·cout·ohw + pix, so only b's carry corrects it; x's over (oy − pad)·w + ox − pad too.
+  a_off += p.a_step;
+  b_off += p.b_step;
+  nx -= p.dx;
+  ny3 -= p.dy3;
+  if (nx <= p.x_end) {
+    nx += p.ow;
+    ny3 -= 3;
+    b_off += p.b_wrap_x;
+  }
+  if (ny3 <= p.y3_end) {
+    ny3 += p.oh3;
+    a_off += p.a_wrap_y;
+    b_off += p.b_wrap_y;
+  }
+}
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit>
 __device__ __forceinline__ void conv_backward_weight(const ConvParams& p) {
   const u64 s = blockIdx.z / p.k_splits;
   const u32 split = blockIdx.z % p.k_splits;
   const u32 hw = p.h * p.w, ohw = p.oh * p.ow, K = p.batch * ohw;
+  const u32 db = GEMM_BK / ohw, dy = GEMM_BK % ohw / p.ow, dx = GEMM_BK % p.ow;
+  const int cout_ohw = (int)(p.cout * ohw), cin_hw = (int)(p.cin * hw), w = (int)p.w;
+  const int ow = (int)p.ow, oh = (int)p.oh, pad = (int)p.pad;
   const DwPass pass{p.dy + s * p.batch * p.cout * ohw,
                     p.x + s * p.batch * p.cin * hw,
                     p.grads + s * p.param_row + p.w_off,
-                    p.cout, p.cin * 9, K, p.h, p.w, p.ow, ohw, hw, p.pad, p.cin * hw, p.cout * ohw,
-                    Div31(ohw), Div31(p.ow)};
+                    p.cout, p.cin * 9, p.w, ohw, hw, p.pad, p.cin * hw, p.cout * ohw,
+                    (int)dx, 3 * (int)dy, ow, 3 * oh, 3 * (int)p.h,
+                    pad - ow,                                   // x_end
+                    3 * (pad - oh),                             // y3_end
+                    (int)db * cout_ohw + (int)(GEMM_BK % ohw),  // a_step
+                    (int)db * cin_hw + (int)dy * w + (int)dx,   // b_step
+                    w - ow,                                     // b_wrap_x
+                    cout_ohw - (int)ohw,                        // a_wrap_y
+                    cin_hw - oh * w,                            // b_wrap_y
+                    (int)p.batch * cout_ohw};                   // a_end
   const u32 tiles = (K + GEMM_BK - 1) / GEMM_BK, chunk = (tiles + p.k_splits - 1) / p.k_splits;
   const u32 kt0 = split * chunk, kt1 = kt0 + chunk < tiles ? kt0 + chunk : tiles;
   conv_gemm<BM, BN, WARPS_M, WARPS_N, kSplit>(pass, blockIdx.x * BM, blockIdx.y * BN, pass.M, pass.N, kt0,
-                                 kt0 < kt1 ? kt1 : kt0);
+                                              kt0 < kt1 ? kt1 : kt0);
 }
 
 // Grid: (⌈cout / BM⌉, ⌈cin·9 / BN⌉, S · k_splits).

@@ -7,9 +7,10 @@
 // kbits(k) & xbits(x) != 0, else it is a zero (padding, tile edges). A pass (conv.cu) says what
 // xoff/xbits are for each x and koff/kbits for each k. A thread owns fixed x positions for the
 // whole kernel, so their offsets are computed once, before the K loop; per stage a thread computes
-// its k row's (koff, kbits) pair with 32-bit arithmetic and constant or precomputed divisors; each
-// element is then one address multiply-add, one mask test and a 4-byte cp.async (zero-filling
-// when the element is absent; its address is then never read, so it is not clamped).
+// its k row's (koff, kbits) pair with 32-bit arithmetic and constant or precomputed divisors, or
+// steps it from the previous stage's (a pass's k_rows cursor, below); each element is then one
+// address multiply-add, one mask test and a 4-byte cp.async (zero-filling when the element is
+// absent; its address is then never read, so it is not clamped).
 //
 // Tiles: BM × BN per block of WARPS_M × WARPS_N warps, each a (BM/WARPS_M) × (BN/WARPS_N) warp
 // tile, BK = 8 (one m16n8k8 step) per pipeline stage, STAGES stages in flight. Shared tiles are
@@ -24,6 +25,9 @@
 // and tail (v − head) in registers and accumulates tail·head + head·tail + head·head, close to
 // fp32 accuracy for 3× the tensor-core work (conv.cu's ConvPrecision notes say when each is used).
 #pragma once
+#include <type_traits>
+#include <utility>
+
 #include "mma_tf32.cuh"
 
 #ifndef DDR_HOST_EMU
@@ -68,6 +72,15 @@ inline void cp_async_4(SmemAddr dst, const float* src, bool on) { *dst = on ? *s
 inline u32 opaque_u32(u32 v) { return v; }
 #endif
 
+// A shared address kept in a register: under register pressure nvcc otherwise recomputes the
+// loaders' and fragments' shared addresses from threadIdx in every k tile (~14 instructions per
+// tile in the kernel report).
+#ifndef DDR_HOST_EMU
+__device__ __forceinline__ SmemAddr opaque_smem(SmemAddr p) { return opaque_u32(p); }
+#else
+inline SmemAddr opaque_smem(SmemAddr p) { return p; }
+#endif
+
 #define GEMM_BK 8
 // Shared memory the stages may use: under the 48 KiB a kernel gets without opting in.
 #define GEMM_SMEM_BUDGET (44 * 1024)
@@ -93,6 +106,37 @@ struct XSlot {
 //   void store(u32 m, u32 n, float v);  called once per C element inside M × N
 // and this runs the K tiles [kt0, kt1) of the BM × BN tile at (m0, n0) with WARPS_M × WARPS_N
 // warps (the launch's block size). All threads call it.
+//
+// A thread's k rows are k, k + GEMM_BK, k + 2·GEMM_BK, ... (one per tile, tiles in order), so a
+// pass whose row decode is costly may instead supply `Cursor k_rows(u32 k)`: a cursor at row k
+// with `KRow row()` (what k_row(k) would give) and `void next()` (k += GEMM_BK), which can step
+// its decode incrementally (DwPass, conv.cu). Without it the rows are decoded by k_row.
+//
+// A pass whose A elements are present exactly when their k row is (a_x's bits all ones for every
+// m, a_x(m ≥ M) addressing valid memory: rows of C past M are never stored, so what they read
+// does not matter) may say so with `static constexpr bool kAByRow = true`: the A copies of a
+// row then share one predicate instead of testing a mask each.
+template <class Pass, class = void>
+struct AByRow {
+  static constexpr bool value = false;
+};
+template <class Pass>
+struct AByRow<Pass, std::void_t<decltype(Pass::kAByRow)>> {
+  static constexpr bool value = Pass::kAByRow;
+};
+template <class Pass, class = void>
+struct HasKRows : std::false_type {};
+template <class Pass>
+struct HasKRows<Pass, std::void_t<decltype(std::declval<const Pass&>().k_rows(0u))>> : std::true_type {};
+struct NoKRows {};
+template <class Pass>
+__device__ __forceinline__ auto k_rows_of(const Pass& pass, u32 k) {
+  if constexpr (HasKRows<Pass>::value) {
+    return pass.k_rows(k);
+  } else {
+    return NoKRows{};
+  }
+}
 template <int BM, int BN, int WARPS_M, int WARPS_N, bool kSplit, class Pass>
 __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 M, u32 N, u32 kt0, u32 kt1) {
   constexpr int WARPS = WARPS_M * WARPS_N;
@@ -135,14 +179,24 @@ __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 
   // Stage `st` ← K tile `kt`: this thread's k row of both operands, one 4-byte cp.async per
   // element, zero-filled (source ignored, address never read) where the element is absent.
   // Element j sits 32·SPREAD floats (one 16-block of x per warp sharing the row) after element 0.
-  const SmemAddr a_dst = smem_addr(&As[0][kr][a_pos(16 * xb + xl, kk)]);
-  const SmemAddr b_dst = smem_addr(&Bs[0][kr][b_pos(16 * xb + xl, kk)]);
+  const SmemAddr a_dst = opaque_smem(smem_addr(&As[0][kr][a_pos(16 * xb + xl, kk)]));
+  const SmemAddr b_dst = opaque_smem(smem_addr(&Bs[0][kr][b_pos(16 * xb + xl, kk)]));
   const u32 k_lane = opaque_u32(kr + 4 * kk);  // this thread's k row inside a K tile
+  // The pass's cursor, if it has one, at this thread's k row of the next tile to issue (tiles
+  // are issued in order from kt0). (A cursor for the passes without one, calling k_row, made
+  // ptxas spill in conv3x3_forward_tf32.)
+  auto rows = k_rows_of(pass, kt0 * GEMM_BK + k_lane);
   const auto issue = [&](u32 kt, u32 st) {
-    const KRow row = pass.k_row(kt * GEMM_BK + k_lane);
+    KRow row;
+    if constexpr (HasKRows<Pass>::value) {
+      row = rows.row();
+      rows.next();
+    } else {
+      row = pass.k_row(kt * GEMM_BK + k_lane);
+    }
     DDR_UNROLL for (int j = 0; j < XA; ++j)
       cp_async_4(a_dst + (st * PR * LDA + 32 * SPREAD * j) * kSmemFloat, ap[j] + row.a_off,
-                 (row.a_bits & abits[j]) != 0);
+                 AByRow<Pass>::value ? row.a_bits != 0 : (row.a_bits & abits[j]) != 0);
     DDR_UNROLL for (int j = 0; j < XB; ++j)
       cp_async_4(b_dst + (st * PR * LDB + 32 * SPREAD * j) * kSmemFloat, bp[j] + row.b_off,
                  (row.b_bits & bbits[j]) != 0);
@@ -152,13 +206,16 @@ __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 
   DDR_UNROLL for (int i = 0; i < FM; ++i) DDR_UNROLL for (int j = 0; j < FN; ++j) fill_zero(acc[i][j]);
 
   // This lane's fragments of its warp tile in stage 0 (mma_tf32.cuh; x0 = wm sits at 2·wm).
-  const SmemAddr as0 = smem_addr(&As[0][0][2 * wm] + frag_lane_offset(LDA));
-  const SmemAddr bs0 = smem_addr(&Bs[0][0][2 * wn] + frag_lane_offset(LDB));
+  const SmemAddr as0 = opaque_smem(smem_addr(&As[0][0][2 * wm] + frag_lane_offset(LDA)));
+  const SmemAddr bs0 = opaque_smem(smem_addr(&Bs[0][0][2 * wn] + frag_lane_offset(LDB)));
 
-  // Prologue: STAGES − 1 tiles in flight. Every step commits one group (possibly empty), so
-  // "wait until at most STAGES − 2 groups are pending" always means "tile kt has landed".
+  // Prologue: STAGES − 1 tiles in flight. Every step commits one group, so "wait until at most
+  // STAGES − 2 groups are pending" always means "tile kt has landed". Tiles are issued even past
+  // kt1 (no test, here or in the loop, as conv_gemm_bf16): the rows of a tile past the pass's
+  // last k are zero-filled copies that read nothing, and a tile past a split-K range reads valid
+  // memory; either lands in a stage no step reads.
   DDR_UNROLL for (int s = 0; s < STAGES - 1; ++s) {
-    if (kt0 + s < kt1) issue(kt0 + s, s);
+    issue(kt0 + s, s);
     __pipeline_commit();
   }
   // Tile kt lives in stage (kt − kt0) % STAGES: the K loop steps STAGES tiles at a time with the
@@ -171,7 +228,7 @@ __device__ __forceinline__ void conv_gemm(const Pass& pass, u32 m0, u32 n0, u32 
       // Tile kt is visible to every warp, and every warp is done reading the stage the issue
       // below overwrites (read in the previous step).
       __syncthreads();
-      if (kt + STAGES - 1 < kt1) issue(kt + STAGES - 1, (s + STAGES - 1) % STAGES);
+      issue(kt + STAGES - 1, (s + STAGES - 1) % STAGES);
       __pipeline_commit();
 
       FragA a[FM];

@@ -48,15 +48,10 @@ __device__ __forceinline__ void cp_async_16(SmemAddr dst, const float* src, bool
       "l"(src), "r"((u32)on)
       : "memory");
 }
-// A shared address kept in a register: under the fused-norm kernel's register pressure nvcc
-// otherwise recomputed the loaders' and converters' addresses from threadIdx in every k-tile
-// (~15 instructions per tile in the kernel report).
-__device__ __forceinline__ SmemAddr opaque_smem(SmemAddr p) { return opaque_u32(p); }
 #else
 inline void cp_async_16(SmemAddr dst, const float* src, bool on) {
   for (int i = 0; i < 4; ++i) dst[i] = on ? src[i] : 0.0f;
 }
-inline SmemAddr opaque_smem(SmemAddr p) { return p; }
 #endif
 
 // The optional pass member `bool b_k_vec4() const`: true when B's k rows are contiguous in

@@ -399,6 +399,30 @@ fn conv_matches_cpu_on_sizes_that_are_not_powers_of_two() {
 }
 
 #[test]
+fn conv_matches_cpu_on_planes_smaller_than_a_k_tile() {
+    // The weight gradient steps each thread's pixel k → k + 8 as a mixed-radix add over
+    // (image, row, column) (cuda/conv.cu DwRows): planes of fewer than 8 pixels carry into the
+    // image digit on every step (2×3: one image and 2 columns per step; 4×1: two images; 7×1:
+    // one image and one row; 1×3 with padding 0: two images and 2 columns). 170 images of 7×1
+    // make 149 k tiles, two split-K chunks of 75: the second starts mid-image (600 = 85·7 + 5).
+    let cases = [(2, 3, 1, 5), (4, 1, 1, 5), (7, 1, 1, 170), (3, 5, 0, 5)];
+    for (seed, (h, w, pad, batch)) in cases.into_iter().enumerate() {
+        check_conv(
+            ConvGeom {
+                students: 2,
+                batch,
+                cin: 3,
+                cout: 6,
+                h,
+                w,
+                pad,
+            },
+            20 + seed as u64,
+        );
+    }
+}
+
+#[test]
 fn conv_matches_cpu_with_several_gemm_tiles_per_dimension() {
     // cout 80 and cin 72 span two 64-wide GEMM tiles (3xTF32) with a partial second one, and
     // K = 72·9 = 648 runs 81 k-stages through the pipeline's ring of stages (the ConvNet
