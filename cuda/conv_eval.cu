@@ -12,7 +12,11 @@
 // Two kernels, one per test precision (params: ConvNormParams, the layout of conv.cu /
 // conv_bf16.cu; norm.y and conv.out are not read or written; part.partials unused):
 //   conv3x3_eval_direct_tf32   TF32 tensor cores (m16n8k8; operands truncated by the MMA)
-//   conv3x3_eval_direct_bf16   bf16 tensor cores (m16n8k16; operands rounded to nearest even)
+//   conv3x3_eval_direct_bf16   bf16 tensor cores (m16n8k16; operands rounded to nearest even);
+//                              stores the pooled output as bf16 when norm.act_bf16 has
+//                              ACT_OUT_BF16 (half its bytes; the next block of a bf16 test pass
+//                              rounds it to bf16 anyway). The TF32 kernel always stores fp32
+//                              (its launcher refuses the flag).
 // A block owns ONE image × 32 output columns: grid (B, ⌈N / 32⌉, S), or (B, ⌈S·cout / 32⌉, 1)
 // when wide. `wide` (with x_shared) makes the block's columns span S·cout (a test chunk's first
 // layer as one GEMM over every student's weights, as conv_bf16.cu); otherwise grid z is the
@@ -75,9 +79,25 @@ __device__ __forceinline__ float* eval_y_tile() {
 }
 #endif
 
+// NormParams::act_bf16 bit (src/backend/cuda/params.rs ACT_OUT_BF16): `out` holds bf16, two
+// bytes per value in its usual element order (value 2j in the low half of f32 slot j).
+#define EVAL_ACT_OUT_BF16 1u
+
+// v rounded to bf16, nearest even (the rounding of the bf16 main loop's operands, so a next
+// block that rounds its fp32 input anyway sees the same bits), as its 16 bits.
+#ifndef DDR_HOST_EMU
+__device__ __forceinline__ unsigned short bf16_bits(float v) { return (unsigned short)(pack_bf16(v, 0.0f) & 0xffffu); }
+#else
+inline unsigned short bf16_bits(float v) {
+  return v != v ? (unsigned short)0x7fc0u : (unsigned short)(__float_as_uint(round_bf16(v)) >> 16);
+}
+#endif
+
 // The block tail over its shared tile: one warp per (column, image) plane. Column nl is output
-// n0 + nl, student s0 + n / cout, channel n % cout; image j is b0 + j.
-template <int WARPS>
+// n0 + nl, student s0 + n / cout, channel n % cout; image j is b0 + j. OUT16: the kernel may
+// store `out` as bf16 (p.act_bf16 & EVAL_ACT_OUT_BF16; the bf16 kernel only, so the TF32
+// kernel's code is unchanged).
+template <int WARPS, bool OUT16>
 __device__ __forceinline__ void eval_tail(const NormParams& p, const float* ys, u32 pitch, u32 b0, u32 imgs,
                                           u32 n0, u32 nn, u32 cout, u64 s0) {
   const u32 hw = p.h * p.w, phw = p.ph * p.pw;
@@ -120,7 +140,10 @@ __device__ __forceinline__ void eval_tail(const NormParams& p, const float* ys, 
         p.stats[(s * p.c + co) * 2 + 1] = rstd;
       }
     }
-    float* op = p.out + ((s * p.batch + b) * p.c + co) * phw;  // (ph, pw)
+    const u64 plane = (s * p.batch + b) * p.c + co;
+    float* op = p.out + plane * phw;                                              // (ph, pw) fp32
+    unsigned short* op16 = reinterpret_cast<unsigned short*>(p.out) + plane * phw;  // (ph, pw) bf16
+    const bool out16 = OUT16 && (p.act_bf16 & EVAL_ACT_OUT_BF16) != 0;
     for (u32 q = lane; q < phw; q += 32) {
       const u32 py = d_pw.div(q), px = q - py * p.pw;
       const float* v = yp + 2 * py * p.w + 2 * px;
@@ -129,7 +152,12 @@ __device__ __forceinline__ void eval_tail(const NormParams& p, const float* ys, 
         const float z = p.kind == 2 ? v[dy * p.w + dx] : gamma * (v[dy * p.w + dx] - mean) * rstd + beta;
         acc += z > 0.0f ? z : 0.0f;
       }
-      op[q] = 0.25f * acc;
+      // A warp stores 32 consecutive values: 64 contiguous bytes in bf16, 128 in fp32.
+      if (out16) {
+        op16[q] = bf16_bits(0.25f * acc);
+      } else {
+        op[q] = 0.25f * acc;
+      }
     }
   }
 }
@@ -353,7 +381,7 @@ __device__ __forceinline__ void conv_eval_direct(const ConvNormParams& q) {
       store_c_cols(ys, pitch, acc[i][j], r0 + 16 * i, 8 * j, ohw, bias);
   }
   __syncthreads();  // the whole y tile is in shared memory
-  eval_tail<WARPS>(q.norm, ys, pitch, b, 1, n0, nn, p.cout, s0);
+  eval_tail<WARPS, BF16>(q.norm, ys, pitch, b, 1, n0, nn, p.cout, s0);
 }
 
 }  // namespace ddr_eval

@@ -200,6 +200,25 @@ pub trait Backend: Send + Sync {
         cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w()
     }
 
+    /// Whether an eval-only workspace may store the pooled output of block `cg` → `ng` as bf16
+    /// for the next block `next_cg` → `next_ng` of a test pass: a buffer of ⌈n/2⌉ f32 slots for
+    /// its n values (value i the bf16 at byte 2·i, round to nearest even), which
+    /// [`Backend::conv_norm_relu_pool_forward`] of this block then writes and of the next block
+    /// reads. Only where both blocks' kernels handle it (CUDA: the bf16 direct eval kernel
+    /// writing, an eval kernel that reads bf16 x consuming; the bf16 consumer rounds its input to
+    /// bf16 anyway, so the logits are bit for bit those of fp32 activations). Default: no, every
+    /// activation is fp32, and every op refuses a half-length buffer.
+    fn eval_out_bf16(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        next_cg: &ConvGeom,
+        next_ng: &NormGeom,
+    ) -> bool {
+        let _ = (cg, ng, next_cg, next_ng);
+        false
+    }
+
     /// dy (S, B, cout, oh, ow) → dx (S, B, cin, h, w) when asked, and the weight and bias
     /// gradients written into grads (S, P) at `at`.
     #[allow(clippy::too_many_arguments)]

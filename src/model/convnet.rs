@@ -29,7 +29,11 @@ pub struct Workspace<B: Backend> {
     /// (the CUDA backend's per-tile partial norm statistics; empty on the CPU).
     scratch: Vec<B::Buf<f32>>,
     /// Per block: pooled output (S, B, W, h_d/2, h_d/2); the last one is the (S, B, num_feat) features.
+    /// Where `block_out_bf16[d]`, the n values are bf16 in ⌈n/2⌉ f32 slots (value i at byte 2·i).
     block_out: Vec<B::Buf<f32>>,
+    /// Per block: its pooled output is stored as bf16 (`Backend::eval_out_bf16`; eval-only
+    /// workspaces, never the last block, whose features feed the fp32 linear head).
+    block_out_bf16: Vec<bool>,
     /// (S, B, K)
     logits: B::Buf<f32>,
     /// Backward scratch, absent in an evaluation-only workspace.
@@ -49,8 +53,13 @@ struct GradScratch<B: Backend> {
 
 impl<B: Backend> Workspace<B> {
     /// Per-block pooled outputs (S, B, W, s, s), s = conv_hw / 2^(d+1); block d is `act.block{d+1}`.
+    /// fp32, except where [`Workspace::block_out_is_bf16`]: then packed bf16 (⌈n/2⌉ slots).
     pub fn block_out(&self, d: usize) -> &B::Buf<f32> {
         &self.block_out[d]
+    }
+    /// Whether block d's pooled output is stored as bf16 (see [`Workspace::block_out`]).
+    pub fn block_out_is_bf16(&self, d: usize) -> bool {
+        self.block_out_bf16[d]
     }
     /// (S, B, K) logits of the last forward.
     pub fn logits(&self) -> &B::Buf<f32> {
@@ -131,8 +140,9 @@ impl ConvNet {
     ) -> Result<Workspace<B>> {
         let w = self.spec.width;
         let (mut conv_out, mut stats, mut block_out) = (Vec::new(), Vec::new(), Vec::new());
-        let mut scratch = Vec::new();
-        for d in 0..self.spec.depth {
+        let (mut scratch, mut block_out_bf16) = (Vec::new(), Vec::new());
+        let depth = self.spec.depth;
+        for d in 0..depth {
             let hw = self.spec.block_conv_hw(d);
             // An eval-only workspace asks the backend: its eval kernel may keep y on chip.
             let y_len = if with_grad {
@@ -146,7 +156,19 @@ impl ConvNet {
             conv_out.push(be.alloc(y_len)?);
             stats.push(be.alloc(stats_len(&self.norm_geom(d, students, batch)))?);
             scratch.push(be.alloc(be.conv_norm_scratch_len(&self.conv_geom(d, students, batch)))?);
-            block_out.push(be.alloc(students * batch * w * (hw / 2) * (hw / 2))?);
+            // An eval-only workspace asks again: may this block hand the next one bf16? Then
+            // its n pooled values take ⌈n/2⌉ slots (half the bytes written and read).
+            let bf16 = !with_grad
+                && d + 1 < depth
+                && be.eval_out_bf16(
+                    &self.conv_geom(d, students, batch),
+                    &self.norm_geom(d, students, batch),
+                    &self.conv_geom(d + 1, students, batch),
+                    &self.norm_geom(d + 1, students, batch),
+                );
+            let n_out = students * batch * w * (hw / 2) * (hw / 2);
+            block_out.push(be.alloc(if bf16 { n_out.div_ceil(2) } else { n_out })?);
+            block_out_bf16.push(bf16);
         }
         let logits_len = students * batch * self.spec.classes;
         let grad = if with_grad {
@@ -173,6 +195,7 @@ impl ConvNet {
             stats,
             scratch,
             block_out,
+            block_out_bf16,
             logits: be.alloc(logits_len)?,
             grad,
         })
@@ -369,6 +392,31 @@ mod tests {
         net.forward_shared_input(&be, &mut ws, &one, &params, &mut vec![], Mode::Eval)
             .unwrap();
         assert_eq!(ws.logits(), &want);
+    }
+
+    /// The CPU backend keeps the trait's default: no block hands the next one bf16, so every
+    /// eval-only workspace buffer is fp32 at its full length.
+    #[test]
+    fn cpu_eval_workspace_stays_fp32() {
+        let be = CpuBackend::new().with_test_precision(crate::ops::precision::GemmPrecision::Bf16);
+        let spec = ConvNetSpec::from_name("ConvNet-3", 3, 32, 10).unwrap();
+        let net = ConvNet::new(spec);
+        let (s, b) = (2, 3);
+        for d in 0..2 {
+            let (cg, ng) = (net.conv_geom(d, s, b), net.norm_geom(d, s, b));
+            let (next_cg, next_ng) = (net.conv_geom(d + 1, s, b), net.norm_geom(d + 1, s, b));
+            assert!(!be.eval_out_bf16(&cg, &ng, &next_cg, &next_ng), "block {d}");
+        }
+        let ws = net.workspace(&be, s, b, false).unwrap();
+        for d in 0..3 {
+            let side = 32 >> (d + 1);
+            assert!(!ws.block_out_is_bf16(d));
+            assert_eq!(
+                ws.block_out(d).len(),
+                s * b * 128 * side * side,
+                "block {d}"
+            );
+        }
     }
 
     /// Misused workspaces are errors, not panics or silent garbage.

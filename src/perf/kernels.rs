@@ -18,7 +18,9 @@
 //! the part that the resident blocks' fresh y pushes out of L2 ([`epilogue_reread`]).
 
 use super::gpu::TensorMode;
-use crate::backend::cuda::{eval_kernel_for, EvalKernel, TestPrecision, H100_SMEM_OPTIN};
+use crate::backend::cuda::{
+    act_bf16_between, eval_kernel_for, EvalKernel, TestPrecision, H100_SMEM_OPTIN,
+};
 use crate::backend::{NormGeom, NormKind};
 use crate::model::ConvNetSpec;
 
@@ -132,6 +134,27 @@ pub fn eval_kernel(spec: &ConvNetSpec, d: usize, mode: TensorMode) -> Option<Eva
     eval_kernel_for(precision, &g, spec.block_cin(d), H100_SMEM_OPTIN)
 }
 
+/// Whether block d of a test pass in `mode` stores its pooled output as bf16 for block d + 1: the
+/// backend's own rule (`act_bf16_between`: block d's eval kernel writes bf16 and block d + 1's
+/// eval kernel reads it) on the kernels [`eval_kernel`] picks: in bf16 test passes of ConvNet-3,
+/// blocks 1 → 2 and 2 → 3 (the plane kernel reads bf16 x); never the last block (the head's input).
+pub fn act_out_bf16(spec: &ConvNetSpec, d: usize, mode: TensorMode) -> bool {
+    d + 1 < spec.depth
+        && act_bf16_between(
+            eval_kernel(spec, d, mode).as_ref(),
+            eval_kernel(spec, d + 1, mode).as_ref(),
+        )
+}
+
+/// HBM bytes per pooled value block d stores (and block d + 1 reads): 2 in bf16, else 4.
+fn act_bytes(bf16: bool) -> f64 {
+    if bf16 {
+        2.0
+    } else {
+        F32
+    }
+}
+
 /// What a launch costs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Launch {
@@ -230,6 +253,7 @@ pub fn train_step(spec: &ConvNetSpec, s: usize, batch: usize) -> Vec<Launch> {
             },
             sb * px * cin as f64 * F32,
             sb * px * cout as f64 * F32,
+            false,
         );
     }
     let (fin, k) = (spec.num_feat(), spec.classes);
@@ -306,6 +330,18 @@ pub fn test_chunk(spec: &ConvNetSpec, s: usize, chunk: usize) -> Vec<Launch> {
 /// [`test_chunk`] with the forwards in `mode`'s kernels (their tiles decide what fuses and how
 /// much of y the epilogue re-reads from HBM).
 pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMode) -> Vec<Launch> {
+    test_chunk_acts(spec, s, chunk, mode, |d| act_out_bf16(spec, d, mode))
+}
+
+/// [`test_chunk_in`] with block d's pooled output stored as bf16 where `out_bf16(d)` (the plan:
+/// [`act_out_bf16`]; tests force it to check the byte counts).
+fn test_chunk_acts(
+    spec: &ConvNetSpec,
+    s: usize,
+    chunk: usize,
+    mode: TensorMode,
+    out_bf16: impl Fn(usize) -> bool,
+) -> Vec<Launch> {
     let img = (spec.channels * spec.im_size * spec.im_size) as f64 * F32;
     let sc = (s * chunk) as f64;
     let mut out = vec![stream(
@@ -334,7 +370,7 @@ pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMod
                     k: 9 * cin,
                     students: s,
                 },
-                sc * px * cin as f64 * F32,
+                sc * px * cin as f64 * act_bytes(out_bf16(d - 1)),
             )
         };
         push_block(
@@ -346,6 +382,7 @@ pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMod
             g,
             bytes_in,
             sc * px * cout as f64 * F32,
+            out_bf16(d),
         );
     }
     let (fin, k) = (spec.num_feat(), spec.classes);
@@ -359,7 +396,9 @@ pub fn test_chunk_in(spec: &ConvNetSpec, s: usize, chunk: usize, mode: TensorMod
 }
 
 /// One block's forward launches. A test pass's block with an [`eval_kernel`]: one launch that
-/// reads `bytes_in` and writes the pooled output (a quarter of y's `y_bytes`). Otherwise the conv
+/// reads `bytes_in` and writes the pooled output (a quarter of y's `y_bytes`; half that when
+/// `out_bf16`, bf16 activations for the next block; only an eval kernel writes bf16,
+/// `act_bf16_between`, so the other launches ignore it). Otherwise the conv
 /// (reading `bytes_in`, writing y of `y_bytes`) with the norm statistics in its epilogue, then either nothing more (the conv kernel also wrote the
 /// pooled output, a quarter of y) or one norm → ReLU → pool pass (read y, write the pooled output).
 /// The epilogue's re-read of y costs HBM bytes where L2 cannot hold it ([`epilogue_reread`]).
@@ -373,6 +412,7 @@ fn push_block(
     g: Gemm,
     bytes_in: f64,
     y_bytes: f64,
+    out_bf16: bool,
 ) {
     let b_vec4 = b_vec4_share(spec, d, &g);
     if let Some(k) = eval.then(|| eval_kernel(spec, d, mode)).flatten() {
@@ -387,7 +427,7 @@ fn push_block(
                     k.name
                 ),
                 g,
-                bytes_in + y_bytes * 0.25,
+                bytes_in + y_bytes * 0.25 * act_bytes(out_bf16) / F32,
             )
         });
         return;
@@ -624,21 +664,24 @@ mod tests {
                 500.0 * 16.0 * 1024.0 * 128.0 * F32,
                 500.0 * 1024.0 * 3.0 * F32,
             );
-            assert_eq!(l1.bytes, input + 0.25 * y);
+            // bf16: block 1's pooled output is stored as bf16 for block 2 (2 bytes a value).
+            let act = if mode == TensorMode::Tf32 { 1.0 } else { 0.5 };
+            assert_eq!(l1.bytes, input + 0.25 * y * act);
             if mode == TensorMode::Tf32 {
                 assert_eq!(eval_kernel(&spec, 1, mode), None);
                 assert!(!plan[2].name.contains("on chip") && plan[2].bytes > 1.25 * y / 4.0);
             } else {
                 // bf16: blocks 2 (16×16) and 3 (8×8) run the plane kernel, y in registers: they
-                // read their input (128 channels of the same plane: as many bytes as their y)
-                // and write a quarter of their y.
-                for (d, px) in [(1, 256.0), (2, 64.0)] {
+                // read their input (128 channels of the same plane: as many values as their y,
+                // stored bf16) and write a quarter of their y (bf16 for block 3, fp32 for the
+                // head).
+                for (d, px, out) in [(1, 256.0, 0.5), (2, 64.0, 1.0)] {
                     let k = eval_kernel(&spec, d, mode).unwrap();
                     assert_eq!(k.name, "conv3x3_eval_plane_bf16");
                     let l = &plan[1 + d];
                     assert!(l.name.ends_with("conv3x3_eval_plane_bf16)"), "{}", l.name);
                     let y_d = 500.0 * 16.0 * px * 128.0 * F32;
-                    assert_eq!(l.bytes, 1.25 * y_d);
+                    assert_eq!(l.bytes, 0.5 * y_d + 0.25 * y_d * out);
                 }
             }
         }
@@ -646,6 +689,56 @@ mod tests {
         assert!(train_step(&spec, 2, 10)
             .iter()
             .all(|l| !l.name.contains("on chip")));
+    }
+
+    /// bf16 activations between eval blocks follow the backend's rule (`act_bf16_between`): a
+    /// bf16 eval kernel writes bf16 only for a next block whose eval kernel reads it (the plane
+    /// kernel). bf16 test passes of ConvNet-3 store blocks 1 and 2's outputs as bf16, not block
+    /// 3's (the head's input); TF32 and 3xTF32 test passes keep every activation fp32.
+    #[test]
+    fn activations_are_bf16_between_bf16_eval_blocks() {
+        let spec = convnet3();
+        for mode in [TensorMode::Tf32, TensorMode::Bf16, TensorMode::Tf32x3] {
+            let bf16 = |d: usize| mode == TensorMode::Bf16 && d < 2;
+            assert!(
+                (0..3).all(|d| act_out_bf16(&spec, d, mode) == bf16(d)),
+                "{mode:?}"
+            );
+            let plan = test_chunk_in(&spec, 16, 500, mode);
+            assert_eq!(plan, test_chunk_acts(&spec, 16, 500, mode, bf16));
+        }
+    }
+
+    /// Where block 1 stores bf16 (forced here: the plan once a block-2 kernel reads it), its
+    /// launch writes 2 bytes per pooled value instead of 4 and block 2 reads 2; nothing else
+    /// moves (the same kernels, names and multiply-adds).
+    #[test]
+    fn bf16_activations_halve_the_pooled_bytes() {
+        let spec = convnet3();
+        let mode = TensorMode::Bf16;
+        let (s, chunk) = (16, 500);
+        let f32s = test_chunk_acts(&spec, s, chunk, mode, |_| false);
+        let bf16 = test_chunk_acts(&spec, s, chunk, mode, |d| d == 0);
+        let pooled1 = (s * chunk * 128 * 16 * 16) as f64; // (S, chunk, 128, 16, 16) values
+        let input = chunk as f64 * 1024.0 * 3.0 * F32;
+        assert_eq!(bf16[1].bytes, input + pooled1 * 2.0);
+        assert_eq!(f32s[1].bytes, input + pooled1 * F32);
+        // Block 2's other terms (y, an epilogue re-read) are the same in both: up to rounding.
+        let saved = f32s[2].bytes - bf16[2].bytes;
+        assert!(
+            (saved - pooled1 * 2.0).abs() <= 1e-12 * f32s[2].bytes,
+            "{saved}"
+        );
+        assert_eq!(bf16.len(), f32s.len());
+        for (i, (a, b)) in bf16.iter().zip(&f32s).enumerate() {
+            assert_eq!(
+                (&a.name, a.gemm, a.simt_macs),
+                (&b.name, b.gemm, b.simt_macs)
+            );
+            if i > 2 {
+                assert_eq!(a.bytes, b.bytes, "{}", a.name);
+            }
+        }
     }
 
     #[test]

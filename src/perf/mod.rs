@@ -199,7 +199,7 @@ pub fn describe_predictions(ps: &[PlanPrediction], loops: &MainLoops, selected: 
         "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} / {:.1} per HMMA.16816 (16- / 4-byte weight loads), \
          eval kernels TF32 {:.1}, bf16 {:.1}, bf16 small planes {:.1}; {}), \
          main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
-         fp32 activations, norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
+         fp32 activations (bf16 between bf16 eval blocks of a test pass), norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
          its re-read of y from HBM where the resident blocks' y exceeds the 50 MB L2, \
          test passes (TF32, bf16) in the eval kernel that keeps y in shared memory and writes only the pooled output (cuda/conv_eval.cu; \
          bf16 blocks of 16×16 and 8×8 planes: y in registers, cuda/conv_eval_plane.cu), \

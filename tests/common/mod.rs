@@ -10,6 +10,9 @@ pub mod block;
 /// The golden_models checker, generic over the backend (tests/golden_models.rs, cuda_golden_models.rs).
 pub mod golden_models;
 
+/// bf16 activations packed two per f32 slot (tests of the eval kernels' bf16 storage).
+pub mod bf16;
+
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::io::Write;

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 pub use aug::AugWorkspace;
 pub use choice::DeviceChoice;
 pub use graph::CudaStepGraph;
-pub use ops::eval::{eval_kernel_for, EvalKernel, H100_SMEM_OPTIN};
+pub use ops::eval::{act_bf16_between, eval_kernel_for, reads_bf16_x, EvalKernel, H100_SMEM_OPTIN};
 use params::KernelParams;
 use real::RealDevice;
 

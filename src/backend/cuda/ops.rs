@@ -212,6 +212,16 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn eval_out_bf16(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        next_cg: &ConvGeom,
+        next_ng: &NormGeom,
+    ) -> bool {
+        self.eval_out_bf16_for(cg, ng, next_cg, next_ng)
+    }
+
     fn conv3x3_backward(
         &self,
         g: &ConvGeom,

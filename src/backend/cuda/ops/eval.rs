@@ -8,7 +8,7 @@
 use super::bf16::wide_fits;
 use super::{check_len, gemm_grid, u32_of, ConvTile};
 use crate::backend::cuda::params::{
-    ConvNormParams, ConvParams, NormParams, NormPartials, ACT_X_BF16,
+    ConvNormParams, ConvParams, NormParams, NormPartials, ACT_OUT_BF16, ACT_X_BF16,
 };
 use crate::backend::cuda::{CudaBackend, CudaBuf, Device, TestPrecision};
 use crate::backend::{ConvGeom, NormGeom, ParamAt};
@@ -141,6 +141,55 @@ fn plane_kernel_for(
     (k.smem_bytes <= smem_optin).then_some(k)
 }
 
+/// The eval kernels that may store their pooled output as bf16 (`NormParams::act_bf16` bit
+/// [`ACT_OUT_BF16`]): the bf16 direct kernel and the bf16 plane kernel. The TF32 one always
+/// stores fp32; the launcher refuses a bf16 `out` for it.
+const BF16_OUT_WRITERS: &[&str] = &["conv3x3_eval_direct_bf16", PLANE_KERNEL];
+
+/// The eval kernels that read their input x as bf16 when `act_bf16` has
+/// [`ACT_X_BF16`](crate::backend::cuda::params::ACT_X_BF16): the bf16 plane kernel
+/// (cuda/conv_eval_plane.cu), which runs ConvNet-3's blocks 2–3 in bf16 test passes. THE list
+/// that turns bf16 activations on, in the backend ([`CudaBackend::eval_out_bf16`] via
+/// [`act_bf16_between`]) and in the performance model alike: block 1 → 2 and block 2 → 3 of a
+/// bf16 test pass store bf16; the last block's output (the linear head's input) stays fp32.
+const BF16_X_READERS: &[&str] = &[PLANE_KERNEL];
+
+/// Whether kernel `name` reads a bf16 x (see [`BF16_X_READERS`]).
+pub fn reads_bf16_x(name: &str) -> bool {
+    BF16_X_READERS.contains(&name)
+}
+
+/// Whether block d's pooled output may be stored as bf16 between two eval blocks of a test pass:
+/// only when the kernel producing it (`producer`, block d's eval kernel) writes bf16 AND the
+/// kernel consuming it (`consumer`, block d + 1's eval kernel) reads bf16. Without an eval kernel
+/// a block runs the stored-y forward, which neither writes nor reads bf16 activations. The
+/// backend ([`CudaBackend::eval_out_bf16`]) and the performance model (src/perf/kernels.rs) both
+/// decide by this function, each with its own kernel choice (`eval_kernel_for`).
+pub fn act_bf16_between(producer: Option<&EvalKernel>, consumer: Option<&EvalKernel>) -> bool {
+    producer.is_some_and(|k| BF16_OUT_WRITERS.contains(&k.name))
+        && consumer.is_some_and(|k| reads_bf16_x(k.name))
+}
+
+/// The storage of an eval block's pooled output of `n` values, from the buffer's length
+/// (contracts: ⌈n/2⌉ f32 slots hold n bf16 values, n slots hold fp32): the `act_bf16` bit to
+/// set, or the usual length error. A bf16 buffer is refused for a kernel that cannot write one.
+fn out_format(op: &str, k: &EvalKernel, got: usize, n: usize) -> Result<u32> {
+    if got == n {
+        return Ok(0);
+    }
+    if got == n.div_ceil(2) {
+        if BF16_OUT_WRITERS.contains(&k.name) {
+            return Ok(ACT_OUT_BF16);
+        }
+        return Err(Error::shape(format!(
+            "{op}: `out` has {got} elements, the bf16 storage of {n} values, but {} writes \
+             fp32 only; expected {n}",
+            k.name
+        )));
+    }
+    check_len(op, "out", got, n).map(|_| 0)
+}
+
 impl CudaBackend {
     /// Opt-in shared memory per block of this device (the emulated one: an H100's).
     fn smem_optin(&self) -> usize {
@@ -158,8 +207,25 @@ impl CudaBackend {
             .filter(|k| k.name != PLANE_KERNEL || cg.pad == 1)
     }
 
+    /// `Backend::eval_out_bf16`: block `cg` → `ng` and the next block each run an eval kernel,
+    /// and [`act_bf16_between`] says the pair passes bf16.
+    pub(super) fn eval_out_bf16_for(
+        &self,
+        cg: &ConvGeom,
+        ng: &NormGeom,
+        next_cg: &ConvGeom,
+        next_ng: &NormGeom,
+    ) -> bool {
+        act_bf16_between(
+            self.eval_kernel(cg, ng).as_ref(),
+            self.eval_kernel(next_cg, next_ng).as_ref(),
+        )
+    }
+
     /// `Backend::conv_norm_relu_pool_forward` in eval mode without a y buffer: one launch of the
-    /// eval kernel; `stats` is filled as by the fused forward, `out` gets the pooled output.
+    /// eval kernel; `stats` is filled as by the fused forward, `out` gets the pooled output,
+    /// (S, B, c, h/2, w/2) in fp32, or in bf16 when `out` has half as many slots (⌈n/2⌉, the
+    /// eval workspace's buffer where `Backend::eval_out_bf16` said yes; bf16 kernel only).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn conv_norm_eval(
         &self,
@@ -190,24 +256,20 @@ impl CudaBackend {
         let copies = if x_shared { 1 } else { cg.students };
         let x_elems = copies * cg.batch * cg.cin * cg.h * cg.w;
         let x_bf16 = x.len != x_elems && x.len == x_elems.div_ceil(2);
-        if x_bf16 && k.name != PLANE_KERNEL {
+        if x_bf16 && !reads_bf16_x(k.name) {
             return Err(Error::shape(format!(
-                "{OP}: `x` holds bf16 activations ({} slots for {x_elems} values), which only \
-                 {PLANE_KERNEL} reads; {} does not",
+                "{OP}: `x` has {} elements, expected {x_elems} (that many slots would hold bf16 \
+                 activations, which {} does not read; readers: {BF16_X_READERS:?})",
                 x.len, k.name
             )));
         }
         let conv = self.conv_params_act(OP, cg, x, params, conv_at, x_shared, x_bf16)?;
-        check_len(
-            OP,
-            "out",
-            out.len,
-            ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2),
-        )?;
+        let n_out = ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2);
+        let out_bf16 = out_format(OP, &k, out.len, n_out)?;
         let mut norm = NormParams {
             out: self.addr(out)?,
             train: 0,
-            act_bf16: if x_bf16 { ACT_X_BF16 } else { 0 },
+            act_bf16: if x_bf16 { ACT_X_BF16 } else { 0 } | out_bf16,
             ..self.norm_params_without_y(OP, ng, params, norm_at, stats)?
         };
         self.with_running(OP, ng, running, running_at, &mut norm)?;
@@ -236,7 +298,9 @@ impl CudaBackend {
             gemm_grid(OP, tile, m, cg.cout, cg.students)?
         };
         let q = ConvNormParams { conv, norm, part };
-        // SAFETY: x, params, stats, out and running checked above against the geometry; y is
+        // SAFETY: x, params, stats, out and running checked above against the geometry (out:
+        // n fp32 values, or ⌈n/2⌉ slots = the 2n bytes of n bf16 with act_bf16 = ACT_OUT_BF16,
+        // which only the bf16 kernel gets, out_format); y is
         // neither read nor written (conv.out and norm.y are null); the grid covers (B·oh·ow,
         // cout) per student (wide: (B·oh·ow, S·cout) once, with S·param_row < 2³¹ by
         // wide_fits) in blocks of tile_m rows, whole planes (eval_kernel_for), with the
