@@ -112,6 +112,11 @@ impl GpuSpec {
     pub fn clock_hz(&self) -> f64 {
         self.bf16_flops / (self.sms as f64 * HOPPER_BF16_FLOP_PER_CLK_SM)
     }
+
+    /// L2 read bytes/s: [`L2_BYTES_PER_CLK`] at [`GpuSpec::clock_hz`] (H100 SXM: 9.4 TB/s).
+    pub fn l2_bytes(&self) -> f64 {
+        L2_BYTES_PER_CLK * self.clock_hz()
+    }
 }
 
 /// Dense bf16 tensor FLOP per clock per Hopper SM (4 sub-partitions × 1,024).
@@ -128,11 +133,18 @@ pub const MAINLOOP_EFFICIENCY: f64 = 0.7;
 /// ASSUMPTION: streaming kernels (norm, pool, optimizer, augmentation) reach 80 % of the HBM
 /// datasheet bandwidth (STREAM-like copies on H100 reach ~ 90 %; these kernels also reduce).
 pub const HBM_EFFICIENCY: f64 = 0.8;
+/// L2 read bandwidth per clock, bytes: the NVIDIA A100 Tensor Core GPU Architecture whitepaper's
+/// figure for A100 (5,120 bytes/clk, against V100's 2,048: the "2.3× the L2 read bandwidth" it
+/// quotes at the two parts' clocks). NVIDIA publishes none for H100/H200; ASSUMPTION: at least
+/// A100's per clock (Hopper's L2 is larger and no narrower), at the clock the tensor peak implies.
+pub const L2_BYTES_PER_CLK: f64 = 5120.0;
+/// ASSUMPTION: operand reads through L2 sustain the same fraction of peak as HBM streams.
+pub const L2_EFFICIENCY: f64 = HBM_EFFICIENCY;
 /// ASSUMPTION: the cost of one kernel launch on a stream (host enqueue ≈ 2–4 µs; the device-side
 /// gap between back-to-back kernels ≈ 1 µs). A kernel shorter than this is launch-bound.
 pub const LAUNCH_S: f64 = 3e-6;
-/// ASSUMPTION: one blocking device→host copy of a few bytes (the per-step loss check, the
-/// per-test correct counts): synchronise + copy + driver round trip.
+/// ASSUMPTION: one blocking device→host copy of a few bytes (a test point's loss sums, stop
+/// marks and correct counts, `predict::TEST_POINT_SYNCS`): synchronise + copy + driver round trip.
 pub const SYNC_S: f64 = 15e-6;
 /// The target and CI's committed threshold (tools/kernel-report-thresholds.txt) for
 /// other instructions per HMMA in a conv main loop, used when no kernel report is given.

@@ -169,6 +169,18 @@ pub struct Launch {
     /// 16 bytes at a time (their faster main loop, [`b_vec4_share`]); the rest take the 4-byte
     /// loop. 0 for launches without weights in B.
     pub b_vec4: f64,
+    /// Bytes the launch's blocks read through L2 beyond `bytes`: a conv forward's weights, which
+    /// every block along M reads whole for its column tile (K × BN floats) however many blocks
+    /// share them ([`weight_rereads`]): 128 FLOP per byte for a 256-row tile, the bound that
+    /// matters for the bf16 eval kernels. Other operand re-reads through L2 (activation tiles of
+    /// the backward GEMMs, gathers that L1 does not catch) are not modelled: 0.
+    pub l2_bytes: f64,
+}
+
+/// L2 bytes of a conv forward's weight reads (fp32, K × N per student) when each of its blocks
+/// along M (`tile_m` rows) reads them again: [`Launch::l2_bytes`].
+pub fn weight_rereads(g: &Gemm, tile_m: usize) -> f64 {
+    (g.k * g.n * g.students) as f64 * F32 * g.m.div_ceil(tile_m) as f64
 }
 
 /// The share of a conv forward's grid-z slices (students, or the one wide slice) that run
@@ -420,6 +432,7 @@ fn push_block(
         // carries the kernel's, whose main loop the kernel report measures (predict.rs).
         out.push(Launch {
             b_vec4,
+            l2_bytes: weight_rereads(&g, k.tile_m),
             ..gemm(
                 &format!(
                     "conv{} forward + norm + ReLU + pool (eval, y on chip: {})",
@@ -441,6 +454,7 @@ fn push_block(
     if fused {
         out.push(Launch {
             b_vec4,
+            l2_bytes: weight_rereads(&g, t.bm),
             ..gemm(
                 &format!("conv{} forward + norm + ReLU + pool{tag}", d + 1),
                 g,
@@ -450,6 +464,7 @@ fn push_block(
     } else {
         out.push(Launch {
             b_vec4,
+            l2_bytes: weight_rereads(&g, t.bm),
             ..gemm(
                 &format!("conv{} forward + norm statistics{tag}", d + 1),
                 g,
@@ -479,6 +494,7 @@ fn gemm(name: &str, g: Gemm, bytes: f64) -> Launch {
         gemm: Some(g),
         simt_macs: 0.0,
         bytes,
+        l2_bytes: 0.0,
         // By K alone (a training backward in bf16 is a what-if: no kernel says how it loads);
         // conv forwards set the share their weight rows allow (push_block).
         b_vec4: if g.k % 4 == 0 { 1.0 } else { 0.0 },
@@ -491,6 +507,7 @@ fn stream(name: &str, bytes: f64) -> Launch {
         gemm: None,
         simt_macs: 0.0,
         bytes,
+        l2_bytes: 0.0,
         b_vec4: 0.0,
     }
 }
@@ -501,6 +518,7 @@ fn simt(name: &str, macs: f64, bytes: f64) -> Launch {
         gemm: None,
         simt_macs: macs,
         bytes,
+        l2_bytes: 0.0,
         b_vec4: 0.0,
     }
 }
@@ -739,6 +757,31 @@ mod tests {
                 assert_eq!(a.bytes, b.bytes, "{}", a.name);
             }
         }
+    }
+
+    /// The forwards charge their weights once per block along M: ConvNet-3's block 2 in a bf16
+    /// test pass (plane kernel, one 16×16 image per 256-row block) reads its 590 KB of fp32
+    /// weights once per image and student; the training forward once per 256-row register tile.
+    #[test]
+    fn forwards_reread_their_weights_per_block() {
+        let spec = convnet3();
+        let (s, chunk) = (4, 10);
+        let plan = test_chunk_in(&spec, s, chunk, TensorMode::Bf16);
+        let w2 = (128 * 1152) as f64 * F32;
+        assert_eq!(plan[2].l2_bytes, w2 * (s * chunk) as f64);
+        let train = train_step(&spec, s, 100);
+        let fwd2 = train
+            .iter()
+            .find(|l| l.name.starts_with("conv2 forward"))
+            .unwrap();
+        assert_eq!(
+            fwd2.l2_bytes,
+            w2 * s as f64 * (100 * 256 / TF32_TILE_M) as f64
+        );
+        assert!(train
+            .iter()
+            .filter(|l| !l.name.contains("forward"))
+            .all(|l| l.l2_bytes == 0.0));
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub fn describe_predictions(ps: &[PlanPrediction], loops: &MainLoops, selected: 
         s,
         "    assumptions: main loops at {} other instructions per HMMA (TF32 fwd/dgrad/wgrad {:.1}/{:.1}/{:.1}, bf16 fwd {:.1} / {:.1} per HMMA.16816 (16- / 4-byte weight loads), \
          eval kernels TF32 {:.1}, bf16 {:.1}, bf16 small planes {:.1}; {}), \
-         main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, {:.0} µs per launch, {:.0} µs per sync, \
+         main-loop efficiency {:.0} %, HBM at {:.0} % of datasheet, L2 reads at {:.0} bytes/clk (A100's published figure) for conv forwards' weights re-read by every block, {:.0} µs per launch, {:.0} µs per blocking read (3 per test point, none per training step: step graphs keep the loss on the device), \
          fp32 activations (bf16 between bf16 eval blocks of a test pass), norm statistics (and where a block holds whole planes the whole block tail) in the conv epilogue, \
          its re-read of y from HBM where the resident blocks' y exceeds the 50 MB L2, \
          test passes (TF32, bf16) in the eval kernel that keeps y in shared memory and writes only the pooled output (cuda/conv_eval.cu; \
@@ -216,6 +216,7 @@ pub fn describe_predictions(ps: &[PlanPrediction], loops: &MainLoops, selected: 
         loops.source,
         gpu::MAINLOOP_EFFICIENCY * 100.0,
         gpu::HBM_EFFICIENCY * 100.0,
+        gpu::L2_BYTES_PER_CLK,
         gpu::LAUNCH_S * 1e6,
         gpu::SYNC_S * 1e6,
         GPUS.iter().map(|g| g.source).collect::<Vec<_>>().join("; ")
@@ -271,8 +272,10 @@ pub fn main_loops_from_report(path: &Path, tag: &str) -> Result<MainLoops> {
         };
         // "tf32" must not pick up the 3xTF32 kernels ("…_tf32x3"): another mode's main loops.
         let other_mode = k.contains(&format!("{tag}x3"));
+        // The ConvNet's kernels only (conv3x3_*): conv2d_* are the layer-list students' convs,
+        // which no ConvNet plan launches.
         if *a != "sm_90"
-            || !k.starts_with("conv")
+            || !k.starts_with("conv3x3")
             || other_mode
             || !(k.contains(tag) || k.contains("bf16"))
         {
@@ -592,13 +595,15 @@ mod tests {
              conv.fatbin\tsm_80\tconv3x3_forward_tf32\t96\t9.0\n\
              conv.fatbin\tsm_90\tconv3x3_forward_bf16\t96\t7.0\n\
              conv.fatbin\tsm_90\tconv3x3_forward_tf32x3\t96\t6.5\n\
+             conv2d.fatbin\tsm_90\tconv2d_backward_weight_tf32\t96\t8.0\n\
              conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_tf32\t150\t5.5\n\
              conv_eval.fatbin\tsm_90\tconv3x3_eval_direct_bf16\t165\t4.5\n\
              conv_eval_plane.fatbin\tsm_90\tconv3x3_eval_plane_bf16\t255\t1.9\n",
         )
         .unwrap();
         let l = main_loops_from_report(&p, "tf32").unwrap();
-        // The 3xTF32 row is another mode's loop; the bf16 row fills the bf16 forward.
+        // The 3xTF32 row is another mode's loop, the conv2d row another network's kernel (its 8.0
+        // must not raise the weight gradient's 3.9); the bf16 row fills the bf16 forward.
         assert_eq!(
             (
                 l.forward,
@@ -612,7 +617,7 @@ mod tests {
         assert_eq!(l.eval, [5.5, 4.5, 1.9]);
         std::fs::write(
             &p,
-            "file\tarch\tkernel\tother_per_hmma\nx\tsm_90\tconv_tf32\tlots\n",
+            "file\tarch\tkernel\tother_per_hmma\nx\tsm_90\tconv3x3_forward_tf32\tlots\n",
         )
         .unwrap();
         let e = main_loops_from_report(&p, "tf32").unwrap_err().to_string();

@@ -6,11 +6,19 @@
 //!   SM issues 4 warp instructions per clock, so (1 + ratio) · HMMAs / (4 · SMs · clock);
 //! - memory: its compulsory bytes at the HBM rate.
 //!
-//! Streaming launches are memory-bound; every launch costs at least `LAUNCH_S`; each training
-//! step and each test pass adds one blocking download (`SYNC_S`).
+//! Streaming launches are memory-bound; every launch costs at least `LAUNCH_S`; each test point
+//! adds its blocking downloads ([`TEST_POINT_SYNCS`] × `SYNC_S`); a training step adds none.
+
+/// Blocking device → host reads at each test point of a training (src/train/trainer.rs): the
+/// per-epoch loss sums and the stop marks (`EpochTables::read`, two downloads), then the test
+/// pass's correct counts (`TestFeed::pass`). A training step reads nothing back: its launches are
+/// a replayed step graph and its loss stays on the device (`Backend::loss_watch`;
+/// src/train/step_graph.rs), so the model charges no per-step sync.
+pub const TEST_POINT_SYNCS: f64 = 3.0;
 
 use super::gpu::{
-    GpuSpec, TensorMode, HBM_EFFICIENCY, ISSUE_PER_CLK_SM, LAUNCH_S, MAINLOOP_EFFICIENCY, SYNC_S,
+    GpuSpec, TensorMode, HBM_EFFICIENCY, ISSUE_PER_CLK_SM, L2_EFFICIENCY, LAUNCH_S,
+    MAINLOOP_EFFICIENCY, SYNC_S,
 };
 use super::kernels::{test_chunk_in, train_step, Launch};
 use crate::model::ConvNetSpec;
@@ -117,6 +125,8 @@ pub enum Bound {
     Tensor,
     Issue,
     Memory,
+    /// Operand reads through L2 ([`Launch::l2_bytes`]).
+    L2,
     Simt,
     Launch,
 }
@@ -129,6 +139,7 @@ pub fn launch_time(l: &Launch, gpu: &GpuSpec, mode: TensorMode, loops: &MainLoop
             best = (t, b);
         }
     };
+    take(l.l2_bytes / (gpu.l2_bytes() * L2_EFFICIENCY), Bound::L2);
     if let Some(g) = l.gemm {
         let macs = g.padded_macs() * mode.mma_per_mac();
         let tensor = 2.0 * macs / gpu.tensor_flops(mode) / MAINLOOP_EFFICIENCY;
@@ -165,11 +176,11 @@ pub fn cohort_times(
             .map(|l| launch_time(l, gpu, mode, loops).0)
             .sum::<f64>()
     };
-    let step = sum(train_step(spec, s, batch), modes.train) + SYNC_S;
+    let step = sum(train_step(spec, s, batch), modes.train);
     let full = test_len / test_chunk_len.max(1);
     let rest = test_len % test_chunk_len.max(1);
     let chunk = |n| sum(test_chunk_in(spec, s, n, modes.test), modes.test);
-    let mut test = full as f64 * chunk(test_chunk_len) + SYNC_S;
+    let mut test = full as f64 * chunk(test_chunk_len) + TEST_POINT_SYNCS * SYNC_S;
     if rest > 0 {
         test += chunk(rest);
     }
@@ -277,9 +288,10 @@ pub fn cohort_breakdown(
             "test",
         );
     }
-    let steps_all = c.epochs as f64 * (full + usize::from(rest > 0)) as f64;
-    add("train: blocking syncs".into(), steps_all * SYNC_S);
-    add("test: blocking syncs".into(), tests * SYNC_S);
+    add(
+        "test: blocking syncs".into(),
+        tests * TEST_POINT_SYNCS * SYNC_S,
+    );
     kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
     kinds
 }
@@ -444,7 +456,16 @@ mod tests {
             simt_macs: 0.0,
             bytes: 8.0,
             b_vec4: 0.0,
+            l2_bytes: 0.0,
         };
+        // A launch whose L2 reads outlast its HBM bytes and tensor work is L2-bound.
+        let l2 = Launch {
+            l2_bytes: 1e12,
+            ..tiny.clone()
+        };
+        let (t, b) = launch_time(&l2, &H100_SXM, TensorMode::Tf32, &loops);
+        assert_eq!(b, Bound::L2);
+        assert!((t - 1e12 / (H100_SXM.l2_bytes() * L2_EFFICIENCY)).abs() < 1e-12 * t);
         assert_eq!(
             launch_time(&tiny, &H100_SXM, TensorMode::Tf32, &loops).1,
             Bound::Launch
