@@ -204,10 +204,11 @@ pub trait Backend: Send + Sync {
     /// for the next block `next_cg` → `next_ng` of a test pass: a buffer of ⌈n/2⌉ f32 slots for
     /// its n values (value i the bf16 at byte 2·i, round to nearest even), which
     /// [`Backend::conv_norm_relu_pool_forward`] of this block then writes and of the next block
-    /// reads. Only where both blocks' kernels handle it (CUDA: the bf16 direct eval kernel
-    /// writing, an eval kernel that reads bf16 x consuming; the bf16 consumer rounds its input to
-    /// bf16 anyway, so the logits are bit for bit those of fp32 activations). Default: no, every
-    /// activation is fp32, and every op refuses a half-length buffer.
+    /// reads. Only where both blocks' kernels handle it (CUDA, bf16 test passes: a bf16 eval
+    /// kernel writing, the bf16 plane kernel reading, i.e. ConvNet-3's blocks 1 → 2 and 2 → 3;
+    /// the consumer rounds its input to bf16 anyway, so the logits are bit for bit those of fp32
+    /// activations). Default: no, every activation is fp32, and every op refuses a half-length
+    /// buffer.
     fn eval_out_bf16(
         &self,
         cg: &ConvGeom,

@@ -252,7 +252,7 @@ impl CudaBackend {
             ))
         })?;
         // x of ⌈n/2⌉ slots holds bf16 activations (contracts: the launcher infers the format from
-        // the length); the plane kernel reads them as such.
+        // the length); only BF16_X_READERS (the plane kernel) read them as such.
         let copies = if x_shared { 1 } else { cg.students };
         let x_elems = copies * cg.batch * cg.cin * cg.h * cg.w;
         let x_bf16 = x.len != x_elems && x.len == x_elems.div_ceil(2);
@@ -299,8 +299,9 @@ impl CudaBackend {
         };
         let q = ConvNormParams { conv, norm, part };
         // SAFETY: x, params, stats, out and running checked above against the geometry (out:
-        // n fp32 values, or ⌈n/2⌉ slots = the 2n bytes of n bf16 with act_bf16 = ACT_OUT_BF16,
-        // which only the bf16 kernel gets, out_format); y is
+        // n fp32 values, or ⌈n/2⌉ slots = the 2n bytes of n bf16 with ACT_OUT_BF16, which only
+        // BF16_OUT_WRITERS get, out_format; x likewise with ACT_X_BF16 for BF16_X_READERS only,
+        // its length checked by conv_params_act); y is
         // neither read nor written (conv.out and norm.y are null); the grid covers (B·oh·ow,
         // cout) per student (wide: (B·oh·ow, S·cout) once, with S·param_row < 2³¹ by
         // wide_fits) in blocks of tile_m rows, whole planes (eval_kernel_for), with the
