@@ -9,7 +9,7 @@
 // Later layers (own activations per student) stay one GEMM per student (grid z).
 //
 // Kernels (launcher: src/backend/cuda/ops/bf16.rs; arguments as cuda/conv.cu's, whose struct
-// layouts src/backend/cuda/params.rs mirrors; the copies below live in their own namespace):
+// layouts src/backend/cuda/params.rs mirrors; this file's copy is conv_params.cuh's):
 //   conv3x3_forward_bf16          ConvParams      plain forward (the shared-input conv op)
 //   conv3x3_forward_norm_bf16     ConvNormParams  forward + norm epilogue (conv_norm.cuh)
 //   conv3x3_forward_norm_wide_tf32 ConvNormParams TF32 forward + norm for a shared input, N = S·cout
@@ -17,31 +17,13 @@
 // otherwise grid z = S, one GEMM per student (reading the shared x when x_shared).
 #include "conv_gemm_bf16.cuh"
 #include "conv_norm.cuh"
+#include "conv_params.cuh"
 
 namespace ddr_bf16 {
 
-struct ConvParams {
-  const float* x;       // (S, B, cin, h, w), or (B, cin, h, w) shared by all students (x_shared)
-  const float* params;  // (S, param_row)
-  const float* dy;      // unused here
-  float* out;           // y (S, B, cout, oh, ow)
-  float* grads;         // unused here
-  u64 param_row;
-  u64 w_off;  // weight (cout, cin, 3, 3) at params[s * param_row + w_off]
-  u64 b_off;  // bias (cout)
-  u32 students, batch, cin, cout, h, w, oh, ow, pad;
-  u32 k_splits;
-  u32 x_shared;  // 1: one x for all students
-  u32 wide;      // 1 (with x_shared): one GEMM whose N spans S·cout, grid z = 1 (conv.cu: `unused`)
-};
-static_assert(sizeof(ConvParams) == 112, "ConvParams must match src/backend/cuda/params.rs");
-
-struct ConvNormParams {
-  ConvParams conv;
-  NormParams norm;
-  NormPartials part;
-};
-static_assert(sizeof(ConvNormParams) == 296, "ConvNormParams must match src/backend/cuda/params.rs");
+// The launch arguments (conv_params.cuh), by their names in this namespace.
+using ddr_conv::ConvNormParams;
+using ddr_conv::ConvParams;
 
 // Tiles (src/backend/cuda/ops/bf16.rs `TILE_BF16`, `TILE_TF32` mirror these): bf16 128 × 128 over
 // 4 warps (conv_gemm_bf16.cuh says why); the wide TF32 kernel uses conv.cu's TF32 forward tile.

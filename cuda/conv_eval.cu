@@ -31,31 +31,13 @@
 #include "conv_gemm.cuh"
 #include "mma_bf16.cuh"
 #include "norm_common.cuh"
+#include "conv_params.cuh"
 
 namespace ddr_eval {
 
-struct ConvParams {
-  const float* x;       // (S, B, cin, h, w), or (B, cin, h, w) shared by all students (x_shared)
-  const float* params;  // (S, param_row)
-  const float* dy;      // unused
-  float* out;           // unused: y is never stored
-  float* grads;         // unused
-  u64 param_row;
-  u64 w_off;  // weight (cout, cin, 3, 3) at params[s * param_row + w_off]
-  u64 b_off;  // bias (cout)
-  u32 students, batch, cin, cout, h, w, oh, ow, pad;
-  u32 k_splits;  // unused
-  u32 x_shared;  // 1: one x for all students
-  u32 wide;      // 1 (with x_shared): one GEMM whose N spans S·cout, grid z = 1
-};
-static_assert(sizeof(ConvParams) == 112, "ConvParams must match src/backend/cuda/params.rs");
-
-struct ConvNormParams {
-  ConvParams conv;
-  NormParams norm;
-  NormPartials part;
-};
-static_assert(sizeof(ConvNormParams) == 296, "ConvNormParams must match src/backend/cuda/params.rs");
+// The launch arguments (conv_params.cuh), by their names in this namespace.
+using ddr_conv::ConvNormParams;
+using ddr_conv::ConvParams;
 
 // Floats added to each column's row count in the shared tile: the epilogue's lanes 0–15 and
 // 16–31 store neighbouring columns, which a pitch ≡ 16 (mod 32) puts in different banks.

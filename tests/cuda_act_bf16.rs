@@ -11,10 +11,11 @@
 mod common;
 
 use common::bf16::{pack_bf16, unpack_bf16};
+use common::block::{BlockBufs, BlockCase, Rng, RowPad};
 use ddr_fast::backend::cuda::{
     act_bf16_between, eval_kernel_for, reads_bf16_x, CudaBackend, TestPrecision, H100_SMEM_OPTIN,
 };
-use ddr_fast::backend::{Backend, ConvGeom, Mode, NormGeom, NormKind, ParamAt};
+use ddr_fast::backend::{Backend, ConvGeom, Mode, NormKind};
 use ddr_fast::model::{ConvNet, ConvNetSpec};
 use ddr_fast::ops::precision::round_bf16;
 
@@ -22,134 +23,31 @@ fn cuda(p: TestPrecision) -> CudaBackend {
     common::cuda_under_test("cuda_act_bf16").with_test_precision(p)
 }
 
-/// One block's inputs inside a parameter row (conv weight and bias, norm γ and β); x is
-/// (S, B, cin, h, w), or one (B, cin, h, w) copy when `shared`.
-struct Case {
-    cg: ConvGeom,
-    ng: NormGeom,
-    conv_at: ParamAt,
-    norm_at: ParamAt,
-    running_at: ParamAt,
-    x: Vec<f32>,
-    shared: bool,
-    params: Vec<f32>,
-    running: Vec<f32>,
+/// No entries around the block in its parameter row: its weights start the row, as a ConvNet's
+/// first block's do.
+const NO_PAD: RowPad = RowPad { lead: 0, tail: 0 };
+
+/// The block of `cg` with `kind` norm alone in its parameter row, drawn from `seed`.
+fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> BlockCase {
+    BlockCase::new(cg, kind, shared, NO_PAD, seed)
 }
 
-/// Reproducible values in [lo, hi) (a multiplicative hash; no dependency).
-fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let z = (i ^ seed.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-            lo + (hi - lo) * (z as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
-}
-
-fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> Case {
-    let (w_len, c) = (cg.cout * cg.cin * 9, cg.cout);
-    let conv_at = ParamAt {
-        weight: 0,
-        bias: w_len,
-        row: w_len + 3 * c,
-    };
-    let norm_at = ParamAt {
-        weight: w_len + c,
-        bias: w_len + 2 * c,
-        row: conv_at.row,
-    };
-    let running_at = ParamAt {
-        weight: 0,
-        bias: c,
-        row: 2 * c,
-    };
-    let bound = 1.0 / ((cg.cin * 9) as f32).sqrt();
-    let mut params = values(cg.students * conv_at.row, seed, -bound, bound); // (S, row)
-    for s in 0..cg.students {
-        for ch in 0..c {
-            params[s * conv_at.row + norm_at.weight + ch] += 1.0; // γ near 1
-        }
-    }
-    // (S, 2c): running mean in [-0.2, 0.2), running variance in [0.2, 1.0)
-    let mut running = values(cg.students * 2 * c, seed + 1, -0.2, 0.2);
-    for (i, v) in running.iter_mut().enumerate() {
-        if i % (2 * c) >= c {
-            *v += 0.6;
-        }
-    }
-    let copies = if shared { 1 } else { cg.students };
-    Case {
-        x: values(
-            copies * cg.batch * cg.cin * cg.h * cg.w,
-            seed + 2,
-            -1.0,
-            1.0,
-        ),
-        ng: NormGeom {
-            students: cg.students,
-            batch: cg.batch,
-            c,
-            h: cg.out_h(),
-            w: cg.out_w(),
-            kind,
-            eps: 1e-5,
-            momentum: 0.1,
-        },
-        cg,
-        conv_at,
-        norm_at,
-        running_at,
-        shared,
-        params,
-        running,
-    }
-}
-
-/// Pooled values of the block: S·B·c·(oh/2)·(ow/2).
-fn pooled_len(ng: &NormGeom) -> usize {
-    ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2)
-}
-
-/// One eval-mode block forward with a y of `y_len` elements (0: the eval kernel), an x of `x_len`
-/// and an out of `out_len` elements: (stats, out) or the error's message.
+/// One eval-mode block forward with a y of `y_len` elements (0: the eval kernel), an x of the
+/// first `x_len` of `c.x` (half its length: x given as bf16) and an out of `out_len` elements:
+/// (stats, out) or the error's message.
 fn run(
     be: &CudaBackend,
-    c: &Case,
+    c: &BlockCase,
     y_len: usize,
     x_len: usize,
     out_len: usize,
 ) -> Result<[Vec<f32>; 2], String> {
-    let (cg, ng) = (&c.cg, &c.ng);
-    let stats_len = match ng.kind {
-        NormKind::Instance => ng.students * ng.batch * ng.c * 2,
-        NormKind::Batch => ng.students * ng.c * 2,
-        NormKind::None => 0,
-    };
-    let xb = be.upload(&c.x[..x_len]).unwrap();
-    let pb = be.upload(&c.params).unwrap();
-    let mut rb = be.upload(&c.running).unwrap();
-    let mut y = be.alloc::<f32>(y_len).unwrap();
-    let mut st = be.alloc::<f32>(stats_len).unwrap();
-    let mut out = be.alloc::<f32>(out_len).unwrap();
-    let mut scratch = be.alloc::<f32>(be.conv_norm_scratch_len(cg)).unwrap();
-    be.conv_norm_relu_pool_forward(
-        cg,
-        ng,
-        Mode::Eval,
-        &xb,
-        c.shared,
-        &pb,
-        c.conv_at,
-        c.norm_at,
-        &mut rb,
-        c.running_at,
-        &mut y,
-        &mut st,
-        &mut scratch,
-        &mut out,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok([be.download(&st).unwrap(), be.download(&out).unwrap()])
+    let mut bufs = BlockBufs::new(be, c, y_len);
+    bufs.x = be.upload(&c.x[..x_len]).unwrap();
+    bufs.out = be.alloc::<f32>(out_len).unwrap();
+    bufs.forward(be, c, Mode::Eval).map_err(|e| e.to_string())?;
+    let [_, stats, out, _] = bufs.download(be);
+    Ok([stats, out])
 }
 
 /// The first index where two vectors differ bit for bit.
@@ -218,7 +116,7 @@ fn bf16_out_is_the_fp32_out_rounded_to_nearest_even() {
         for kind in [NormKind::Instance, NormKind::Batch, NormKind::None] {
             let c = case(cg, kind, shared, 11);
             let x_len = c.x.len();
-            let n = pooled_len(&c.ng);
+            let n = c.pooled_len();
             let tag = format!("{kind:?} shared={shared} {cg:?} (n = {n})");
             let [st32, out32] = run(&be, &c, 0, x_len, n).unwrap();
             let [st16, out16] = run(&be, &c, 0, x_len, n.div_ceil(2)).unwrap();
@@ -254,8 +152,7 @@ fn the_launcher_infers_the_format_and_refuses_it_elsewhere() {
         pad: 1,
     };
     let c = case(cg, NormKind::Instance, false, 5);
-    let (x_len, n) = (c.x.len(), pooled_len(&c.ng));
-    let y_len = c.ng.students * c.ng.batch * c.ng.c * c.ng.h * c.ng.w;
+    let (x_len, n, y_len) = (c.x.len(), c.pooled_len(), c.y_len());
     let bf16 = cuda(TestPrecision::Bf16);
     for bad in [n / 2 - 1, n / 2 + 1, n - 1, n + 1, 0] {
         let e = run(&bf16, &c, 0, x_len, bad).unwrap_err();
@@ -344,10 +241,10 @@ fn bf16_activations_change_no_bit_of_a_test_forward() {
     let be = cuda(TestPrecision::Bf16);
     let (s, b) = (2, 3);
     let params = be
-        .upload(&values(s * net.param_len(), 7, -0.3, 0.3))
+        .upload(&Rng(7).vec(s * net.param_len(), -0.3, 0.3))
         .unwrap();
     let mut running = be.alloc::<f32>(s * net.buffer_len()).unwrap();
-    let x = be.upload(&values(b * 3 * 32 * 32, 8, -1.0, 1.0)).unwrap();
+    let x = be.upload(&Rng(8).vec(b * 3 * 32 * 32, -1.0, 1.0)).unwrap();
     let mut ws = net.workspace(&be, s, b, false).unwrap();
     assert!(ws.block_out_is_bf16(0) && ws.block_out_is_bf16(1) && !ws.block_out_is_bf16(2));
     net.forward_shared_input(&be, &mut ws, &x, &params, &mut running, Mode::Eval)

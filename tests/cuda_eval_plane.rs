@@ -14,11 +14,14 @@
 mod common;
 
 use common::assert_close;
+use common::bf16::pack_bf16;
+use common::block::convnet_eval_forward as forward;
+use common::block::{max_abs, max_diff, y_len, BlockCase, Rng, PAD_3_1};
 use ddr_fast::backend::cpu::CpuBackend;
 use ddr_fast::backend::cuda::{CudaBackend, TestPrecision};
-use ddr_fast::backend::{Backend, ConvGeom, Mode, NormGeom, NormKind, ParamAt};
+use ddr_fast::backend::{Backend, ConvGeom, Mode, NormKind};
 use ddr_fast::model::{ConvNet, ConvNetSpec};
-use ddr_fast::ops::precision::{round_bf16, GemmPrecision};
+use ddr_fast::ops::precision::GemmPrecision;
 
 // ---- tolerances ------------------------------------------------------------------------------
 /// Normalised, pooled outputs and statistics against the CPU on the same bf16 operands: products
@@ -40,148 +43,17 @@ fn cpu(p: GemmPrecision) -> CpuBackend {
     CpuBackend::new().with_test_precision(p)
 }
 
-/// SplitMix64: reproducible inputs without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        lo + (hi - lo) * ((z >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
+/// The block of `cg` with `kind` norm inside a padded parameter row (an odd weight offset: the
+/// kernel's weight loads may not assume 16-byte alignment), drawn from `seed`.
+fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> BlockCase {
+    BlockCase::new(cg, kind, shared, PAD_3_1, seed)
 }
 
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-}
-
-/// n bf16 values in ⌈n/2⌉ f32 slots (contracts.md): value 2j in the low half of slot j, rounded
-/// to nearest even.
-fn pack_bf16(v: &[f32]) -> Vec<f32> {
-    let bits = |x: f32| round_bf16(x).to_bits() >> 16;
-    v.chunks(2)
-        .map(|p| f32::from_bits(bits(p[0]) | (p.get(1).map_or(0, |&h| bits(h)) << 16)))
-        .collect()
-}
-
-/// One block inside a parameter row, and its inputs; x is (S, B, cin, h, w), or one (B, cin,
-/// h, w) copy when `shared`.
-struct Case {
-    cg: ConvGeom,
-    ng: NormGeom,
-    conv_at: ParamAt,
-    norm_at: ParamAt,
-    running_at: ParamAt,
-    x: Vec<f32>,
-    shared: bool,
-    params: Vec<f32>,
-    running: Vec<f32>,
-}
-
-fn case(cg: ConvGeom, kind: NormKind, shared: bool, seed: u64) -> Case {
-    let mut r = Rng(seed);
-    let (w_len, c) = (cg.cout * cg.cin * 9, cg.cout);
-    // An odd weight offset: the kernel's weight loads may not assume 16-byte alignment.
-    let conv_at = ParamAt {
-        weight: 3,
-        bias: 3 + w_len,
-        row: 3 + w_len + 3 * c + 1,
-    };
-    let norm_at = ParamAt {
-        weight: conv_at.bias + c,
-        bias: conv_at.bias + 2 * c,
-        row: conv_at.row,
-    };
-    let running_at = ParamAt {
-        weight: 0,
-        bias: c,
-        row: 2 * c,
-    };
-    let bound = 1.0 / ((cg.cin * 9) as f32).sqrt();
-    let mut params = r.vec(cg.students * conv_at.row, -bound, bound);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            params[s * conv_at.row + norm_at.weight + ch] += 1.0; // γ near 1
-        }
-    }
-    let mut running = r.vec(cg.students * 2 * c, -0.2, 0.2);
-    for s in 0..cg.students {
-        for ch in 0..c {
-            running[s * 2 * c + c + ch] = r.uniform(0.2, 1.0); // a variance is positive
-        }
-    }
-    let copies = if shared { 1 } else { cg.students };
-    Case {
-        x: r.vec(copies * cg.batch * cg.cin * cg.h * cg.w, -1.0, 1.0),
-        ng: NormGeom {
-            students: cg.students,
-            batch: cg.batch,
-            c,
-            h: cg.out_h(),
-            w: cg.out_w(),
-            kind,
-            eps: 1e-5,
-            momentum: 0.1,
-        },
-        cg,
-        conv_at,
-        norm_at,
-        running_at,
-        shared,
-        params,
-        running,
-    }
-}
-
-fn y_len(cg: &ConvGeom) -> usize {
-    cg.students * cg.batch * cg.cout * cg.out_h() * cg.out_w()
-}
-
-/// (stats, out) of one eval-mode block forward on input `x` with a y buffer of `y_len` elements
-/// (0: the eval kernel).
-fn run<B: Backend>(b: &B, c: &Case, x: &[f32], y_len: usize) -> [Vec<f32>; 2] {
-    let (cg, ng) = (&c.cg, &c.ng);
-    let stats_len = match ng.kind {
-        NormKind::Instance => ng.students * ng.batch * ng.c * 2,
-        NormKind::Batch => ng.students * ng.c * 2,
-        NormKind::None => 0,
-    };
-    let xb = b.upload(x).unwrap();
-    let pb = b.upload(&c.params).unwrap();
-    let mut rb = b.upload(&c.running).unwrap();
-    let mut y = b.alloc::<f32>(y_len).unwrap();
-    let mut st = b.alloc::<f32>(stats_len).unwrap();
-    let mut out = b
-        .alloc::<f32>(ng.students * ng.batch * ng.c * (ng.h / 2) * (ng.w / 2))
-        .unwrap();
-    let mut scratch = b.alloc::<f32>(b.conv_norm_scratch_len(cg)).unwrap();
-    b.conv_norm_relu_pool_forward(
-        cg,
-        ng,
-        Mode::Eval,
-        &xb,
-        c.shared,
-        &pb,
-        c.conv_at,
-        c.norm_at,
-        &mut rb,
-        c.running_at,
-        &mut y,
-        &mut st,
-        &mut scratch,
-        &mut out,
-    )
-    .unwrap();
-    [b.download(&st).unwrap(), b.download(&out).unwrap()]
+/// (stats, out) of one eval-mode block forward with a y buffer of `y_len` elements (0: the eval
+/// kernel).
+fn run<B: Backend>(b: &B, c: &BlockCase, y_len: usize) -> [Vec<f32>; 2] {
+    let [_, stats, out, _] = c.forward(b, Mode::Eval, y_len);
+    [stats, out]
 }
 
 const NAMES: [&str; 2] = ["stats", "out"];
@@ -197,8 +69,8 @@ fn check(cg: ConvGeom, shared: bool, seed: u64) {
             0,
             "{cg:?}: the plane kernel should hold these planes"
         );
-        let got = run(&be, &c, &c.x, 0);
-        let want = run(&cpu(GemmPrecision::Bf16), &c, &c.x, y_len(&cg));
+        let got = run(&be, &c, 0);
+        let want = run(&cpu(GemmPrecision::Bf16), &c, y_len(&cg));
         let tag = format!("{kind:?} shared={shared} {cg:?}");
         for i in 0..2 {
             let tol = PLANE_NORMED_ATOL_OF_MAX * max_abs(&want[i]).max(1e-6);
@@ -207,12 +79,16 @@ fn check(cg: ConvGeom, shared: bool, seed: u64) {
         }
         // x as bf16 activations: the kernel rounds fp32 x to the same bf16 values, so the
         // results must be identical.
-        let packed = run(&be, &c, &pack_bf16(&c.x), 0);
+        let packed_x = BlockCase {
+            x: pack_bf16(&c.x),
+            ..c.clone()
+        };
+        let packed = run(&be, &packed_x, 0);
         for i in 0..2 {
             let what = format!("plane kernel, x bf16 vs x fp32, {} {tag}", NAMES[i]);
             assert_close(&what, &packed[i], &got[i], 0.0, 0.0);
         }
-        let off = run(&cpu(GemmPrecision::Tf32), &c, &c.x, y_len(&cg));
+        let off = run(&cpu(GemmPrecision::Tf32), &c, y_len(&cg));
         let d = max_diff(&got[1], &off[1]);
         assert!(
             d > 2.0 * PLANE_NORMED_ATOL_OF_MAX * max_abs(&off[1]),
@@ -332,28 +208,4 @@ fn convnet3_eval_forward_matches_the_cpu() {
             assert_close(&what, &got, &want, tol, 0.0);
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn forward<B: Backend>(
-    be: &B,
-    net: &ConvNet,
-    s: usize,
-    b: usize,
-    x: &[f32],
-    shared: bool,
-    params: &[f32],
-    running: &[f32],
-) -> Vec<f32> {
-    let mut ws = net.workspace(be, s, b, false).unwrap();
-    let xb = be.upload(x).unwrap();
-    let pb = be.upload(params).unwrap();
-    let mut rb = be.upload(running).unwrap();
-    if shared {
-        net.forward_shared_input(be, &mut ws, &xb, &pb, &mut rb, Mode::Eval)
-    } else {
-        net.forward(be, &mut ws, &xb, &pb, &mut rb, Mode::Eval)
-    }
-    .unwrap();
-    be.download(ws.logits()).unwrap()
 }
